@@ -1,0 +1,83 @@
+"""Per-user behaviour state: a bounded recent sequence and a bounded seen set, shared by worker and evaluator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class UserState:
+    """A user's recent items (oldest first, repeats kept) and the items they already have (insertion order).
+
+    Both are bounded: ``seq`` to ``seq_len`` items, ``seen`` to ``seen_max`` (oldest forgotten first).
+    ``n`` counts every interaction ever appended. The dict form is what the worker stores in RocksDB.
+
+    >>> s = UserState()
+    >>> for i in ["a", "b", "a", "c"]:
+    ...     s.append(i, seq_len=3, seen_max=2)
+    >>> s.seq, s.seen, s.n
+    (['b', 'a', 'c'], ['a', 'c'], 4)
+    >>> UserState.from_dict(s.to_dict()) == s
+    True
+    """
+
+    seq: list[str] = field(default_factory=list)
+    seen: list[str] = field(default_factory=list)
+    n: int = 0
+
+    def append(self, item_id: str, seq_len: int, seen_max: int) -> None:
+        """Record one interaction with ``item_id``."""
+        self.seq.append(item_id)
+        if len(self.seq) > seq_len:
+            del self.seq[: len(self.seq) - seq_len]
+        if item_id in self.seen:
+            self.seen.remove(item_id)
+        self.seen.append(item_id)
+        if len(self.seen) > seen_max:
+            del self.seen[: len(self.seen) - seen_max]
+        self.n += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seq": list(self.seq), "seen": list(self.seen), "n": self.n}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> UserState:
+        if not d:
+            return cls()
+        return cls(seq=list(d.get("seq", [])), seen=list(d.get("seen", [])), n=int(d.get("n", 0)))
+
+
+class InMemoryHistory:
+    """A :class:`~learners.types.HistoryStore` in a dict, for notebooks and the offline evaluator.
+
+    >>> h = InMemoryHistory(seq_len=2)
+    >>> h.append("u", "a"); h.append("u", "b"); h.append("u", "c")
+    >>> h.history("u"), sorted(h.seen("u")), h.history("nobody")
+    (('b', 'c'), ['a', 'b', 'c'], ())
+    """
+
+    def __init__(self, seq_len: int = 50, seen_max: int = 2000) -> None:
+        self.seq_len = seq_len
+        self.seen_max = seen_max
+        self._users: dict[str, UserState] = {}
+
+    def state(self, user_id: str) -> UserState:
+        return self._users.get(user_id) or UserState()
+
+    def history(self, user_id: str) -> tuple[str, ...]:
+        st = self._users.get(user_id)
+        return tuple(st.seq) if st else ()
+
+    def seen(self, user_id: str) -> frozenset[str]:
+        st = self._users.get(user_id)
+        return frozenset(st.seen) if st else frozenset()
+
+    def append(self, user_id: str, item_id: str) -> None:
+        st = self._users.get(user_id)
+        if st is None:
+            st = self._users[user_id] = UserState()
+        st.append(item_id, self.seq_len, self.seen_max)
+
+    def __len__(self) -> int:
+        return len(self._users)

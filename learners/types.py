@@ -1,0 +1,209 @@
+"""The interfaces every learner, encoder and history store implements, in one place.
+
+A learner never keeps the user's behaviour sequence as its source of truth: the caller (the Faust worker with its
+RocksDB table, or the offline evaluator with a dict) passes the user's recent history with every call. That is
+what lets the worker and ``streamrec evaluate`` run the very same learner code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """A catalog item: its id and the text the encoder reads."""
+
+    item_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Interaction:
+    """One positive user-item interaction (an event after validation), with its training weight."""
+
+    user_id: str
+    item_id: str
+    ts: float = 0.0
+    weight: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A request for recommendations: the user, their recent items (oldest first) and items to leave out."""
+
+    user_id: str
+    history: tuple[str, ...] = ()
+    exclude: frozenset[str] = field(default_factory=frozenset)
+
+
+Recommendation = list[tuple[str, float]]
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    """Turns item texts into fixed-size vectors; implementations are frozen (never trained)."""
+
+    @property
+    def dim(self) -> int: ...
+
+    def encode(self, texts: Sequence[str]) -> FloatArray: ...
+
+
+@runtime_checkable
+class Learner(Protocol):
+    """The one protocol shared by the streamrec model and every baseline (river-style).
+
+    ``history`` arguments are the user's items *before* the interaction, oldest first.
+    """
+
+    @property
+    def model_version(self) -> int: ...
+
+    def add_items(self, items: Sequence[Item]) -> None: ...
+
+    def learn_one(self, x: Interaction, history: Sequence[str] = ()) -> None: ...
+
+    def learn_many(self, xs: Sequence[Interaction], histories: Sequence[Sequence[str]]) -> None: ...
+
+    def recommend(self, q: Query, k: int = 10) -> Recommendation: ...
+
+    def recommend_many(self, qs: Sequence[Query], k: int = 10) -> list[Recommendation]: ...
+
+    def score(self, q: Query, item_ids: Sequence[str]) -> list[float]: ...
+
+
+class BaseLearner:
+    """Shared plumbing: an item index, batch methods defined from single ones, top-k with exclusion.
+
+    Subclasses implement :meth:`learn_one` and :meth:`_score_all` (scores for every known item, in index order);
+    they may override the ``*_many`` methods to batch.
+
+    Examples
+    --------
+    >>> class Constant(BaseLearner):
+    ...     def _score_all(self, q):
+    ...         return np.arange(len(self.item_ids), dtype=np.float32)
+    >>> m = Constant()
+    >>> m.add_items([Item("a", "A"), Item("b", "B"), Item("c", "C")])
+    >>> m.recommend(Query("u", exclude=frozenset({"c"})), k=2)
+    [('b', 1.0), ('a', 0.0)]
+    """
+
+    def __init__(self) -> None:
+        self.item_ids: list[str] = []
+        self.item_index: dict[str, int] = {}
+        self._version = 0
+
+    # -- catalog ---------------------------------------------------------------------------------------------
+    def add_items(self, items: Sequence[Item]) -> None:
+        """Register catalog items (idempotent: known ids are ignored)."""
+        for it in items:
+            self._register(it.item_id)
+
+    def _register(self, item_id: str) -> int:
+        idx = self.item_index.get(item_id)
+        if idx is None:
+            idx = self.item_index[item_id] = len(self.item_ids)
+            self.item_ids.append(item_id)
+        return idx
+
+    @property
+    def model_version(self) -> int:
+        """Number of updates applied so far; every recommendation carries it."""
+        return self._version
+
+    # -- learning --------------------------------------------------------------------------------------------
+    def learn_one(self, x: Interaction, history: Sequence[str] = ()) -> None:
+        raise NotImplementedError
+
+    def learn_many(self, xs: Sequence[Interaction], histories: Sequence[Sequence[str]]) -> None:
+        for x, h in zip(xs, histories, strict=True):
+            self.learn_one(x, h)
+
+    # -- scoring ---------------------------------------------------------------------------------------------
+    def _score_all(self, q: Query) -> FloatArray:
+        raise NotImplementedError
+
+    def _score_all_many(self, qs: Sequence[Query]) -> FloatArray:
+        if not qs:
+            return np.zeros((0, len(self.item_ids)), dtype=np.float32)
+        return np.stack([self._score_all(q) for q in qs]).astype(np.float32, copy=False)
+
+    def score(self, q: Query, item_ids: Sequence[str]) -> list[float]:
+        scores = self._score_all(q) if self.item_ids else np.zeros(0, dtype=np.float32)
+        return [float(scores[self.item_index[i]]) if i in self.item_index else float("-inf") for i in item_ids]
+
+    def recommend(self, q: Query, k: int = 10) -> Recommendation:
+        return self.recommend_many([q], k)[0]
+
+    def recommend_many(self, qs: Sequence[Query], k: int = 10) -> list[Recommendation]:
+        if not self.item_ids:
+            return [[] for _ in qs]
+        return top_k(self._score_all_many(qs), qs, self.item_ids, self.item_index, k)
+
+
+def top_k(
+    scores: FloatArray,
+    qs: Sequence[Query],
+    item_ids: Sequence[str],
+    item_index: dict[str, int],
+    k: int,
+) -> list[Recommendation]:
+    """Top-``k`` items per row of ``scores`` (queries x items), leaving out each query's ``exclude`` set.
+
+    Ties are broken by item index (earlier registered first), so results are deterministic.
+
+    >>> top_k(np.array([[0.25, 0.75, 0.5]], dtype=np.float32), [Query("u", exclude=frozenset({"b"}))],
+    ...       ["a", "b", "c"], {"a": 0, "b": 1, "c": 2}, 2)
+    [[('c', 0.5), ('a', 0.25)]]
+    """
+    s = np.array(scores, dtype=np.float32, copy=True)
+    n = s.shape[1]
+    for row, q in enumerate(qs):
+        idx = [item_index[i] for i in q.exclude if i in item_index]
+        if idx:
+            s[row, idx] = -np.inf
+    kk = min(k, n)
+    out: list[Recommendation] = []
+    if kk == 0:
+        return [[] for _ in qs]
+    part = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
+    for row in range(s.shape[0]):
+        cand = part[row]
+        order = np.lexsort((cand, -s[row, cand]))
+        rec = [(item_ids[int(c)], float(s[row, c])) for c in cand[order] if np.isfinite(s[row, c])]
+        out.append(rec)
+    return out
+
+
+class HistoryStore(Protocol):
+    """Where a user's recent items and seen set live (RocksDB table in the worker, a dict offline)."""
+
+    def history(self, user_id: str) -> tuple[str, ...]: ...
+
+    def seen(self, user_id: str) -> frozenset[str]: ...
+
+    def append(self, user_id: str, item_id: str) -> None: ...
+
+
+__all__ = [
+    "BaseLearner",
+    "FloatArray",
+    "HistoryStore",
+    "Interaction",
+    "Item",
+    "Learner",
+    "Query",
+    "Recommendation",
+    "TextEncoder",
+    "top_k",
+]
+
