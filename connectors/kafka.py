@@ -1,0 +1,189 @@
+"""Kafka plumbing outside Faust: topic creation, producers for catalog and event replay, topic read-back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from connectors.schemas import event_json, item_json
+from learners.types import Item
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaClientConfig:
+    """Where and how to connect: bootstrap servers plus aiokafka security keyword arguments."""
+
+    bootstrap_servers: Sequence[str]
+    security: dict[str, Any]
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> KafkaClientConfig:
+        return cls(tuple(settings.bootstrap_servers), settings.kafka_client_kwargs())
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"bootstrap_servers": list(self.bootstrap_servers), **self.security}
+
+
+async def topic_partitions(cfg: KafkaClientConfig, topics: Iterable[str]) -> dict[str, int]:
+    """Partition counts of the given topics that exist (missing ones are left out)."""
+    admin = AIOKafkaAdminClient(**cfg.kwargs())
+    await admin.start()
+    try:
+        wanted = list(topics)
+        existing = set(await admin.list_topics())
+        present = [t for t in wanted if t in existing]
+        if not present:
+            return {}
+        desc = await admin.describe_topics(present)
+        return {d["topic"]: len(d["partitions"]) for d in desc if not d.get("error_code")}
+    finally:
+        await admin.close()
+
+
+async def ensure_topics(
+    cfg: KafkaClientConfig, topics: dict[str, int], replication_factor: int = 1,
+    configs: dict[str, dict[str, str]] | None = None,
+) -> dict[str, int]:
+    """Create missing topics (name -> partitions); return the partition count of every named topic."""
+    have = await topic_partitions(cfg, topics)
+    missing = [t for t in topics if t not in have]
+    if missing:
+        admin = AIOKafkaAdminClient(**cfg.kwargs())
+        await admin.start()
+        try:
+            new = [NewTopic(t, topics[t], replication_factor, topic_configs=(configs or {}).get(t, {}))
+                   for t in missing]
+            try:
+                await admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass
+        finally:
+            await admin.close()
+        for _ in range(50):
+            have = await topic_partitions(cfg, topics)
+            if all(t in have for t in topics):
+                break
+            await asyncio.sleep(0.1)
+    return have
+
+
+def _producer(cfg: KafkaClientConfig, **kw: Any) -> AIOKafkaProducer:
+    return AIOKafkaProducer(**cfg.kwargs(), linger_ms=5, max_batch_size=256 * 1024, **kw)
+
+
+async def publish_items(cfg: KafkaClientConfig, topic: str, items: Sequence[Item]) -> int:
+    """Publish catalog items (key = item id); returns how many were sent."""
+    prod = _producer(cfg, acks="all")
+    await prod.start()
+    try:
+        futs = [await prod.send(topic, item_json(it.item_id, it.text), key=it.item_id.encode()) for it in items]
+        await asyncio.gather(*futs)
+    finally:
+        await prod.stop()
+    return len(items)
+
+
+async def replay_events(
+    cfg: KafkaClientConfig,
+    topic: str,
+    events: Iterable[dict[str, Any]],
+    *,
+    rate: float | None = None,
+    progress: Callable[[int], None] | None = None,
+    limit: int | None = None,
+) -> int:
+    """Publish events (key = user id) in order, at ``rate`` events/s or as fast as possible (``None``)."""
+    prod = _producer(cfg, acks=1)
+    await prod.start()
+    sent = 0
+    t0 = time.monotonic()
+    pending: list[asyncio.Future[Any]] = []
+    try:
+        for ev in events:
+            if limit is not None and sent >= limit:
+                break
+            pending.append(await prod.send(topic, event_json(ev), key=str(ev["user_id"]).encode()))
+            sent += 1
+            if rate:
+                ahead = sent / rate - (time.monotonic() - t0)
+                if ahead > 0.002:
+                    await asyncio.sleep(ahead)
+            if len(pending) >= 2000:
+                await asyncio.gather(*pending)
+                pending.clear()
+                if progress:
+                    progress(sent)
+        await asyncio.gather(*pending)
+        if progress:
+            progress(sent)
+    finally:
+        await prod.stop()
+    return sent
+
+
+async def read_topic(
+    cfg: KafkaClientConfig,
+    topic: str,
+    *,
+    until_count: int | None = None,
+    idle_timeout: float = 5.0,
+    from_beginning: bool = True,
+    follow: bool = False,
+    stop: Callable[[], bool] | None = None,
+) -> AsyncIterator[tuple[bytes | None, bytes | None, dict[str, bytes]]]:
+    """Yield ``(key, value, headers)`` of a topic without a consumer group.
+
+    Stops after ``until_count`` messages, or once nothing arrived for ``idle_timeout`` seconds (unless ``follow``).
+    """
+    consumer = AIOKafkaConsumer(**cfg.kwargs(), group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest" if from_beginning else "latest")
+    await consumer.start()
+    try:
+        parts = None
+        for _ in range(100):
+            parts = consumer.partitions_for_topic(topic)
+            if parts:
+                break
+            await consumer._client.force_metadata_update()  # noqa: SLF001 - topic may be new
+            await asyncio.sleep(0.1)
+        if not parts:
+            return
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        if from_beginning:
+            await consumer.seek_to_beginning(*tps)
+        else:
+            await consumer.seek_to_end(*tps)
+        n = 0
+        last = time.monotonic()
+        while True:
+            if stop is not None and stop():
+                return
+            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+            got = False
+            for records in batch.values():
+                for r in records:
+                    got = True
+                    yield r.key, r.value, dict(r.headers or ())
+                    n += 1
+                    if until_count is not None and n >= until_count:
+                        return
+            if got:
+                last = time.monotonic()
+            elif not follow and time.monotonic() - last > idle_timeout:
+                return
+    finally:
+        await consumer.stop()
+
+
+async def read_json_topic(cfg: KafkaClientConfig, topic: str, **kw: Any) -> list[dict[str, Any]]:
+    """All JSON values of a topic (see :func:`read_topic` for the stopping rules)."""
+    return [json.loads(v) async for _, v, _ in read_topic(cfg, topic, **kw) if v is not None]

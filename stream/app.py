@@ -1,0 +1,223 @@
+"""The Faust app: topics, RocksDB tables and the two agents (``events`` and ``items``), built by a factory.
+
+The factory takes everything it needs (settings, learner, encoder, metrics), so tests can build several apps
+and the module holds no global state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+import numpy as np
+from faust.streams import _current_event  # the context Faust's tables read the partition from
+
+from connectors.schemas import RECOMMENDATIONS_SCHEMA, CatalogItem, Rejection, parse_item
+from learners.history import UserState
+from learners.types import Learner, TextEncoder
+from stream.metrics import WorkerMetrics
+from stream.processor import EventProcessor, RawMessage
+from stream.settings import Settings
+
+log = logging.getLogger("streamrec.worker")
+
+
+@contextlib.contextmanager
+def event_context(event: Any) -> Iterator[None]:
+    """Make ``event`` Faust's current event, so table writes go to its partition.
+
+    ``stream.take_events`` hands us a batch outside Faust's per-event iteration; table writes need the event
+    whose partition they belong to (faust-streaming 0.15 reads it from this context variable).
+    """
+    token = _current_event.set(weakref.ref(event)) if event is not None else None
+    try:
+        yield
+    finally:
+        if token is not None:
+            _current_event.reset(token)
+
+
+def encode_embedding(vec: np.ndarray[Any, Any]) -> str:
+    return base64.b64encode(np.asarray(vec, dtype=np.float32).tobytes()).decode()
+
+
+def decode_embedding(s: str) -> np.ndarray[Any, Any]:
+    return np.frombuffer(base64.b64decode(s), dtype=np.float32)
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """Faust credentials from the security settings (None for PLAINTEXT)."""
+    proto = settings.security_protocol
+    if proto == "PLAINTEXT":
+        return None
+    ssl_ctx = settings.kafka_client_kwargs().get("ssl_context")
+    if proto.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password.get_secret_value(),
+            mechanism=settings.sasl_mechanism,
+            ssl_context=ssl_ctx,
+        )
+    return faust.SSLCredentials(ssl_ctx)
+
+
+@dataclass
+class StreamrecApp:
+    """A built worker: the Faust app, its topics, tables, agents and the shared learner."""
+
+    app: faust.App
+    settings: Settings
+    learner: Learner
+    encoder: TextEncoder | None
+    metrics: WorkerMetrics
+    processor: EventProcessor
+    events_topic: Any
+    items_topic: Any
+    recommendations_topic: Any
+    dlq_topic: Any
+    user_table: Any
+    item_table: Any
+    events_agent: Any = None
+    items_agent: Any = None
+
+
+def create_app(
+    settings: Settings,
+    learner: Learner,
+    encoder: TextEncoder | None,
+    metrics: WorkerMetrics | None = None,
+    *,
+    events_partitions: int | None = None,
+    items_partitions: int | None = None,
+) -> StreamrecApp:
+    """Build the Faust app for these settings (partition counts as found on the broker)."""
+    s = settings
+    metrics = metrics or WorkerMetrics(hit_window=s.hit_window)
+    n_events = events_partitions or s.topic_partitions
+    n_items = items_partitions or n_events
+    app = faust.App(
+        s.app_id,
+        broker=s.broker_url,
+        store=s.store_url,
+        datadir=str(s.data_dir),
+        broker_credentials=faust_credentials(s),
+        broker_session_timeout=6.0,
+        broker_heartbeat_interval=1.0,
+        broker_rebalance_timeout=6.0,
+        table_standby_replicas=0,
+        topic_replication_factor=s.replication_factor,
+        topic_partitions=n_events,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=False,
+        autodiscover=False,
+        producer_linger_ms=5,
+        stream_wait_empty=False,
+    )
+    events_topic = app.topic(s.topic_events, key_type=bytes, value_type=bytes, key_serializer="raw",
+                             value_serializer="raw", partitions=n_events)
+    items_topic = app.topic(s.topic_items, key_type=bytes, value_type=bytes, key_serializer="raw",
+                            value_serializer="raw", partitions=n_items)
+    recs_topic = app.topic(s.topic_recommendations, key_serializer="raw", value_serializer="raw",
+                           partitions=n_events)
+    dlq_topic = app.topic(s.topic_dlq, key_serializer="raw", value_serializer="raw", partitions=n_events)
+    user_table = app.Table("user-sequences", default=None, partitions=n_events,
+                           help="Per-user recent items and seen set (learners.history.UserState as dict).")
+    item_table = app.Table("item-embeddings", default=None, partitions=n_items,
+                           help="Catalog items: text and frozen embedding (base64 float32).")
+    processor = EventProcessor(s, learner, metrics)
+    sr = StreamrecApp(app, s, learner, encoder, metrics, processor, events_topic, items_topic, recs_topic,
+                      dlq_topic, user_table, item_table)
+    model_name = getattr(encoder, "model_path", type(encoder).__name__ if encoder else "none")
+    metrics.info.labels(version="0.1.0", model=str(model_name).rsplit("/", 1)[-1]).set(1)
+
+    async def load_catalog_from_table() -> None:
+        """After recovery, give the learner every item the table holds (no re-encoding)."""
+        ids: list[str] = []
+        vecs: list[np.ndarray[Any, Any]] = []
+        for item_id, value in item_table.items():
+            if value and "emb" in value:
+                ids.append(item_id)
+                vecs.append(decode_embedding(value["emb"]))
+        if ids:
+            learner_add(ids, np.stack(vecs))
+            log.info("catalog: %d items loaded from the item table", len(ids))
+
+    def learner_add(ids: list[str], vecs: np.ndarray[Any, Any]) -> None:
+        add = getattr(learner, "add_item_embeddings", None)
+        if add is not None:
+            add(ids, vecs)
+        metrics.catalog_items.set(len(getattr(learner, "item_ids", ())))
+
+    item_table.on_recover(load_catalog_from_table)
+
+    @app.agent(items_topic, name="items")
+    async def items_agent(stream: Any) -> None:
+        async for batch in stream.take_events(s.encoder_batch_size, within=0.5):
+            fresh: list[tuple[CatalogItem, Any]] = []
+            for event in batch:
+                parsed = parse_item(event.value, max_id_length=s.max_id_length)
+                if isinstance(parsed, Rejection):
+                    log.warning("items: rejected message at offset %s: %s", event.message.offset, parsed.detail)
+                    continue
+                old = item_table.get(parsed.item_id)
+                if old is not None and old.get("text") == parsed.text and parsed.item_id in learner_ids():
+                    continue
+                fresh.append((parsed, event))
+            if not fresh:
+                continue
+            if encoder is None:
+                raise RuntimeError("encoder: the worker has no encoder, cannot embed new items")
+            texts = [it.text for it, _ in fresh]
+            vecs = await asyncio.get_running_loop().run_in_executor(None, encoder.encode, texts)
+            for (it, event), vec in zip(fresh, vecs, strict=True):
+                with event_context(event):
+                    item_table[it.item_id] = {"text": it.text, "emb": encode_embedding(vec)}
+            learner_add([it.item_id for it, _ in fresh], vecs)
+
+    def learner_ids() -> dict[str, int]:
+        return getattr(learner, "item_index", {})
+
+    @app.agent(events_topic, name="events")
+    async def events_agent(stream: Any) -> None:
+        async for batch in stream.take_events(s.batch_max, within=s.batch_within_s):
+            with metrics.batch_seconds.time():
+                await process_batch(sr, batch)
+
+    sr.events_agent = events_agent
+    sr.items_agent = items_agent
+    return sr
+
+
+def load_user_state(table: Any, user_id: str) -> UserState:
+    return UserState.from_dict(table.get(user_id))
+
+
+async def process_batch(sr: StreamrecApp, batch: list[Any]) -> None:
+    """Run one micro-batch of Faust events through the processor and do its I/O."""
+    msgs = [
+        RawMessage(e.key, e.value, e.message.topic, e.message.partition, e.message.offset,
+                   e.message.timestamp, e)
+        for e in batch
+    ]
+    sr.metrics.batch_size.observe(len(msgs))
+    res = sr.processor.prepare(msgs, lambda u: load_user_state(sr.user_table, u))
+    headers = {"schema": RECOMMENDATIONS_SCHEMA.encode()}
+    for user_id, record in res.recommendations:
+        await sr.recommendations_topic.send(key=user_id.encode(), value=json.dumps(record).encode(),
+                                            headers=headers)
+    for key, record in res.dlq:
+        await sr.dlq_topic.send(key=key, value=json.dumps(record).encode(),
+                                headers={"reason": record["reason"].encode()})
+    for user_id, (state, event) in res.states.items():
+        with event_context(event):
+            sr.user_table[user_id] = state.to_dict()
+    sr.processor.observe_emitted(res)
+    sr.processor.learn(res)

@@ -1,0 +1,1 @@
+"""The ``streamrec`` console script: one module per subcommand."""

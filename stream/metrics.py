@@ -1,0 +1,77 @@
+"""Prometheus metrics of a worker, on their own registry (no global state), served at ``/metrics``."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    start_http_server,
+)
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+class WorkerMetrics:
+    """All metrics a worker exports; names follow Prometheus conventions (base units, ``_total``)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, hit_window: int = 1000) -> None:
+        r = self.registry = registry if registry is not None else CollectorRegistry()
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        self.events = Counter("streamrec_events", "Valid events consumed, by type.", ["event_type"], registry=r)
+        self.invalid = Counter("streamrec_events_invalid", "Events sent to the DLQ, by reason.", ["reason"],
+                               registry=r)
+        self.recommendations = Counter("streamrec_recommendations", "Recommendation messages published.",
+                                       registry=r)
+        self.latency = Histogram("streamrec_event_to_recommendation_seconds",
+                                 "Event produce timestamp to recommendation emitted.", buckets=LATENCY_BUCKETS,
+                                 registry=r)
+        self.batch_seconds = Histogram("streamrec_batch_seconds", "Processing time per micro-batch.",
+                                       buckets=LATENCY_BUCKETS, registry=r)
+        self.batch_size = Histogram("streamrec_batch_size", "Events per micro-batch.",
+                                    buckets=(1, 4, 16, 32, 64, 128, 256, 512, 1024), registry=r)
+        self.model_updates = Counter("streamrec_model_updates", "Adapter optimisation steps.", registry=r)
+        self.model_version = Gauge("streamrec_model_version", "Model version of the latest recommendations.",
+                                   registry=r)
+        self.training_loss = Gauge("streamrec_training_loss", "Loss of the latest update.", registry=r)
+        self.replay_size = Gauge("streamrec_replay_buffer_size", "Examples held in the replay buffer.", registry=r)
+        self.catalog_items = Gauge("streamrec_catalog_items", "Items known to the model.", registry=r)
+        self.hit_rate = Gauge("streamrec_online_hit_rate",
+                              "Rolling HR@10: share of events whose item was in the user's last recommendation.",
+                              registry=r)
+        self.drift_alarms = Counter("streamrec_drift_alarms", "Drift detector alarms.", ["detector", "signal"],
+                                    registry=r)
+        self.drift_score = Gauge("streamrec_drift_score", "Latest drift statistic per signal.", ["signal"],
+                                 registry=r)
+        self.unknown_item_ratio = Gauge("streamrec_unknown_item_ratio",
+                                        "Share of recent events whose item is not in the catalog.", registry=r)
+        self.new_item_ratio = Gauge("streamrec_new_item_ratio",
+                                    "Share of recent events on items first seen in the recent window.", registry=r)
+        self.lag = Gauge("streamrec_consumer_lag_messages", "Messages behind the end of each input partition.",
+                         ["topic", "partition"], registry=r)
+        self.info = Gauge("streamrec_worker_info", "Worker build information.", ["version", "model"], registry=r)
+        self._hits: deque[int] = deque(maxlen=hit_window)
+        self._hit_sum = 0
+
+    def observe_hit(self, hit: bool) -> None:
+        """Add one online hit/miss to the rolling window."""
+        if len(self._hits) == self._hits.maxlen:
+            self._hit_sum -= self._hits[0]
+        self._hits.append(int(hit))
+        self._hit_sum += int(hit)
+        self.hit_rate.set(self._hit_sum / len(self._hits))
+
+    @property
+    def rolling_hit_rate(self) -> float:
+        return self._hit_sum / len(self._hits) if self._hits else 0.0
+
+    def serve(self, host: str, port: int) -> None:
+        """Start the ``/metrics`` HTTP endpoint (port 0: don't)."""
+        if port:
+            start_http_server(port, addr=host, registry=self.registry)

@@ -1,0 +1,157 @@
+"""The per-micro-batch logic of the events agent, free of Faust so it is testable without a broker.
+
+For one micro-batch, in order: validate every message (bad ones become DLQ records); for each valid event,
+extend the user's sequence (per-event prefixes, so a user appearing twice in a batch is handled exactly);
+recommend for the whole batch in one call with the model as it was before this batch (test, then learn);
+the agent publishes; then one learning step on the batch. The user states to write back are returned, one per
+user, with the user's last event in the batch (the agent writes them under that event's partition).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from connectors.schemas import Event, Rejection, dlq_record, parse_event, recommendation_record
+from learners.drift import SignalDriftMonitor
+from learners.history import UserState
+from learners.types import Interaction, Learner, Query
+from stream.metrics import WorkerMetrics
+from stream.settings import Settings
+
+
+@dataclass(slots=True)
+class RawMessage:
+    """One consumed message with its origin; ``handle`` is the Faust event (opaque here)."""
+
+    key: bytes | None
+    value: bytes | None
+    topic: str = "events"
+    partition: int | None = None
+    offset: int | None = None
+    timestamp: float | None = None  # produce time, epoch seconds
+    handle: Any = None
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What the agent must do for one micro-batch."""
+
+    recommendations: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    dlq: list[tuple[bytes | None, dict[str, Any]]] = field(default_factory=list)
+    states: dict[str, tuple[UserState, Any]] = field(default_factory=dict)
+    produce_ts: list[float | None] = field(default_factory=list)
+    examples: list[Interaction] = field(default_factory=list)
+    histories: list[tuple[str, ...]] = field(default_factory=list)
+
+
+class EventProcessor:
+    """Validate, recommend and learn for micro-batches of raw ``events`` messages."""
+
+    def __init__(self, settings: Settings, learner: Learner, metrics: WorkerMetrics,
+                 clock: Callable[[], float] = time.time, last_recs_max: int = 200_000) -> None:
+        self.settings = settings
+        self.learner = learner
+        self.metrics = metrics
+        self.clock = clock
+        self.event_types = frozenset(settings.event_weights)
+        self.hit_monitor = SignalDriftMonitor("hit", seed=settings.seed)
+        self.loss_monitor = SignalDriftMonitor("loss", seed=settings.seed)
+        self._last_recs: OrderedDict[str, frozenset[str]] = OrderedDict()
+        self._last_recs_max = last_recs_max
+        self._known_window: deque[int] = deque(maxlen=settings.hit_window)
+
+    def prepare(self, batch: Sequence[RawMessage], load_state: Callable[[str], UserState]) -> BatchResult:
+        """Validate and recommend (model not yet updated with this batch)."""
+        s = self.settings
+        res = BatchResult()
+        queries: list[Query] = []
+        valid: list[tuple[Event, RawMessage]] = []
+        for msg in batch:
+            parsed = parse_event(msg.value, event_types=self.event_types, max_bytes=s.max_event_bytes,
+                                 max_id_length=s.max_id_length)
+            if isinstance(parsed, Rejection):
+                self.reject(res, msg, parsed)
+                continue
+            valid.append((parsed, msg))
+        known = getattr(self.learner, "item_index", None)
+        for ev, msg in valid:
+            cached = res.states.get(ev.user_id)
+            state = cached[0] if cached else load_state(ev.user_id)
+            history = tuple(state.seq)
+            self._observe_hit(ev)
+            state.append(ev.item_id, s.seq_len, s.seen_max)
+            res.states[ev.user_id] = (state, msg.handle)
+            queries.append(Query(ev.user_id, tuple(state.seq), frozenset(state.seen)))
+            res.examples.append(Interaction(ev.user_id, ev.item_id, ev.ts, s.event_weights[ev.event_type]))
+            res.histories.append(history)
+            res.produce_ts.append(msg.timestamp)
+            self.metrics.events.labels(ev.event_type).inc()
+            if known is not None:
+                self._known_window.append(int(ev.item_id in known))
+        if valid:
+            recs = self.learner.recommend_many(queries, s.top_k)
+            version = self.learner.model_version
+            now = self.clock()
+            for (ev, _), rec in zip(valid, recs, strict=True):
+                res.recommendations.append(
+                    (ev.user_id, recommendation_record(ev.user_id, ev.event_id, rec, version, ev.ts, now))
+                )
+                self._remember(ev.user_id, frozenset(i for i, _ in rec))
+            if self._known_window:
+                self.metrics.unknown_item_ratio.set(1.0 - sum(self._known_window) / len(self._known_window))
+        return res
+
+    def reject(self, res: BatchResult, msg: RawMessage, rej: Rejection) -> None:
+        """Queue a DLQ record for ``msg`` and count it."""
+        res.dlq.append((msg.key, dlq_record(msg.value, rej, topic=msg.topic, partition=msg.partition,
+                                             offset=msg.offset, key=msg.key)))
+        self.metrics.invalid.labels(str(rej.reason)).inc()
+
+    def learn(self, res: BatchResult) -> None:
+        """One learning step on the batch's valid events (after their recommendations went out)."""
+        if not res.examples:
+            return
+        before = self.learner.model_version
+        self.learner.learn_many(res.examples, res.histories)
+        m = self.metrics
+        if self.learner.model_version != before:
+            m.model_updates.inc(self.learner.model_version - before)
+            loss = float(getattr(self.learner, "last_loss", float("nan")))
+            m.training_loss.set(loss)
+            if loss == loss:
+                for det in self.loss_monitor.update(loss):
+                    m.drift_alarms.labels(det, "loss").inc()
+        m.model_version.set(self.learner.model_version)
+        replay = getattr(self.learner, "replay", None)
+        if replay is not None:
+            m.replay_size.set(len(replay))
+        m.catalog_items.set(len(getattr(self.learner, "item_ids", ())))
+
+    def observe_emitted(self, res: BatchResult) -> None:
+        """Record latency and counts once the batch's recommendations were handed to the producer."""
+        now = self.clock()
+        m = self.metrics
+        for ts in res.produce_ts:
+            if ts is not None:
+                m.latency.observe(max(0.0, now - ts))
+        m.recommendations.inc(len(res.recommendations))
+
+    def _observe_hit(self, ev: Event) -> None:
+        last = self._last_recs.get(ev.user_id)
+        if last is None:
+            return
+        hit = ev.item_id in last
+        self.metrics.observe_hit(hit)
+        for det in self.hit_monitor.update(1.0 if hit else 0.0):
+            self.metrics.drift_alarms.labels(det, "hit").inc()
+
+    def _remember(self, user_id: str, items: frozenset[str]) -> None:
+        lr = self._last_recs
+        lr[user_id] = items
+        lr.move_to_end(user_id)
+        if len(lr) > self._last_recs_max:
+            lr.popitem(last=False)

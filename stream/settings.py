@@ -1,0 +1,185 @@
+"""The one typed, frozen settings object: every field has a type, a default, an env var and a one-line doc.
+
+Values come from (highest first): keyword arguments (the CLI), ``STREAMREC_*`` environment variables, a TOML
+file named by ``STREAMREC_CONFIG`` (or ``--config``), then the defaults below. The README's settings table is
+generated from :data:`Settings.model_fields` and a test keeps the two in sync.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+ENV_PREFIX = "STREAMREC_"
+
+DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
+    "view": 0.5,
+    "click": 1.0,
+    "rating": 1.0,
+    "like": 2.0,
+    "add_to_cart": 2.0,
+    "purchase": 3.0,
+}
+
+
+class ConfigError(ValueError):
+    """A bad setting: the message is one line naming the field and what was expected."""
+
+
+class Settings(BaseSettings):
+    """streamrec settings (env vars ``STREAMREC_<FIELD>``; nested dicts as JSON)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, frozen=True, extra="forbid", validate_default=True, toml_file=None
+    )
+
+    # -- where things live ---------------------------------------------------------------------------------
+    broker_url: str = Field("kafka://127.0.0.1:9092", description="Kafka bootstrap URL(s), `kafka://host:port[;host:port]`.")
+    data_dir: Path = Field(Path(".streamrec"), description="Worker state folder (RocksDB tables, checkpoints).")
+    app_id: str = Field("streamrec", description="Faust app id: consumer group and internal topic prefix.")
+    store_url: str = Field("rocksdb://", description="Faust table store: `rocksdb://` or `memory://`.")
+    # -- topics ----------------------------------------------------------------------------------------------
+    topic_events: str = Field("events", description="Input topic of user events.")
+    topic_items: str = Field("items", description="Input topic of catalog items.")
+    topic_recommendations: str = Field("recommendations", description="Output topic of recommendations.")
+    topic_dlq: str = Field("events-dlq", description="Rejected input with its reason.")
+    topic_partitions: int = Field(4, ge=1, description="Partitions for topics the worker creates (an existing `events` topic's count wins).")
+    replication_factor: int = Field(1, ge=1, description="Replication factor of topics the worker creates.")
+    # -- Kafka client security (passed through to aiokafka) ---------------------------------------------------
+    security_protocol: str = Field("PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.")
+    sasl_mechanism: str = Field("PLAIN", description="SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.")
+    sasl_username: str = Field("", description="SASL user name.")
+    sasl_password: SecretStr = Field(SecretStr(""), description="SASL password (never printed).")
+    ssl_cafile: Path | None = Field(None, description="CA bundle for TLS to the broker.")
+    # -- events --------------------------------------------------------------------------------------------
+    event_weights: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS),
+        description="Accepted event types and their training weights (JSON object).",
+    )
+    max_event_bytes: int = Field(16384, ge=64, description="Events larger than this go to the DLQ as `too_large`.")
+    max_id_length: int = Field(256, ge=1, description="Longest accepted user/item/event id.")
+    seq_len: int = Field(50, ge=1, description="Items kept in each user's behaviour sequence.")
+    seen_max: int = Field(2000, ge=1, description="Items remembered per user for exclusion from recommendations.")
+    # -- recommendation and learning -----------------------------------------------------------------------
+    top_k: int = Field(10, ge=1, le=1000, description="Items per recommendation message.")
+    batch_max: int = Field(256, ge=1, description="Largest micro-batch taken from `events` (`stream.take`).")
+    batch_within_s: float = Field(0.05, gt=0, description="Longest wait to fill a micro-batch, seconds.")
+    encoder_model: str = Field("", description="HF model path or id for the frozen encoder (empty: bundled all-MiniLM-L6-v2).")
+    encoder_batch_size: int = Field(64, ge=1, description="Texts per encoder forward pass.")
+    encoder_max_length: int = Field(128, ge=8, description="Tokens per item text.")
+    device: str = Field("auto", description="Torch device: `auto` (CUDA when present), `cpu`, `cuda`, `cuda:N`.")
+    dim: int = Field(64, ge=4, description="Width of the adapted item/user space.")
+    learning_rate: float = Field(0.004, gt=0, description="Adam learning rate of the adapter heads.")
+    weight_decay: float = Field(0.0, ge=0, description="Adam weight decay.")
+    replay_capacity: int = Field(20000, ge=0, description="Replay buffer size in examples (0 disables replay).")
+    replay_ratio: float = Field(1.0, ge=0, description="Replay examples mixed into each update, per new example.")
+    seed: int = Field(0, description="Seed for model init, replay sampling and exploration.")
+    # -- operations ------------------------------------------------------------------------------------------
+    metrics_host: str = Field("127.0.0.1", description="Address the /metrics endpoint binds to.")
+    metrics_port: int = Field(9108, ge=0, le=65535, description="Port of the /metrics endpoint (0: disabled).")
+    hit_window: int = Field(1000, ge=1, description="Events in the rolling online HR@10 window.")
+    log_level: str = Field("warning", description="Worker log level.")
+
+    @field_validator("broker_url")
+    @classmethod
+    def _check_broker(cls, v: str) -> str:
+        if not v.startswith(("kafka://", "aiokafka://")):
+            raise ValueError("expected kafka://host:port")
+        return v
+
+    @field_validator("store_url")
+    @classmethod
+    def _check_store(cls, v: str) -> str:
+        if not v.startswith(("rocksdb://", "memory://")):
+            raise ValueError("expected rocksdb:// or memory://")
+        return v
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, v: str) -> str:
+        if v not in ("auto", "cpu", "cuda", "mps") and not v.startswith("cuda:"):
+            raise ValueError("expected auto, cpu, cuda or cuda:N")
+        return v
+
+    @field_validator("event_weights")
+    @classmethod
+    def _check_weights(cls, v: dict[str, float]) -> dict[str, float]:
+        if not v:
+            raise ValueError("expected at least one event type")
+        bad = [k for k, w in v.items() if not (w > 0)]
+        if bad:
+            raise ValueError(f"weights must be > 0 (bad: {', '.join(bad)})")
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml = os.environ.get(f"{ENV_PREFIX}CONFIG")
+        if toml:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml)))
+        return tuple(sources)
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        """``host:port`` strings for aiokafka."""
+        rest = self.broker_url.split("://", 1)[1]
+        return [h.strip() for h in rest.replace(",", ";").split(";") if h.strip()]
+
+    def kafka_client_kwargs(self) -> dict[str, Any]:
+        """Security keyword arguments for aiokafka clients (producer, consumer, admin)."""
+        kw: dict[str, Any] = {"security_protocol": self.security_protocol}
+        if self.security_protocol.startswith("SASL"):
+            kw.update(
+                sasl_mechanism=self.sasl_mechanism,
+                sasl_plain_username=self.sasl_username,
+                sasl_plain_password=self.sasl_password.get_secret_value(),
+            )
+        if self.security_protocol.endswith("SSL"):
+            import ssl
+
+            kw["ssl_context"] = ssl.create_default_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
+        return kw
+
+    def public_dict(self) -> dict[str, Any]:
+        """Settings as plain values with secrets masked, for printing and logs."""
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            v = getattr(self, name)
+            out[name] = "**********" if isinstance(v, SecretStr) and v.get_secret_value() else (
+                "" if isinstance(v, SecretStr) else (str(v) if isinstance(v, Path) else v)
+            )
+        return out
+
+
+def load_settings(config: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build :class:`Settings`, turning validation errors into a one-line :class:`ConfigError` naming the field."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    old = os.environ.get(f"{ENV_PREFIX}CONFIG")
+    try:
+        if config is not None:
+            if not Path(config).is_file():
+                raise ConfigError(f"config: file {config} does not exist (expected a TOML file)")
+            os.environ[f"{ENV_PREFIX}CONFIG"] = str(config)
+        return Settings(**overrides)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err.get("loc", ())) or "settings"
+        raise ConfigError(f"{field}: {err.get('msg', 'invalid value')} (got {err.get('input')!r})") from None
+    finally:
+        if config is not None:
+            if old is None:
+                os.environ.pop(f"{ENV_PREFIX}CONFIG", None)
+            else:
+                os.environ[f"{ENV_PREFIX}CONFIG"] = old
