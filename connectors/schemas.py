@@ -228,7 +228,7 @@ def recommendation_record(
     return {
         "user_id": user_id,
         "event_id": event_id,
-        "items": [{"item_id": i, "score": round(float(s), 6)} for i, s in items],
+        "items": [{"item_id": i, "score": s} for i, s in items],
         "model_version": int(model_version),
         "event_ts": float(event_ts),
         "emitted_ts": float(time.time() if emitted_ts is None else emitted_ts),

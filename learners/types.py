@@ -156,30 +156,46 @@ def top_k(
     item_ids: Sequence[str],
     item_index: dict[str, int],
     k: int,
+    extra: int = 64,
 ) -> list[Recommendation]:
     """Top-``k`` items per row of ``scores`` (queries x items), leaving out each query's ``exclude`` set.
 
-    Ties are broken by item index (earlier registered first), so results are deterministic.
+    Takes the best ``k + extra`` candidates per row and skips excluded ones; a row with more excluded items
+    among them falls back to a full sort. Equal scores keep index order.
 
     >>> top_k(np.array([[0.25, 0.75, 0.5]], dtype=np.float32), [Query("u", exclude=frozenset({"b"}))],
     ...       ["a", "b", "c"], {"a": 0, "b": 1, "c": 2}, 2)
     [[('c', 0.5), ('a', 0.25)]]
     """
-    s = np.array(scores, dtype=np.float32, copy=True)
-    n = s.shape[1]
-    for row, q in enumerate(qs):
-        idx = [item_index[i] for i in q.exclude if i in item_index]
-        if idx:
-            s[row, idx] = -np.inf
+    s = np.asarray(scores, dtype=np.float32)
+    n = s.shape[1] if s.ndim == 2 else 0
     kk = min(k, n)
-    out: list[Recommendation] = []
     if kk == 0:
         return [[] for _ in qs]
-    part = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
-    for row in range(s.shape[0]):
-        cand = part[row]
-        order = np.lexsort((cand, -s[row, cand]))
-        rec = [(item_ids[int(c)], float(s[row, c])) for c in cand[order] if np.isfinite(s[row, c])]
+    k1 = min(n, kk + extra)
+    if k1 < n:
+        part = np.argpartition(-s, k1 - 1, axis=1)[:, :k1]
+        part.sort(axis=1)
+    else:
+        part = np.broadcast_to(np.arange(n), s.shape)
+    vals = np.take_along_axis(s, part, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")
+    cand_rows = np.take_along_axis(part, order, axis=1).tolist()
+    val_rows = np.take_along_axis(vals, order, axis=1).tolist()
+    out: list[Recommendation] = []
+    for row, q in enumerate(qs):
+        excl = q.exclude
+        rec: Recommendation = []
+        for c, v in zip(cand_rows[row], val_rows[row], strict=True):
+            iid = item_ids[c]
+            if iid in excl or v == float("-inf"):
+                continue
+            rec.append((iid, v))
+            if len(rec) == kk:
+                break
+        if len(rec) < kk and k1 < n:
+            full = np.argsort(-s[row], kind="stable").tolist()
+            rec = [(item_ids[c], float(s[row, c])) for c in full if item_ids[c] not in excl][:kk]
         out.append(rec)
     return out
 

@@ -120,6 +120,7 @@ def create_app(
         autodiscover=False,
         producer_linger_ms=5,
         stream_wait_empty=False,
+        recovery_consistency_check=s.recovery_consistency_check,
     )
     events_topic = app.topic(s.topic_events, key_type=bytes, value_type=bytes, key_serializer="raw",
                              value_serializer="raw", partitions=n_events)
