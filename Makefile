@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/streamrec demo --rate $(or $(RATE),0)
+	$(BIN)/streamrec demo $(if $(RATE),--rate $(RATE),)
 
 # promtool (Debian's prometheus package) validates deploy/prometheus; installed when missing.
 .PHONY: promtool

@@ -265,5 +265,7 @@ async def _replay_and_collect(
         except (asyncio.CancelledError, Exception):  # noqa: S110 - best-effort counter
             pass
     if on_progress:
-        on_progress("recommendations", len(recs), n, {"events_per_s": 0.0, "hit_rate": 0.0})
+        on_progress("recommendations", len(recs), n,
+                    {"events_per_s": len(recs) / max(1e-9, time.time() - t_first),
+                     "hit_rate": scrape(mport, "streamrec_online_hit_rate") or 0.0})
     return recs, dlq_count[0], t_first

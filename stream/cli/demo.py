@@ -9,8 +9,9 @@ import click
 
 @click.command("demo")
 @click.option("--dataset", default="ml-100k", show_default=True, help="Dataset to replay (see `replay`).")
-@click.option("--rate", default=0.0, type=click.FloatRange(min=0), show_default=True,
-              help="Replay rate in events/s (0: as fast as possible).")
+@click.option("--rate", default=1200.0, type=click.FloatRange(min=0), show_default=True,
+              help="Replay rate in events/s, below the worker's capacity so latency is not queueing "
+                   "(0: as fast as possible).")
 @click.option("--limit", default=None, type=click.IntRange(min=1), help="Replay only the first N events.")
 @click.option("--data-dir", "dataset_dir", default="data", show_default=True, type=click.Path(file_okay=False),
               help="Dataset cache folder.")

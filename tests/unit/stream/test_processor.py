@@ -1,0 +1,87 @@
+"""The events agent's batch logic without a broker: validation, DLQ, per-event prefixes, test-then-learn."""
+
+from __future__ import annotations
+
+import json
+
+from learners.adapter import AdapterRecommender
+from learners.encoder import HashingEncoder
+from learners.history import UserState
+from learners.types import Item
+from stream.metrics import WorkerMetrics
+from stream.processor import EventProcessor, RawMessage
+from stream.settings import load_settings
+
+
+def msg(d: dict | bytes, **kw) -> RawMessage:
+    value = d if isinstance(d, bytes) else json.dumps(d).encode()
+    return RawMessage(b"k", value, "events", 0, kw.get("offset", 0), 100.0)
+
+
+def event(n: int, user: str, item: str, event_type: str = "click") -> dict:
+    return {"event_id": f"e{n}", "user_id": user, "item_id": item, "event_type": event_type, "ts": float(n)}
+
+
+def make(**settings) -> tuple[EventProcessor, AdapterRecommender, WorkerMetrics]:
+    s = load_settings(**settings)
+    m = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=s.seq_len, device="cpu")
+    m.add_items([Item(f"i{j}", f"item number {j}") for j in range(20)])
+    metrics = WorkerMetrics()
+    return EventProcessor(s, m, metrics, clock=lambda: 200.0), m, metrics
+
+
+def test_bad_events_go_to_dlq_with_reason_and_batch_goes_on() -> None:
+    p, m, metrics = make()
+    batch = [msg(event(1, "u", "i1")), msg(b"{nope"), msg({**event(2, "u", "i2"), "ts": "yesterday"}),
+             msg(event(3, "u", "i3"))]
+    res = p.prepare(batch, lambda u: UserState())
+    assert [r["event_id"] for _, r in res.recommendations] == ["e1", "e3"]
+    assert [d["reason"] for _, d in res.dlq] == ["invalid_json", "wrong_type"]
+    assert metrics.invalid.labels("invalid_json")._value.get() == 1  # noqa: SLF001
+    p.learn(res)
+    assert m.model_version == 1
+
+
+def test_same_user_twice_in_a_batch_uses_per_event_prefixes() -> None:
+    p, m, _ = make()
+    res = p.prepare([msg(event(1, "u", "i1")), msg(event(2, "u", "i2"))], lambda u: UserState(["i0"], ["i0"], 1))
+    assert res.histories == [("i0",), ("i0", "i1")]
+    first, second = (r for _, r in res.recommendations)
+    assert not {"i0", "i1"} & {i["item_id"] for i in first["items"]}
+    assert "i1" in {i["item_id"] for i in second["items"]} or True  # i1 may be recommended only before it's seen
+    assert not {"i0", "i1", "i2"} & {i["item_id"] for i in second["items"]}
+    state, _ = res.states["u"]
+    assert state.seq == ["i0", "i1", "i2"] and state.n == 3
+
+
+def test_recommend_before_learning_and_version_carried() -> None:
+    p, m, _ = make()
+    res = p.prepare([msg(event(1, "u", "i1"))], lambda u: UserState())
+    assert res.recommendations[0][1]["model_version"] == 0  # scored by the model before this batch
+    p.learn(res)
+    res2 = p.prepare([msg(event(2, "u", "i2"))], lambda u: UserState())
+    assert res2.recommendations[0][1]["model_version"] == 1
+
+
+def test_event_weights_by_type_and_unknown_type_rejected() -> None:
+    p, _, _ = make(event_weights={"click": 1.0, "purchase": 3.0})
+    res = p.prepare([msg(event(1, "u", "i1", "purchase")), msg(event(2, "u", "i2", "view"))], lambda u: UserState())
+    assert [x.weight for x in res.examples] == [3.0]
+    assert res.dlq[0][1]["reason"] == "unknown_event_type"
+
+
+def test_unknown_item_kept_in_sequence_but_not_trained() -> None:
+    p, m, metrics = make()
+    res = p.prepare([msg(event(1, "u", "not-in-catalog"))], lambda u: UserState())
+    assert res.states["u"][0].seq == ["not-in-catalog"]
+    p.learn(res)
+    assert m.model_version == 0 and m.n_skipped == 1
+    assert metrics.unknown_item_ratio._value.get() == 1.0  # noqa: SLF001
+
+
+def test_online_hit_rate_counts_next_event_against_last_recommendation() -> None:
+    p, m, metrics = make()
+    res = p.prepare([msg(event(1, "u", "i1"))], lambda u: UserState())
+    top = res.recommendations[0][1]["items"][0]["item_id"]
+    p.prepare([msg(event(2, "u", top))], lambda u: res.states["u"][0])
+    assert metrics.rolling_hit_rate == 1.0
