@@ -39,7 +39,7 @@ class Settings(BaseSettings):
 
     # -- where things live ---------------------------------------------------------------------------------
     broker_url: str = Field("kafka://127.0.0.1:9092", description="Kafka bootstrap URL(s), `kafka://host:port[;host:port]`.")
-    data_dir: Path = Field(Path(".streamrec"), description="Worker state folder (RocksDB tables, checkpoints).")
+    data_dir: Path = Field(Path(".streamrec"), description="Worker state folder (RocksDB tables).")
     app_id: str = Field("streamrec", description="Faust app id: consumer group and internal topic prefix.")
     store_url: str = Field("rocksdb://", description="Faust table store: `rocksdb://` or `memory://`.")
     # -- topics ----------------------------------------------------------------------------------------------
@@ -186,3 +186,26 @@ def load_settings(config: Path | str | None = None, **overrides: Any) -> Setting
                 os.environ.pop(f"{ENV_PREFIX}CONFIG", None)
             else:
                 os.environ[f"{ENV_PREFIX}CONFIG"] = old
+
+
+def settings_table() -> str:
+    """The README's settings table, generated from the fields (a test keeps the README equal to it)."""
+    rows = ["| setting | env var | type | default | what it does |", "|---|---|---|---|---|"]
+    for name, f in Settings.model_fields.items():
+        default = f.default_factory() if f.default_factory is not None else f.default  # type: ignore[call-arg]
+        if isinstance(default, SecretStr):
+            default = ""
+        typ = getattr(f.annotation, "__name__", str(f.annotation)).replace("|", "or")
+        shown = json_default(default)
+        rows.append(f"| `{name}` | `{ENV_PREFIX}{name.upper()}` | {typ} | `{shown}` | {f.description} |")
+    return "\n".join(rows)
+
+
+def json_default(v: Any) -> str:
+    import json
+
+    if isinstance(v, Path):
+        return str(v)
+    if isinstance(v, dict):
+        return json.dumps(v, separators=(",", ":"))
+    return str(v) if v is not None else ""

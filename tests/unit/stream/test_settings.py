@@ -1,0 +1,72 @@
+"""Settings: one-line errors naming the field, TOML files, secrets masked, README table in sync."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from stream.cli.main import cli
+from stream.settings import ConfigError, load_settings, settings_table
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_readme_settings_table_matches_code() -> None:
+    readme = (ROOT / "README.md").read_text()
+    m = re.search(r"<!-- settings-table:start -->\n(.*?)\n<!-- settings-table:end -->", readme, re.S)
+    assert m, "README lacks the settings table markers"
+    assert m.group(1).strip() == settings_table().strip()
+
+
+@pytest.mark.parametrize(("overrides", "field"), [
+    ({"broker_url": "http://x:1"}, "broker_url"),
+    ({"top_k": 0}, "top_k"),
+    ({"device": "gpu"}, "device"),
+    ({"event_weights": {"click": -1}}, "event_weights"),
+    ({"store_url": "redis://"}, "store_url"),
+])
+def test_bad_values_name_the_field(overrides: dict, field: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_settings(**overrides)
+    msg = str(exc.value)
+    assert msg.startswith(field) and "\n" not in msg
+
+
+def test_env_and_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    toml = tmp_path / "s.toml"
+    toml.write_text('top_k = 20\nseq_len = 30\n')
+    monkeypatch.setenv("STREAMREC_SEQ_LEN", "40")
+    s = load_settings(toml)
+    assert s.top_k == 20 and s.seq_len == 40  # env beats file
+    with pytest.raises(ConfigError, match="config"):
+        load_settings(tmp_path / "missing.toml")
+
+
+def test_secret_is_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMREC_SASL_PASSWORD", "hunter2")
+    s = load_settings()
+    assert "hunter2" not in repr(s) and "hunter2" not in str(s.public_dict())
+    out = CliRunner().invoke(cli, ["config"])
+    assert out.exit_code == 0 and "hunter2" not in out.output and "**********" in out.output
+    assert s.kafka_client_kwargs() == {"security_protocol": "PLAINTEXT"}
+
+
+def test_cli_bad_setting_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMREC_TOP_K", "many")
+    out = CliRunner().invoke(cli, ["config"])
+    assert out.exit_code == 2
+    assert out.output.strip().splitlines()[-1].startswith("Error: top_k:")
+
+
+def test_sasl_settings_pass_through() -> None:
+    s = load_settings(security_protocol="SASL_PLAINTEXT", sasl_username="u", sasl_password="p",
+                      sasl_mechanism="SCRAM-SHA-256")
+    kw = s.kafka_client_kwargs()
+    assert kw["sasl_plain_username"] == "u" and kw["sasl_plain_password"] == "p"
+    from stream.app import faust_credentials
+
+    cred = faust_credentials(s)
+    assert cred.username == "u" and cred.password == "p"
