@@ -99,8 +99,12 @@ async def replay_events(
     rate: float | None = None,
     progress: Callable[[int], None] | None = None,
     limit: int | None = None,
+    sent_at: list[float] | None = None,
 ) -> int:
-    """Publish events (key = user id) in order, at ``rate`` events/s or as fast as possible (``None``)."""
+    """Publish events (key = user id) in order, at ``rate`` events/s or as fast as possible (``None``).
+
+    ``sent_at``, when given, receives the wall-clock time each event was handed to the producer.
+    """
     prod = _producer(cfg, acks=1)
     await prod.start()
     sent = 0
@@ -111,6 +115,8 @@ async def replay_events(
             if limit is not None and sent >= limit:
                 break
             pending.append(await prod.send(topic, event_json(ev), key=str(ev["user_id"]).encode()))
+            if sent_at is not None:
+                sent_at.append(time.time())
             sent += 1
             if rate:
                 ahead = sent / rate - (time.monotonic() - t0)

@@ -26,6 +26,7 @@ from learners.types import Learner, TextEncoder
 from stream.metrics import WorkerMetrics
 from stream.processor import EventProcessor, RawMessage
 from stream.settings import Settings
+from stream.transport import transport_with_fetch_wait
 
 log = logging.getLogger("streamrec.worker")
 
@@ -103,7 +104,12 @@ def create_app(
     metrics = metrics or WorkerMetrics(hit_window=s.hit_window)
     n_events = events_partitions or s.topic_partitions
     n_items = items_partitions or n_events
-    app = faust.App(
+    transport_cls = transport_with_fetch_wait(s.fetch_max_wait_ms)
+
+    class StreamrecFaustApp(faust.App):
+        def _new_transport(self) -> Any:
+            return transport_cls(self.conf.broker_consumer, self)
+    app = StreamrecFaustApp(
         s.app_id,
         broker=s.broker_url,
         store=s.store_url,

@@ -23,6 +23,7 @@ from typing import Any
 
 from connectors.broker import EmbeddedBroker, free_port
 from connectors.kafka import KafkaClientConfig, ensure_topics, publish_items, read_topic, replay_events
+from stream.settings import load_settings
 
 
 @dataclass
@@ -207,8 +208,10 @@ def run_demo(
 
 
 async def publish_items_ready(cfg: KafkaClientConfig, items: list[Any]) -> None:
-    await ensure_topics(cfg, {"items": 4, "events": 4, "recommendations": 4, "events-dlq": 4})
-    await publish_items(cfg, "items", items)
+    s = load_settings()
+    await ensure_topics(cfg, {t: s.topic_partitions for t in (s.topic_items, s.topic_events,
+                                                              s.topic_recommendations, s.topic_dlq)})
+    await publish_items(cfg, s.topic_items, items)
 
 
 async def _replay_and_collect(
@@ -217,22 +220,21 @@ async def _replay_and_collect(
 ) -> tuple[dict[str, dict[str, Any]], int, float]:
     import json
 
+    s = load_settings()
     recs: dict[str, dict[str, Any]] = {}
     n = len(events)
     t_first = time.time()
     done = asyncio.Event()
 
-    def stamp(count: int) -> None:
-        now = time.time()
-        for ev in events[len(sent_at):count]:
-            sent_at[ev["event_id"]] = now
+    times: list[float] = []
 
     async def produce() -> None:
-        await replay_events(cfg, "events", events, rate=rate, progress=stamp)
+        await replay_events(cfg, s.topic_events, events, rate=rate, sent_at=times)
+        sent_at.update((ev["event_id"], t) for ev, t in zip(events, times, strict=False))
 
     async def consume() -> None:
         last_report = 0.0
-        async for _, value, _ in read_topic(cfg, "recommendations", idle_timeout=60.0, stop=done.is_set):
+        async for _, value, _ in read_topic(cfg, s.topic_recommendations, idle_timeout=60.0, stop=done.is_set):
             if value is None:
                 continue
             r = json.loads(value)
@@ -248,7 +250,7 @@ async def _replay_and_collect(
     dlq_count = [0]
 
     async def count_dlq() -> None:
-        async for _ in read_topic(cfg, "events-dlq", idle_timeout=1e9, stop=done.is_set):
+        async for _ in read_topic(cfg, s.topic_dlq, idle_timeout=1e9, stop=done.is_set):
             dlq_count[0] += 1
 
     dlq_task = asyncio.create_task(count_dlq())

@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     top_k: int = Field(10, ge=1, le=1000, description="Items per recommendation message.")
     batch_max: int = Field(256, ge=1, description="Largest micro-batch taken from `events` (`stream.take`).")
     batch_within_s: float = Field(0.05, gt=0, description="Longest wait to fill a micro-batch, seconds.")
+    fetch_max_wait_ms: int = Field(50, ge=1, le=10000, description="Consumer fetch wait (Tansu holds every fetch this long).")
     encoder_model: str = Field("", description="HF model path or id for the frozen encoder (empty: bundled all-MiniLM-L6-v2).")
     encoder_batch_size: int = Field(64, ge=1, description="Texts per encoder forward pass.")
     encoder_max_length: int = Field(128, ge=8, description="Tokens per item text.")
@@ -78,6 +79,7 @@ class Settings(BaseSettings):
     replay_capacity: int = Field(20000, ge=0, description="Replay buffer size in examples (0 disables replay).")
     replay_ratio: float = Field(1.0, ge=0, description="Replay examples mixed into each update, per new example.")
     seed: int = Field(0, description="Seed for model init, replay sampling and exploration.")
+    torch_threads: int = Field(0, ge=0, description="Torch intra-op threads in the worker (0: torch's default).")
     # -- operations ------------------------------------------------------------------------------------------
     metrics_host: str = Field("127.0.0.1", description="Address the /metrics endpoint binds to.")
     metrics_port: int = Field(9108, ge=0, le=65535, description="Port of the /metrics endpoint (0: disabled).")

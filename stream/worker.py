@@ -65,6 +65,10 @@ def run_worker(settings: Settings) -> None:
     import faust
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.torch_threads:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
     sr = build_worker_app(settings)
     sr.metrics.serve(settings.metrics_host, settings.metrics_port)
     worker = faust.Worker(sr.app, loglevel=settings.log_level, quiet=True)
