@@ -196,8 +196,7 @@ def _load_grouplens_dat(folder: Path, event_type: str, min_rating: float | None)
 def _csv_dicts(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     try:
         with open(path, encoding="utf-8", newline="") as fh:
-            for lineno, row in enumerate(csv.DictReader(fh), start=2):
-                yield lineno, row
+            yield from enumerate(csv.DictReader(fh), start=2)
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read ({exc.strerror})") from None
 

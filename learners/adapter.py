@@ -24,7 +24,16 @@ from torch import nn
 
 from learners.encoder import resolve_device
 from learners.replay import Example, ReplayBuffer
-from learners.types import BaseLearner, FloatArray, Interaction, Item, Query, Recommendation, TextEncoder, top_k
+from learners.types import (
+    BaseLearner,
+    FloatArray,
+    Interaction,
+    Item,
+    Query,
+    Recommendation,
+    TextEncoder,
+    top_k,
+)
 
 
 class AdapterHead(nn.Module):
@@ -35,9 +44,10 @@ class AdapterHead(nn.Module):
         proj = torch.empty(dim, in_dim)
         nn.init.orthogonal_(proj, generator=generator)
         self.proj = nn.Parameter(proj * math.sqrt(in_dim / dim) if dim < in_dim else proj)
-        self.mlp = nn.Sequential(nn.Linear(in_dim, dim), nn.GELU(), nn.Linear(dim, dim))
-        nn.init.zeros_(self.mlp[2].weight)
-        nn.init.zeros_(self.mlp[2].bias)
+        out = nn.Linear(dim, dim)
+        nn.init.zeros_(out.weight)
+        nn.init.zeros_(out.bias)
+        self.mlp = nn.Sequential(nn.Linear(in_dim, dim), nn.GELU(), out)
         self.item_id = nn.Parameter(torch.zeros(capacity, dim))
         self.item_bias = nn.Parameter(torch.zeros(capacity))
 
@@ -213,7 +223,8 @@ class AdapterRecommender(BaseLearner):
     # -- the model -------------------------------------------------------------------------------------------
     def _item_table(self) -> tuple[torch.Tensor, torch.Tensor]:
         assert self._head is not None and self._emb is not None
-        return self._head(self._emb[: len(self.item_ids)])
+        v, b = self._head(self._emb[: len(self.item_ids)])
+        return v, b
 
     def _encode_histories(self, histories: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Right-aligned index matrix (B, L) of known history items and its mask."""
@@ -231,8 +242,9 @@ class AdapterRecommender(BaseLearner):
     def _logits(self, idx: torch.Tensor, mask: torch.Tensor, table: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         assert self._user is not None
         v, b = table
-        u = self._user(v[idx], mask)
-        return (u @ v.T) * self._log_temp.exp() + b
+        u: torch.Tensor = self._user(v[idx], mask)
+        logits: torch.Tensor = (u @ v.T) * self._log_temp.exp() + b
+        return logits
 
     def _score_all_many(self, qs: Sequence[Query]) -> FloatArray:
         if self._head is None or not qs:

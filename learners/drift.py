@@ -30,7 +30,7 @@ class SignalDriftMonitor:
     _ph: Any = None
 
     def __post_init__(self) -> None:
-        self._adwin = drift.ADWIN(delta=self.adwin_delta)
+        self._adwin = drift.ADWIN(delta=self.adwin_delta)  # type: ignore[no-untyped-call]
         self._ph = drift.PageHinkley(min_instances=self.ph_min_instances, threshold=self.ph_threshold, mode="down")
 
     def update(self, x: float) -> list[str]:

@@ -12,7 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 ENV_PREFIX = "STREAMREC_"
 
@@ -47,9 +52,9 @@ class Settings(BaseSettings):
     topic_items: str = Field("items", description="Input topic of catalog items.")
     topic_recommendations: str = Field("recommendations", description="Output topic of recommendations.")
     topic_dlq: str = Field("events-dlq", description="Rejected input with its reason.")
-    topic_partitions: int = Field(4, ge=1, description="Partitions for topics the worker creates (an existing `events` topic's count wins).")
+    topic_partitions: int = Field(4, ge=1, description="Partitions of new topics (an existing `events` count wins).")
     replication_factor: int = Field(1, ge=1, description="Replication factor of topics the worker creates.")
-    # -- Kafka client security (passed through to aiokafka) ---------------------------------------------------
+    # -- Kafka client security (passed through to aiokafka) --
     security_protocol: str = Field("PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.")
     sasl_mechanism: str = Field("PLAIN", description="SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.")
     sasl_username: str = Field("", description="SASL user name.")

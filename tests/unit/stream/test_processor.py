@@ -48,7 +48,6 @@ def test_same_user_twice_in_a_batch_uses_per_event_prefixes() -> None:
     assert res.histories == [("i0",), ("i0", "i1")]
     first, second = (r for _, r in res.recommendations)
     assert not {"i0", "i1"} & {i["item_id"] for i in first["items"]}
-    assert "i1" in {i["item_id"] for i in second["items"]} or True  # i1 may be recommended only before it's seen
     assert not {"i0", "i1", "i2"} & {i["item_id"] for i in second["items"]}
     state, _ = res.states["u"]
     assert state.seq == ["i0", "i1", "i2"] and state.n == 3
