@@ -11,7 +11,8 @@ class UserState:
     """A user's recent items (oldest first, repeats kept) and the items they already have (insertion order).
 
     Both are bounded: ``seq`` to ``seq_len`` items, ``seen`` to ``seen_max`` (oldest forgotten first).
-    ``n`` counts every interaction ever appended. The dict form is what the worker stores in RocksDB.
+    ``n`` counts every interaction ever appended; ``ids`` holds the last event ids (for de-duplication, bounded
+    by ``ids_max``). The dict form is what the worker stores in RocksDB.
 
     >>> s = UserState()
     >>> for i in ["a", "b", "a", "c"]:
@@ -25,9 +26,19 @@ class UserState:
     seq: list[str] = field(default_factory=list)
     seen: list[str] = field(default_factory=list)
     n: int = 0
+    ids: list[str] = field(default_factory=list)
 
-    def append(self, item_id: str, seq_len: int, seen_max: int) -> None:
-        """Record one interaction with ``item_id``."""
+    def has_event(self, event_id: str) -> bool:
+        """True when ``event_id`` is among the last remembered event ids of this user."""
+        return event_id in self.ids
+
+    def append(self, item_id: str, seq_len: int, seen_max: int, event_id: str | None = None,
+               ids_max: int = 128) -> None:
+        """Record one interaction with ``item_id`` (and remember ``event_id``)."""
+        if event_id is not None and ids_max > 0:
+            self.ids.append(event_id)
+            if len(self.ids) > ids_max:
+                del self.ids[: len(self.ids) - ids_max]
         self.seq.append(item_id)
         if len(self.seq) > seq_len:
             del self.seq[: len(self.seq) - seq_len]
@@ -39,13 +50,14 @@ class UserState:
         self.n += 1
 
     def to_dict(self) -> dict[str, Any]:
-        return {"seq": list(self.seq), "seen": list(self.seen), "n": self.n}
+        return {"seq": list(self.seq), "seen": list(self.seen), "n": self.n, "ids": list(self.ids)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> UserState:
         if not d:
             return cls()
-        return cls(seq=list(d.get("seq", [])), seen=list(d.get("seen", [])), n=int(d.get("n", 0)))
+        return cls(seq=list(d.get("seq", [])), seen=list(d.get("seen", [])), n=int(d.get("n", 0)),
+                   ids=list(d.get("ids", [])))
 
 
 class InMemoryHistory:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.schemas import Event, Rejection, dlq_record, parse_event, recommendation_record
+from connectors.schemas import Event, Reason, Rejection, dlq_record, parse_event, recommendation_record
 from learners.drift import SignalDriftMonitor
 from learners.history import UserState
 from learners.types import Interaction, Learner, Query
@@ -63,6 +63,7 @@ class EventProcessor:
         self._last_recs: OrderedDict[str, frozenset[str]] = OrderedDict()
         self._last_recs_max = last_recs_max
         self._known_window: deque[int] = deque(maxlen=settings.hit_window)
+        self.limiter = UserRateLimiter(settings.user_rate_per_s, settings.user_burst, clock=clock)
 
     def prepare(self, batch: Sequence[RawMessage], load_state: Callable[[str], UserState]) -> BatchResult:
         """Validate and recommend (model not yet updated with this batch)."""
@@ -78,12 +79,21 @@ class EventProcessor:
                 continue
             valid.append((parsed, msg))
         known = getattr(self.learner, "item_index", None)
+        accepted: list[tuple[Event, RawMessage]] = []
         for ev, msg in valid:
             cached = res.states.get(ev.user_id)
             state = cached[0] if cached else load_state(ev.user_id)
+            if s.dedup_window and state.has_event(ev.event_id):
+                self.reject(res, msg, Rejection(Reason.DUPLICATE, f"event_id: {ev.event_id!r} was already processed"))
+                continue
+            if not self.limiter.allow(ev.user_id):
+                self.reject(res, msg, Rejection(Reason.RATE_LIMITED,
+                                                f"user_id: over {s.user_rate_per_s:g} events/s (burst {s.user_burst})"))
+                continue
+            accepted.append((ev, msg))
             history = tuple(state.seq)
             self._observe_hit(ev)
-            state.append(ev.item_id, s.seq_len, s.seen_max)
+            state.append(ev.item_id, s.seq_len, s.seen_max, ev.event_id, s.dedup_window)
             res.states[ev.user_id] = (state, msg.handle)
             queries.append(Query(ev.user_id, tuple(state.seq), frozenset(state.seen)))
             res.examples.append(Interaction(ev.user_id, ev.item_id, ev.ts, s.event_weights[ev.event_type]))
@@ -92,11 +102,11 @@ class EventProcessor:
             self.metrics.events.labels(ev.event_type).inc()
             if known is not None:
                 self._known_window.append(int(ev.item_id in known))
-        if valid:
+        if accepted:
             recs = self.learner.recommend_many(queries, s.top_k)
             version = self.learner.model_version
             now = self.clock()
-            for (ev, _), rec in zip(valid, recs, strict=True):
+            for (ev, _), rec in zip(accepted, recs, strict=True):
                 res.recommendations.append(
                     (ev.user_id, recommendation_record(ev.user_id, ev.event_id, rec, version, ev.ts, now))
                 )
@@ -155,3 +165,35 @@ class EventProcessor:
         lr.move_to_end(user_id)
         if len(lr) > self._last_recs_max:
             lr.popitem(last=False)
+
+
+class UserRateLimiter:
+    """Per-user token buckets (``rate`` tokens/s, ``burst`` capacity), least recently seen users evicted.
+
+    >>> t = [0.0]
+    >>> lim = UserRateLimiter(rate=1.0, burst=2, clock=lambda: t[0])
+    >>> [lim.allow("u") for _ in range(3)]
+    [True, True, False]
+    >>> t[0] = 1.0
+    >>> lim.allow("u"), lim.allow("v")
+    (True, True)
+    """
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic,
+                 max_users: int = 500_000) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.clock = clock
+        self.max_users = max_users
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def allow(self, user_id: str) -> bool:
+        now = self.clock()
+        tokens, last = self._buckets.get(user_id, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        ok = tokens >= 1.0
+        self._buckets[user_id] = (tokens - 1.0 if ok else tokens, now)
+        self._buckets.move_to_end(user_id)
+        if len(self._buckets) > self.max_users:
+            self._buckets.popitem(last=False)
+        return ok

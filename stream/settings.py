@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     max_id_length: int = Field(256, ge=1, description="Longest accepted user/item/event id.")
     seq_len: int = Field(50, ge=1, description="Items kept in each user's behaviour sequence.")
     seen_max: int = Field(2000, ge=1, description="Items remembered per user for exclusion from recommendations.")
+    dedup_window: int = Field(128, ge=0, description="Event ids remembered per user; a repeated id goes to the DLQ.")
+    user_rate_per_s: float = Field(50.0, gt=0, description="Sustained events/s accepted per user (token bucket).")
+    user_burst: int = Field(1000, ge=1, description="Events a user may send in a burst above the sustained rate.")
     # -- recommendation and learning -----------------------------------------------------------------------
     top_k: int = Field(10, ge=1, le=1000, description="Items per recommendation message.")
     batch_max: int = Field(256, ge=1, description="Largest micro-batch taken from `events` (`stream.take`).")

@@ -84,3 +84,23 @@ def test_online_hit_rate_counts_next_event_against_last_recommendation() -> None
     top = res.recommendations[0][1]["items"][0]["item_id"]
     p.prepare([msg(event(2, "u", top))], lambda u: res.states["u"][0])
     assert metrics.rolling_hit_rate == 1.0
+
+
+def test_duplicate_event_id_goes_to_dlq_and_changes_nothing() -> None:
+    p, m, metrics = make()
+    res = p.prepare([msg(event(1, "u", "i1")), msg(event(1, "u", "i1"))], lambda u: UserState())
+    assert [r["event_id"] for _, r in res.recommendations] == ["e1"]
+    assert [d["reason"] for _, d in res.dlq] == ["duplicate"]
+    state = res.states["u"][0]
+    again = p.prepare([msg(event(1, "u", "i1"))], lambda u: state)  # redelivered after a crash
+    assert again.dlq[0][1]["reason"] == "duplicate" and not again.examples
+    assert state.seq == ["i1"] and state.n == 1
+
+
+def test_flooding_user_is_capped_and_others_are_not() -> None:
+    p, _, metrics = make(user_rate_per_s=1.0, user_burst=5)
+    batch = [msg(event(n, "flood", f"i{n % 20}")) for n in range(50)] + [msg(event(99, "calm", "i3"))]
+    res = p.prepare(batch, lambda u: UserState())
+    assert sum(1 for _, r in res.recommendations if r["user_id"] == "flood") == 5
+    assert any(r["user_id"] == "calm" for _, r in res.recommendations)
+    assert metrics.invalid.labels("rate_limited")._value.get() == 45  # noqa: SLF001
