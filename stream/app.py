@@ -144,6 +144,8 @@ def create_app(
                       dlq_topic, user_table, item_table)
     model_name = getattr(encoder, "model_path", type(encoder).__name__ if encoder else "none")
     metrics.info.labels(version="0.1.0", model=str(model_name).rsplit("/", 1)[-1]).set(1)
+    metrics.model_version.set(learner.model_version)
+    metrics.catalog_items.set(len(getattr(learner, "item_ids", ())))
 
     async def load_catalog_from_table() -> None:
         """After recovery, give the learner every item the table holds (no re-encoding)."""

@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     replay_ratio: float = Field(1.0, ge=0, description="Replay examples mixed into each update, per new example.")
     seed: int = Field(0, description="Seed for model init, replay sampling and exploration.")
     torch_threads: int = Field(0, ge=0, description="Torch intra-op threads in the worker (0: torch's default).")
+    checkpoint_interval_s: float = Field(30.0, ge=0, description="Seconds between model checkpoints (0: off).")
+    checkpoint_keep: int = Field(2, ge=1, description="Checkpoint files kept in `data_dir/checkpoints`.")
     # -- operations ------------------------------------------------------------------------------------------
     metrics_host: str = Field("127.0.0.1", description="Address the /metrics endpoint binds to.")
     metrics_port: int = Field(9108, ge=0, le=65535, description="Port of the /metrics endpoint (0: disabled).")

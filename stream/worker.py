@@ -11,6 +11,7 @@ from connectors.kafka import KafkaClientConfig, ensure_topics
 from learners.adapter import AdapterRecommender
 from learners.encoder import FrozenTransformerEncoder
 from stream.app import StreamrecApp, create_app
+from stream.checkpoint import CheckpointStore
 from stream.metrics import WorkerMetrics
 from stream.settings import Settings
 
@@ -50,14 +51,47 @@ def prepare_topics(settings: Settings) -> dict[str, int]:
     ))
 
 
+def load_or_build_learner(settings: Settings, encoder: Any) -> AdapterRecommender:
+    """Resume from the newest checkpoint in ``data_dir/checkpoints`` if there is one, else a fresh learner."""
+    found = CheckpointStore(settings.data_dir / "checkpoints", settings.checkpoint_keep).load_latest()
+    if found is not None and isinstance(found[0], AdapterRecommender):
+        learner, version = found
+        learner.attach_encoder(encoder)
+        log.warning("model: resumed from checkpoint version %d (%d items)", version, len(learner.item_ids))
+        return learner
+    return build_learner(settings, encoder)
+
+
 def build_worker_app(settings: Settings) -> StreamrecApp:
     parts = prepare_topics(settings)
     encoder = build_encoder(settings)
-    learner = build_learner(settings, encoder)
+    learner = load_or_build_learner(settings, encoder)
     metrics = WorkerMetrics(hit_window=settings.hit_window)
-    return create_app(settings, learner, encoder, metrics,
-                      events_partitions=parts[settings.topic_events],
-                      items_partitions=parts[settings.topic_items])
+    sr = create_app(settings, learner, encoder, metrics,
+                    events_partitions=parts[settings.topic_events],
+                    items_partitions=parts[settings.topic_items])
+    if settings.checkpoint_interval_s > 0:
+        install_checkpoints(sr, CheckpointStore(settings.data_dir / "checkpoints", settings.checkpoint_keep))
+    return sr
+
+
+def install_checkpoints(sr: StreamrecApp, store: CheckpointStore) -> None:
+    """Checkpoint the learner every ``checkpoint_interval_s`` and at shutdown (when it changed)."""
+    last = {"version": sr.learner.model_version}
+
+    def save() -> None:
+        v = sr.learner.model_version
+        if v != last["version"]:
+            store.save(sr.learner, v)
+            last["version"] = v
+
+    @sr.app.timer(interval=sr.settings.checkpoint_interval_s)
+    async def periodic_checkpoint() -> None:
+        save()
+
+    @sr.app.on_before_shutdown.connect
+    async def final_checkpoint(app: Any, **kwargs: Any) -> None:
+        save()
 
 
 def run_worker(settings: Settings) -> None:

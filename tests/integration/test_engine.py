@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from connectors.kafka import KafkaClientConfig, ensure_topics, publish_items, read_topic, replay_events
+from stream.demo import scrape
 from tests.conftest import make_catalog
 
 pytestmark = pytest.mark.integration
@@ -89,9 +90,14 @@ def test_user_sequences_survive_restart(worker_factory: Any, kafka: KafkaClientC
     first = [ev(i, "alice", f"cooking-{i}") for i in range(6)]
     asyncio.run(replay_events(kafka, f"{app}-events", first))
     asyncio.run(read_json(kafka, f"{app}-recommendations", len(first)))
+    version_before = scrape(w.metrics_port, "streamrec_model_version")
+    assert version_before and version_before >= 1
     assert w.stop() == 0
     assert any(data.rglob("*.sst")) or any(data.rglob("CURRENT")), "RocksDB files expected in the data dir"
-    start_ready(worker_factory, kafka, app, data, publish=False)
+    assert list((data / "checkpoints").glob("model-*.pkl")), "a final model checkpoint is written at shutdown"
+    w2 = start_ready(worker_factory, kafka, app, data, publish=False)
+    # the model resumes from its checkpoint instead of from scratch
+    assert scrape(w2.metrics_port, "streamrec_model_version") == version_before
     asyncio.run(replay_events(kafka, f"{app}-events", [ev(100, "alice", "cooking-6")]))
     recs = asyncio.run(read_json(kafka, f"{app}-recommendations", len(first) + 1))
     last = next(r for r in recs if r["event_id"] == "alice-100")
