@@ -24,6 +24,7 @@ from torch import nn
 
 from learners.encoder import resolve_device
 from learners.replay import Example, ReplayBuffer
+from learners.signals import CooccurrenceSignal, PopularitySignal
 from learners.types import (
     BaseLearner,
     FloatArray,
@@ -129,6 +130,10 @@ class AdapterRecommender(BaseLearner):
         replay_capacity: int = 20000,
         replay_ratio: float = 1.0,
         temperature: float = 10.0,
+        cooccurrence_window: int = 20,
+        cooccurrence_recent: int = 5,
+        cooccurrence_max_items: int = 10000,
+        popularity_half_life: float = 5000.0,
         device: str = "auto",
         seed: int = 0,
     ) -> None:
@@ -141,6 +146,10 @@ class AdapterRecommender(BaseLearner):
         self.replay_capacity = replay_capacity
         self.replay_ratio = replay_ratio
         self.temperature = temperature
+        self.cooccurrence_window = cooccurrence_window
+        self.cooccurrence_recent = cooccurrence_recent
+        self.cooccurrence_max_items = cooccurrence_max_items
+        self.popularity_half_life = popularity_half_life
         self.device = device
         self.seed = seed
         self.replay = ReplayBuffer(replay_capacity, seed=seed)
@@ -150,6 +159,10 @@ class AdapterRecommender(BaseLearner):
         self._head: AdapterHead | None = None
         self._user: AttentionUserModel | None = None
         self._log_temp = nn.Parameter(torch.tensor(math.log(temperature), device=self._dev))
+        # learned blend weights of the side signals: [co-occurrence, decayed popularity]
+        self._blend = nn.Parameter(torch.tensor([1.0, 0.5], device=self._dev))
+        self._cooc: CooccurrenceSignal | None = None
+        self._pop: PopularitySignal | None = None
         self._opt: torch.optim.Optimizer | None = None
         self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
         self.last_loss = float("nan")
@@ -192,11 +205,15 @@ class AdapterRecommender(BaseLearner):
         self._emb = torch.zeros(capacity, in_dim, device=self._dev)
         self._head = AdapterHead(in_dim, self.dim, capacity, g).to(self._dev)
         self._user = AttentionUserModel(self.dim, self.seq_len).to(self._dev)
+        if self.cooccurrence_window > 0 and capacity <= self.cooccurrence_max_items:
+            self._cooc = CooccurrenceSignal(capacity, self.cooccurrence_window, self.cooccurrence_recent, self._dev)
+        if self.popularity_half_life > 0:
+            self._pop = PopularitySignal(capacity, self.popularity_half_life, self._dev)
         self._opt = torch.optim.Adam(self._params(), lr=self.learning_rate, weight_decay=self.weight_decay)
 
     def _params(self) -> list[nn.Parameter]:
         assert self._head is not None and self._user is not None
-        return [*self._head.parameters(), *self._user.parameters(), self._log_temp]
+        return [*self._head.parameters(), *self._user.parameters(), self._log_temp, self._blend]
 
     def _grow(self, capacity: int) -> None:
         """Enlarge the per-item tensors (and their Adam state) to ``capacity`` rows."""
@@ -205,6 +222,13 @@ class AdapterRecommender(BaseLearner):
         emb = torch.zeros(capacity, self._emb.shape[1], device=self._dev)
         emb[:old] = self._emb
         self._emb = emb
+        if self._cooc is not None:
+            if capacity <= self.cooccurrence_max_items:
+                self._cooc.grow(capacity)
+            else:  # too many items for a dense matrix: drop the signal
+                self._cooc = None
+        if self._pop is not None:
+            self._pop.grow(capacity)
         for name in ("item_id", "item_bias"):
             p_old: nn.Parameter = getattr(self._head, name)
             p_new = nn.Parameter(torch.zeros((capacity, *p_old.shape[1:]), device=self._dev))
@@ -244,6 +268,11 @@ class AdapterRecommender(BaseLearner):
         v, b = table
         u: torch.Tensor = self._user(v[idx], mask)
         logits: torch.Tensor = (u @ v.T) * self._log_temp.exp() + b
+        n = v.shape[0]
+        if self._cooc is not None:
+            logits = logits + self._blend[0] * self._cooc.features(idx, mask, n)
+        if self._pop is not None:
+            logits = logits + self._blend[1] * self._pop.features(n)
         return logits
 
     def _score_all_many(self, qs: Sequence[Query]) -> FloatArray:
@@ -284,10 +313,10 @@ class AdapterRecommender(BaseLearner):
             return
         batch = fresh + self.replay.sample(int(round(len(fresh) * self.replay_ratio)))
         self._step(batch)
+        self._update_signals(fresh)
         self.replay.extend(fresh)
 
-    def _step(self, batch: list[Example]) -> None:
-        assert self._head is not None and self._user is not None and self._opt is not None
+    def _batch_tensors(self, batch: list[Example]) -> tuple[torch.Tensor, torch.Tensor]:
         L = self.seq_len
         idx = np.zeros((len(batch), L), dtype=np.int64)
         mask = np.zeros((len(batch), L), dtype=bool)
@@ -296,12 +325,26 @@ class AdapterRecommender(BaseLearner):
             if h:
                 idx[row, L - len(h):] = h
                 mask[row, L - len(h):] = True
+        return torch.as_tensor(idx, device=self._dev), torch.as_tensor(mask, device=self._dev)
+
+    def _update_signals(self, fresh: list[Example]) -> None:
+        targets = torch.as_tensor([ex.target for ex in fresh], device=self._dev)
+        with torch.no_grad():
+            if self._cooc is not None:
+                idx, mask = self._batch_tensors(fresh)
+                self._cooc.update(idx, mask, targets)
+            if self._pop is not None:
+                self._pop.update(targets)
+        self._cache = None
+
+    def _step(self, batch: list[Example]) -> None:
+        assert self._head is not None and self._user is not None and self._opt is not None
+        idx, mask = self._batch_tensors(batch)
         target = torch.as_tensor([ex.target for ex in batch], device=self._dev)
         weight = torch.as_tensor([ex.weight for ex in batch], device=self._dev, dtype=torch.float32)
         self._head.train()
         self._user.train()
-        logits = self._logits(torch.as_tensor(idx, device=self._dev), torch.as_tensor(mask, device=self._dev),
-                              self._item_table())
+        logits = self._logits(idx, mask, self._item_table())
         loss = (torch.nn.functional.cross_entropy(logits, target, reduction="none") * weight).sum() / weight.sum()
         self._opt.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]

@@ -1,0 +1,95 @@
+"""Streaming side signals blended into the adapter's scores with learned weights.
+
+* :class:`CooccurrenceSignal`: incremental item-item co-occurrence within users' recent sequences, scored as a
+  cosine-normalised sum over the user's latest items (an item-kNN signal).
+* :class:`PopularitySignal`: exponentially decayed item counts (half-life in events), as ``log1p``.
+
+Both are dense tensors that grow with the catalog; they are model state (pickled with the learner).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class CooccurrenceSignal:
+    """Item-item co-occurrence counts over a window of each user's recent items.
+
+    >>> s = CooccurrenceSignal(capacity=4, window=2, recent=2, device=torch.device("cpu"))
+    >>> idx = torch.tensor([[0, 1]]); mask = torch.tensor([[True, True]])
+    >>> s.update(idx, mask, torch.tensor([2]))
+    >>> f = s.features(torch.tensor([[0, 0]]), torch.tensor([[False, True]]), 4)
+    >>> bool(f[0, 2] > 0), float(f[0, 3])
+    (True, 0.0)
+    """
+
+    def __init__(self, capacity: int, window: int = 20, recent: int = 10,
+                 device: torch.device | None = None) -> None:
+        self.window = window
+        self.recent = recent
+        self.device = device or torch.device("cpu")
+        self.counts = torch.zeros(capacity, capacity, device=self.device)
+        self.item_counts = torch.zeros(capacity, device=self.device)
+
+    def grow(self, capacity: int) -> None:
+        old = self.counts.shape[0]
+        if capacity <= old:
+            return
+        c = torch.zeros(capacity, capacity, device=self.device)
+        c[:old, :old] = self.counts
+        self.counts = c
+        n = torch.zeros(capacity, device=self.device)
+        n[:old] = self.item_counts
+        self.item_counts = n
+
+    def update(self, idx: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> None:
+        """Count (history item, target) pairs for the last ``window`` items of each right-aligned history."""
+        w = min(self.window, idx.shape[1])
+        h = idx[:, -w:]
+        m = mask[:, -w:]
+        t = targets.unsqueeze(1).expand_as(h)
+        rows, cols = h[m], t[m]
+        ones = torch.ones(rows.shape[0], device=self.device)
+        self.counts.index_put_((rows, cols), ones, accumulate=True)
+        self.counts.index_put_((cols, rows), ones, accumulate=True)
+        self.item_counts.index_add_(0, targets, torch.ones(targets.shape[0], device=self.device))
+
+    def features(self, idx: torch.Tensor, mask: torch.Tensor, n: int) -> torch.Tensor:
+        """(B, n) scores: sum over the latest ``recent`` history items j of C[j, i] / sqrt(n_j n_i)."""
+        r = min(self.recent, idx.shape[1])
+        h = idx[:, -r:]
+        m = mask[:, -r:].to(self.counts.dtype)
+        norm_j = (self.item_counts[h] + 1.0).rsqrt() * m  # (B, r)
+        rows = self.counts[h][:, :, :n]  # (B, r, n)
+        raw = (rows * norm_j.unsqueeze(-1)).sum(1)
+        return raw * (self.item_counts[:n] + 1.0).rsqrt()
+
+
+class PopularitySignal:
+    """Decayed item counts: each event adds 1 to its item, every count halves every ``half_life`` events.
+
+    >>> p = PopularitySignal(capacity=3, half_life=1.0, device=torch.device("cpu"))
+    >>> p.update(torch.tensor([0, 0]))
+    >>> p.update(torch.tensor([1]))
+    >>> [round(x, 3) for x in p.decayed[:3].tolist()]
+    [1.0, 1.0, 0.0]
+    """
+
+    def __init__(self, capacity: int, half_life: float = 5000.0, device: torch.device | None = None) -> None:
+        self.half_life = half_life
+        self.device = device or torch.device("cpu")
+        self.decayed = torch.zeros(capacity, device=self.device)
+
+    def grow(self, capacity: int) -> None:
+        old = self.decayed.shape[0]
+        if capacity > old:
+            d = torch.zeros(capacity, device=self.device)
+            d[:old] = self.decayed
+            self.decayed = d
+
+    def update(self, targets: torch.Tensor) -> None:
+        self.decayed *= 0.5 ** (targets.shape[0] / self.half_life)
+        self.decayed.index_add_(0, targets, torch.ones(targets.shape[0], device=self.device))
+
+    def features(self, n: int) -> torch.Tensor:
+        return torch.log1p(self.decayed[:n])
