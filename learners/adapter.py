@@ -166,6 +166,8 @@ class AdapterRecommender(BaseLearner):
         self._opt: torch.optim.Optimizer | None = None
         self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
         self.last_loss = float("nan")
+        self._boost_steps = 0
+        self._boost_factor = 1.0
 
     # -- catalog ---------------------------------------------------------------------------------------------
     def add_items(self, items: Sequence[Item]) -> None:
@@ -348,10 +350,29 @@ class AdapterRecommender(BaseLearner):
         loss = (torch.nn.functional.cross_entropy(logits, target, reduction="none") * weight).sum() / weight.sum()
         self._opt.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
+        factor = self._boost_factor if self._boost_steps > 0 else 1.0
+        for group in self._opt.param_groups:
+            group["lr"] = self.learning_rate * factor
         self._opt.step()
+        self._boost_steps = max(0, self._boost_steps - 1)
         self._cache = None
         self._version += 1
         self.last_loss = float(loss.detach())
+
+    def boost_learning_rate(self, factor: float, steps: int) -> None:
+        """Multiply the learning rate by ``factor`` for the next ``steps`` updates (a reaction to drift)."""
+        self._boost_factor = factor
+        self._boost_steps = max(self._boost_steps, steps)
+
+    def adapted_item_vectors(self) -> FloatArray | None:
+        """The adapted vectors of every known item, (n_items, dim), or None before any item."""
+        if self._head is None or not self.item_ids:
+            return None
+        with torch.no_grad():
+            if self._cache is None:
+                self._cache = self._item_table()
+            out: FloatArray = self._cache[0].float().cpu().numpy()
+        return out
 
     # -- state -----------------------------------------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:

@@ -47,8 +47,8 @@ class WorkerMetrics:
                               registry=r)
         self.drift_alarms = Counter("streamrec_drift_alarms", "Drift detector alarms.", ["detector", "signal"],
                                     registry=r)
-        self.drift_score = Gauge("streamrec_drift_score", "Latest drift statistic per signal.", ["signal"],
-                                 registry=r)
+        self.drift_score = Gauge("streamrec_drift_score", "Latest drift statistic per signal (PSI, JS, cosine shift).",
+                                 ["signal", "statistic"], registry=r)
         self.unknown_item_ratio = Gauge("streamrec_unknown_item_ratio",
                                         "Share of recent events whose item is not in the catalog.", registry=r)
         self.new_item_ratio = Gauge("streamrec_new_item_ratio",

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.schemas import Event, Reason, Rejection, dlq_record, parse_event, recommendation_record
-from learners.drift import SignalDriftMonitor
 from learners.history import UserState
 from learners.types import Interaction, Learner, Query
+from stream.drift import DriftWatch
 from stream.metrics import WorkerMetrics
 from stream.settings import Settings
 
@@ -58,8 +58,7 @@ class EventProcessor:
         self.metrics = metrics
         self.clock = clock
         self.event_types = frozenset(settings.event_weights)
-        self.hit_monitor = SignalDriftMonitor("hit", seed=settings.seed)
-        self.loss_monitor = SignalDriftMonitor("loss", seed=settings.seed)
+        self.drift = DriftWatch(settings, learner, metrics)
         self._last_recs: OrderedDict[str, frozenset[str]] = OrderedDict()
         self._last_recs_max = last_recs_max
         self._known_window: deque[int] = deque(maxlen=settings.hit_window)
@@ -100,6 +99,7 @@ class EventProcessor:
             res.histories.append(history)
             res.produce_ts.append(msg.timestamp)
             self.metrics.events.labels(ev.event_type).inc()
+            self.drift.observe_event(ev.item_id, ev.event_type)
             if known is not None:
                 self._known_window.append(int(ev.item_id in known))
         if accepted:
@@ -132,9 +132,7 @@ class EventProcessor:
             m.model_updates.inc(self.learner.model_version - before)
             loss = float(getattr(self.learner, "last_loss", float("nan")))
             m.training_loss.set(loss)
-            if loss == loss:
-                for det in self.loss_monitor.update(loss):
-                    m.drift_alarms.labels(det, "loss").inc()
+            self.drift.observe_loss(loss)
         m.model_version.set(self.learner.model_version)
         replay = getattr(self.learner, "replay", None)
         if replay is not None:
@@ -156,8 +154,7 @@ class EventProcessor:
             return
         hit = ev.item_id in last
         self.metrics.observe_hit(hit)
-        for det in self.hit_monitor.update(1.0 if hit else 0.0):
-            self.metrics.drift_alarms.labels(det, "hit").inc()
+        self.drift.observe_hit(hit)
 
     def _remember(self, user_id: str, items: frozenset[str]) -> None:
         lr = self._last_recs

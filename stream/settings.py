@@ -90,6 +90,14 @@ class Settings(BaseSettings):
     torch_threads: int = Field(0, ge=0, description="Torch intra-op threads in the worker (0: torch's default).")
     checkpoint_interval_s: float = Field(30.0, ge=0, description="Seconds between model checkpoints (0: off).")
     checkpoint_keep: int = Field(2, ge=1, description="Checkpoint files kept in `data_dir/checkpoints`.")
+    # -- drift ---------------------------------------------------------------------------------------------
+    drift_window: int = Field(5000, ge=100, description="Events per window of the data and embedding drift checks.")
+    psi_threshold: float = Field(0.25, gt=0, description="PSI between consecutive windows that raises a data-drift alarm.")
+    js_threshold: float = Field(0.1, gt=0, description="Jensen-Shannon divergence (bits) that raises a data-drift alarm.")
+    embedding_drift_threshold: float = Field(0.05, gt=0, description="Cosine shift of the mean item vector that alarms.")
+    drift_reaction: str = Field("none", description="Reaction to a drift alarm: `none` or `lr_boost`.")
+    drift_lr_boost: float = Field(3.0, ge=1, description="Learning-rate factor while reacting to an alarm.")
+    drift_boost_steps: int = Field(50, ge=1, description="Model updates a learning-rate boost lasts.")
     # -- operations ------------------------------------------------------------------------------------------
     metrics_host: str = Field("127.0.0.1", description="Address the /metrics endpoint binds to.")
     metrics_port: int = Field(9108, ge=0, le=65535, description="Port of the /metrics endpoint (0: disabled).")
@@ -118,6 +126,13 @@ class Settings(BaseSettings):
     def _check_device(cls, v: str) -> str:
         if v not in ("auto", "cpu", "cuda", "mps") and not v.startswith("cuda:"):
             raise ValueError("expected auto, cpu, cuda or cuda:N")
+        return v
+
+    @field_validator("drift_reaction")
+    @classmethod
+    def _check_reaction(cls, v: str) -> str:
+        if v not in ("none", "lr_boost"):
+            raise ValueError("expected none or lr_boost")
         return v
 
     @field_validator("event_weights")
