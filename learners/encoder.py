@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from learners.types import FloatArray
+from learners.types import FloatArray, TextEncoder
 
 
 def bundled_model_path() -> Path:
@@ -132,3 +132,32 @@ class HashingEncoder:
             if n > 0:
                 out[row] /= n
         return out
+
+
+class CachingEncoder:
+    """Memoises another encoder by text, so comparing many learners encodes each item once.
+
+    >>> enc = CachingEncoder(HashingEncoder(4))
+    >>> _ = enc.encode(["a", "b"]); _ = enc.encode(["b", "c"])
+    >>> enc.encoded
+    3
+    """
+
+    def __init__(self, inner: TextEncoder) -> None:
+        self.inner = inner
+        self._cache: dict[str, FloatArray] = {}
+        self.encoded = 0
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    def encode(self, texts: Sequence[str]) -> FloatArray:
+        todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if todo:
+            for t, v in zip(todo, self.inner.encode(todo), strict=True):
+                self._cache[t] = v
+            self.encoded += len(todo)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([self._cache[t] for t in texts]).astype(np.float32, copy=False)

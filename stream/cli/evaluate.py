@@ -1,0 +1,98 @@
+"""``streamrec evaluate``: the prequential benchmark, offline, through the same learner code as the worker."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from stream.cli.options import config_option, settings_from
+
+DEFAULT_LEARNERS = "streamrec,streamrec-frozen,popularity,decayed-popularity,item-knn,isgd,river-mf"
+
+
+@click.command("evaluate")
+@click.option("--dataset", default="ml-100k", show_default=True, help="Dataset (see `replay`).")
+@click.option("--learners", "names", default=DEFAULT_LEARNERS, show_default=True,
+              help="Comma-separated learners: streamrec, streamrec-frozen, streamrec-no-replay and the baselines.")
+@click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds.")
+@click.option("--limit", default=None, type=click.IntRange(min=1), help="Only the first N events.")
+@click.option("--river-limit", default=10_000, show_default=True, type=click.IntRange(min=1),
+              help="river-mf scores the catalog item by item: evaluate it on this prefix only.")
+@click.option("--warmup", default=10_000, show_default=True, type=click.IntRange(min=0),
+              help="Events streamrec-frozen learns from before it stops updating.")
+@click.option("--batch-size", default=None, type=click.IntRange(min=1), help="Micro-batch (default: batch_max).")
+@click.option("--plot", default="out/quality_curve.png", show_default=True, type=click.Path(dir_okay=False),
+              help="PNG of HR@10 per 5,000-event window.")
+@click.option("--data-dir", "dataset_dir", default="data", show_default=True, type=click.Path(file_okay=False))
+@config_option
+def command(dataset: str, names: str, seeds: str, limit: int | None, river_limit: int, warmup: int,
+            batch_size: int | None, plot: str, dataset_dir: str, config: str | None) -> None:
+    """Test-then-learn over the stream: HR@10/NDCG@10 overall and on cold items, mean ± std over seeds."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from connectors.datasets import DatasetError, load_dataset
+    from learners.baselines import BASELINES, FrozenAfterWarmup
+    from learners.encoder import CachingEncoder
+    from learners.evaluation import evaluate_many, plot_curves
+    from learners.types import Interaction
+    from stream.worker import build_encoder, build_learner
+
+    s = settings_from(config)
+    try:
+        seed_list = [int(x) for x in seeds.split(",") if x.strip()]
+    except ValueError:
+        raise click.BadParameter("expected comma-separated integers", param_hint="--seeds") from None
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    ours = {"streamrec", "streamrec-frozen", "streamrec-no-replay"}
+    unknown = [n for n in wanted if n not in ours and n not in BASELINES]
+    if unknown:
+        raise click.BadParameter(f"unknown learner {unknown[0]!r} (known: {', '.join(sorted(ours | set(BASELINES)))})",
+                                 param_hint="--learners")
+    try:
+        ds = load_dataset(dataset, Path(dataset_dir))
+    except DatasetError as exc:
+        raise click.ClickException(str(exc)) from None
+    events = [Interaction(e["user_id"], e["item_id"], e["ts"], s.event_weights.get(e["event_type"], 1.0))
+              for e in ds.events]
+    encoder = CachingEncoder(build_encoder(s)) if wanted and set(wanted) & ours else None
+
+    def ours_factory(kind: str):  # noqa: ANN202
+        def make(seed: int):  # noqa: ANN202
+            cfg = s.model_copy(update={"seed": seed, **({"replay_capacity": 0} if kind == "no-replay" else {})})
+            m = build_learner(cfg, encoder)
+            model = FrozenAfterWarmup(m, warmup) if kind == "frozen" else m
+            model.add_items(ds.items)
+            return model
+        return make
+
+    def baseline_factory(name: str):  # noqa: ANN202
+        def make(seed: int):  # noqa: ANN202
+            m = BASELINES[name](seed=seed)
+            m.add_items(ds.items)
+            return m
+        return make
+
+    factories = {n: (ours_factory(n.removeprefix("streamrec").lstrip("-") or "default") if n in ours
+                     else baseline_factory(n)) for n in wanted}
+    console = Console()
+    console.print(f"[bold]$ {' '.join(shlex.quote(a) for a in ['streamrec', *sys.argv[1:]])}[/]")
+    console.print(f"{ds.name}: {len(events):,} events, {len(ds.items):,} items; seeds {seed_list}; "
+                  f"k=10; cold = item with < 5 earlier interactions")
+    rows, raw = evaluate_many(factories, events, seed_list, limits={"river-mf": river_limit},
+                              batch_size=batch_size or s.batch_max, seq_len=s.seq_len, seen_max=s.seen_max,
+                              limit=limit, progress=None)
+    table = Table(title="prequential test-then-learn, mean ± std over seeds")
+    for col in ("learner", "events", "HR@10", "NDCG@10", "cold HR@10", "cold NDCG@10", "events/s", "note"):
+        table.add_column(col, justify="left" if col in ("learner", "note") else "right")
+    for r in rows:
+        table.add_row(r.name, f"{r.n:,}", f"{r.hr[0]:.4f} ± {r.hr[1]:.4f}", f"{r.ndcg[0]:.4f} ± {r.ndcg[1]:.4f}",
+                      f"{r.hr_cold[0]:.4f} ± {r.hr_cold[1]:.4f}", f"{r.ndcg_cold[0]:.4f} ± {r.ndcg_cold[1]:.4f}",
+                      f"{r.events_per_s:,.0f}", r.note)
+    console.print(table)
+    if plot:
+        path = plot_curves({n: runs[0] for n, runs in raw.items()}, Path(plot), title=f"{ds.name} prequential HR@10")
+        console.print(f"curve: {path}")
