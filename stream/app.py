@@ -20,7 +20,7 @@ import faust
 import numpy as np
 from faust.streams import _current_event  # the context Faust's tables read the partition from
 
-from connectors.schemas import RECOMMENDATIONS_SCHEMA, CatalogItem, Rejection, parse_item
+from connectors.schemas import RECOMMENDATIONS_SCHEMA, CatalogItem, Reason, Rejection, parse_item
 from learners.history import UserState
 from learners.types import Learner, TextEncoder
 from stream.metrics import WorkerMetrics
@@ -145,6 +145,7 @@ def create_app(
     model_name = getattr(encoder, "model_path", type(encoder).__name__ if encoder else "none")
     metrics.info.labels(version="0.1.0", model=str(model_name).rsplit("/", 1)[-1]).set(1)
     metrics.model_version.set(learner.model_version)
+    metrics.init_labels(sorted(s.event_weights), [str(r) for r in Reason], [s.topic_events, s.topic_items])
     metrics.catalog_items.set(len(getattr(learner, "item_ids", ())))
 
     async def load_catalog_from_table() -> None:
@@ -199,6 +200,19 @@ def create_app(
         async for batch in stream.take_events(s.batch_max, within=s.batch_within_s):
             with metrics.batch_seconds.time():
                 await process_batch(sr, batch)
+
+    @app.timer(interval=5.0)
+    async def report_lag() -> None:
+        """Consumer lag per assigned input partition (high watermark - position)."""
+        tps = [tp for tp in app.consumer.assignment() if tp.topic in (s.topic_events, s.topic_items)]
+        if not tps:
+            return
+        highwaters = await app.consumer.highwaters(*tps)
+        for tp in tps:
+            pos = await app.consumer.position(tp)
+            hw = highwaters.get(tp)
+            if pos is not None and hw is not None:
+                metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, hw - pos))
 
     sr.events_agent = events_agent
     sr.items_agent = items_agent

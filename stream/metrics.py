@@ -59,6 +59,19 @@ class WorkerMetrics:
         self._hits: deque[int] = deque(maxlen=hit_window)
         self._hit_sum = 0
 
+    def init_labels(self, event_types: list[str], reasons: list[str], topics: list[str]) -> None:
+        """Create every bounded label combination at zero, so dashboards and alerts see series from the start."""
+        for t in event_types:
+            self.events.labels(t)
+        for r in reasons:
+            self.invalid.labels(r)
+        for det, sig in (("adwin", "hit"), ("page_hinkley", "hit"), ("adwin", "loss"), ("page_hinkley", "loss"),
+                         ("psi", "item_popularity"), ("js", "item_popularity"), ("psi", "event_type"),
+                         ("js", "event_type"), ("embedding", "user_embedding")):
+            self.drift_alarms.labels(det, sig)
+        for t in topics:
+            self.lag.labels(t, "0")
+
     def observe_hit(self, hit: bool) -> None:
         """Add one online hit/miss to the rolling window."""
         if len(self._hits) == self._hits.maxlen:

@@ -1,0 +1,129 @@
+"""A real Prometheus (Debian's package) scrapes a live worker fed by a short replay with a shift in it; every
+dashboard panel's PromQL must return data and every rule must load and evaluate."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from connectors.broker import free_port
+from connectors.kafka import KafkaClientConfig, publish_items, replay_events
+from tests.conftest import make_catalog
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def query(port: int, expr: str) -> dict[str, Any]:
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - loopback
+            return json.loads(r.read())
+    except urllib.error.HTTPError as exc:  # a 400 carries the parse error
+        return json.loads(exc.read())
+
+
+def get(port: int, path: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:  # noqa: S310 - loopback
+        return json.loads(r.read())
+
+
+@pytest.fixture
+def prometheus_factory(tmp_path: Path) -> Iterator[Any]:
+    binary = shutil.which("prometheus")
+    assert binary, "prometheus missing: install Debian's prometheus package (make test does)"
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(target_port: int) -> int:
+        port = free_port()
+        rules = tmp_path / "rules"
+        shutil.copytree(ROOT / "deploy" / "prometheus" / "rules", rules)
+        cfg = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+        cfg["global"].update(scrape_interval="1s", evaluation_interval="1s")
+        cfg["rule_files"] = [str(rules / "*.yml")]
+        cfg["scrape_configs"][0].pop("dns_sd_configs")
+        cfg["scrape_configs"][0]["static_configs"] = [{"targets": [f"127.0.0.1:{target_port}"]}]
+        (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(cfg))
+        log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115
+        procs.append(subprocess.Popen(
+            [binary, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if get(port, "/-/ready") is not None:
+                    break
+            except (OSError, ValueError):
+                time.sleep(0.3)
+        return port
+
+    yield start
+    for p in procs:
+        p.terminate()
+        p.wait(10)
+
+
+def test_dashboard_and_alerts_against_real_prometheus(worker_factory: Any, kafka: KafkaClientConfig,
+                                                      prometheus_factory: Any) -> None:
+    app = "t-prom"
+    w = worker_factory(app, STREAMREC_DRIFT_WINDOW="100")
+    asyncio.run(publish_items(kafka, f"{app}-items", make_catalog()))
+    w.wait_ready(len(make_catalog()), timeout=180)
+    prom = prometheus_factory(w.metrics_port)
+    # a drift episode: users switch from space items to sports items half way
+    events = []
+    for n in range(600):
+        theme = "space" if n < 300 else "sports"
+        events.append({"event_id": f"p{n}", "user_id": f"u{n % 20}", "item_id": f"{theme}-{(n // 20) % 8}",
+                       "event_type": "click" if n % 3 else "view", "ts": float(n)})
+    asyncio.run(replay_events(kafka, f"{app}-events", events, rate=150))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        got = query(prom, "sum(streamrec_recommendations_total)")["data"]["result"]
+        if got and float(got[0]["value"][1]) >= len(events):
+            break
+        time.sleep(1)
+    time.sleep(3)  # a few more scrapes after the last event so rates have two samples
+
+    assert query(prom, 'up{job="streamrec-worker"}')["data"]["result"][0]["value"][1] == "1"
+    dash = json.loads((ROOT / "deploy" / "grafana" / "dashboards" / "streamrec.json").read_text())
+    empty = []
+    for panel in dash["panels"]:
+        for target in panel["targets"]:
+            res = query(prom, target["expr"])
+            assert res["status"] == "success", (panel["title"], target["expr"], res.get("error"))
+            if not res["data"]["result"]:
+                empty.append(f"{panel['title']}: {target['expr']}")
+    assert not empty, f"panels without data: {empty}"
+    annotation = dash["annotations"]["list"][0]["expr"]
+    assert query(prom, annotation)["status"] == "success"
+
+    rules = yaml.safe_load((ROOT / "deploy" / "prometheus" / "rules" / "streamrec.rules.yml").read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            assert query(prom, rule["expr"])["status"] == "success", rule
+    loaded = get(prom, "/api/v1/rules")["data"]["groups"]
+    health = {r["name"]: r["health"] for g in loaded for r in g["rules"]}
+    assert len(health) == sum(len(g["rules"]) for g in rules["groups"])
+    assert all(h in ("ok", "unknown") for h in health.values()), health
+    # the drift episode as the metrics saw it: the item distribution moved
+    psi = query(prom, 'max(max_over_time(streamrec_drift_score{signal="item_popularity",statistic="psi"}[5m]))')
+    assert float(psi["data"]["result"][0]["value"][1]) > 0.25
+    episode = {
+        "psi_max": psi["data"]["result"][0]["value"][1],
+        "alarms": {f"{r['metric']['detector']}/{r['metric']['signal']}": r["value"][1] for r in query(
+            prom, "sum by (detector, signal) (streamrec_drift_alarms_total) > 0")["data"]["result"]},
+        "hit_rate": query(prom, "avg(streamrec_online_hit_rate)")["data"]["result"][0]["value"][1],
+    }
+    print("drift episode as Prometheus saw it:", json.dumps(episode))
