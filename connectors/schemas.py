@@ -107,21 +107,9 @@ def parse_event(
     >>> parse_event(b'{"event_id":"e1","user_id":"u","item_id":"i","event_type":"buy","ts":1}', event_types=types).detail
     "event_type: 'buy' is not one of click"
     """
-    if raw is None:
-        return Rejection(Reason.INVALID_JSON, "empty message (no value)")
-    data = raw.encode() if isinstance(raw, str) else bytes(raw)
-    if len(data) > max_bytes:
-        return Rejection(Reason.TOO_LARGE, f"{len(data)} bytes, at most {max_bytes} allowed")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return Rejection(Reason.INVALID_UTF8, f"not UTF-8 at byte {exc.start}")
-    try:
-        obj = json.loads(text, parse_constant=_reject_constant)
-    except (json.JSONDecodeError, ValueError) as exc:
-        return Rejection(Reason.INVALID_JSON, str(exc)[:200])
-    if not isinstance(obj, dict):
-        return Rejection(Reason.NOT_AN_OBJECT, f"expected a JSON object, got {type(obj).__name__}")
+    obj = decode_object(raw, max_bytes)
+    if isinstance(obj, Rejection):
+        return obj
     for name in (*_ID_FIELDS, "event_type", "ts"):
         if name not in obj or obj[name] is None:
             return Rejection(Reason.MISSING_FIELD, f"{name}: required field is missing")
@@ -149,6 +137,30 @@ def parse_event(
     return Event(obj["event_id"], obj["user_id"], obj["item_id"], et, float(ts), ctx)
 
 
+def decode_object(raw: bytes | str | None, max_bytes: int) -> dict[str, Any] | Rejection:
+    """The JSON object in ``raw``, or why it is not one (size, UTF-8, JSON syntax incl. NaN, not an object).
+
+    >>> decode_object(b'[1]', 100).reason
+    <Reason.NOT_AN_OBJECT: 'not_an_object'>
+    """
+    if raw is None:
+        return Rejection(Reason.INVALID_JSON, "empty message (no value)")
+    data = raw.encode() if isinstance(raw, str) else bytes(raw)
+    if len(data) > max_bytes:
+        return Rejection(Reason.TOO_LARGE, f"{len(data)} bytes, at most {max_bytes} allowed")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Rejection(Reason.INVALID_UTF8, f"not UTF-8 at byte {exc.start}")
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc:
+        return Rejection(Reason.INVALID_JSON, str(exc)[:200])
+    if not isinstance(obj, dict):
+        return Rejection(Reason.NOT_AN_OBJECT, f"expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -170,17 +182,9 @@ def parse_item(raw: bytes | str | None, *, max_bytes: int = 65536, max_id_length
     >>> parse_item(b'{"item_id": "42"}').reason
     <Reason.MISSING_FIELD: 'missing_field'>
     """
-    if raw is None:
-        return Rejection(Reason.INVALID_JSON, "empty message (no value)")
-    data = raw.encode() if isinstance(raw, str) else bytes(raw)
-    if len(data) > max_bytes:
-        return Rejection(Reason.TOO_LARGE, f"{len(data)} bytes, at most {max_bytes} allowed")
-    try:
-        obj = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
-        return Rejection(Reason.INVALID_JSON, str(exc)[:200])
-    if not isinstance(obj, dict):
-        return Rejection(Reason.NOT_AN_OBJECT, f"expected a JSON object, got {type(obj).__name__}")
+    obj = decode_object(raw, max_bytes)
+    if isinstance(obj, Rejection):
+        return obj
     for name in ("item_id", "text"):
         if name not in obj or obj[name] is None:
             return Rejection(Reason.MISSING_FIELD, f"{name}: required field is missing")
