@@ -26,7 +26,7 @@ from learners.types import Learner, TextEncoder
 from stream.metrics import WorkerMetrics
 from stream.processor import EventProcessor, RawMessage
 from stream.settings import Settings
-from stream.transport import transport_with_fetch_wait
+from stream.transport import worker_transport
 
 log = logging.getLogger("streamrec.worker")
 
@@ -104,7 +104,10 @@ def create_app(
     metrics = metrics or WorkerMetrics(hit_window=s.hit_window)
     n_events = events_partitions or s.topic_partitions
     n_items = items_partitions or n_events
-    transport_cls = transport_with_fetch_wait(s.fetch_max_wait_ms)
+    transport_cls = worker_transport(
+        s.fetch_max_wait_ms,
+        {"bootstrap_servers": s.bootstrap_servers, **s.kafka_client_kwargs()} if s.probe_highwaters else None,
+    )
 
     class StreamrecFaustApp(faust.App):
         def _new_transport(self) -> Any:

@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     metrics_port: int = Field(9108, ge=0, le=65535, description="Port of the /metrics endpoint (0: disabled).")
     hit_window: int = Field(1000, ge=1, description="Events in the rolling online HR@10 window.")
     log_level: str = Field("warning", description="Worker log level.")
+    probe_highwaters: bool = Field(
+        True, description="Read past reported end offsets (Tansu 0.6.0 under-reports them after multi-record batches)."
+    )
     recovery_consistency_check: bool = Field(
         False, description="Faust's changelog-offset check at recovery (off: Tansu 0.6.0 under-reports high watermarks)."
     )
