@@ -25,6 +25,7 @@ EVENTS_SCHEMA = "streamrec.events.v1"
 ITEMS_SCHEMA = "streamrec.items.v1"
 RECOMMENDATIONS_SCHEMA = "streamrec.recommendations.v1"
 DLQ_SCHEMA = "streamrec.dlq.v1"
+MAX_TS = 4_102_444_800.0  # 2100-01-01: later event times are rejected as invalid_timestamp
 
 
 class Reason(StrEnum):
@@ -125,8 +126,8 @@ def parse_event(
     ts = obj["ts"]
     if isinstance(ts, bool) or not isinstance(ts, int | float):
         return Rejection(Reason.WRONG_TYPE, f"ts: expected a number (epoch seconds), got {type(ts).__name__}")
-    if not math.isfinite(ts) or ts < 0:
-        return Rejection(Reason.INVALID_TIMESTAMP, f"ts: expected finite epoch seconds >= 0, got {ts!r}")
+    if not math.isfinite(ts) or ts < 0 or ts > MAX_TS:
+        return Rejection(Reason.INVALID_TIMESTAMP, f"ts: expected epoch seconds in [0, {MAX_TS:.0f}], got {ts!r}")
     ctx = obj.get("context", {})
     if ctx is None:
         ctx = {}
