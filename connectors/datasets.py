@@ -1,13 +1,15 @@
 """Dataset loaders: MovieLens-100K from the RecBole wheel, GroupLens folders, plain CSV/JSONL event files.
 
 Every loader returns a :class:`Dataset`: catalog items with text for the encoder, and events in the wire
-format of the ``events`` topic, sorted by timestamp with ties kept in file order.
+format of the ``events`` topic, sorted by timestamp with ties kept in file order. A file that cannot be read
+raises :class:`DatasetError` naming the file, the line and what was expected.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import re
 import shutil
@@ -15,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,9 +27,20 @@ from learners.types import Item
 RECBOLE = "recbole==1.2.1"
 ML100K_MEMBER = "recbole/dataset_example/ml-100k/"
 ML100K_FILES = ("ml-100k.inter", "ml-100k.item", "ml-100k.user", "ml-100k.kg", "ml-100k.link")
-GENRES_100K = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
+ML100K_ENV = "STREAMREC_ML100K_DIR"
+GENRES_100K = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
                "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
-               "War", "Western"]
+               "War", "Western")
+AGES_1M = {"1": "under-18", "18": "18-to-24-year-old", "25": "25-to-34-year-old", "35": "35-to-44-year-old",
+           "45": "45-to-49-year-old", "50": "50-to-55-year-old", "56": "56-or-older"}
+OCCUPATIONS_1M = ("other", "academic/educator", "artist", "clerical/admin", "college/grad student",
+                  "customer service", "doctor/health care", "executive/managerial", "farmer", "homemaker",
+                  "K-12 student", "lawyer", "programmer", "retired", "sales/marketing", "scientist", "self-employed",
+                  "technician/engineer", "tradesman/craftsman", "unemployed", "writer")
+_NO_GENRE = {"", "unknown", "(no genres listed)"}
+_NO_OCCUPATION = {"", "other", "none"}
+
+Rating = tuple[float, str, str, float]  # (ts, user_id, item_id, rating) of one data row, in file order
 
 
 class DatasetError(RuntimeError):
@@ -44,247 +57,344 @@ class Dataset:
     users: dict[str, str] = field(default_factory=dict)
 
 
-def movie_text(title: str, year: str = "", genres: list[str] | None = None) -> str:
-    """Item text for a movie.
+def movie_text(title: str, year: str = "", genres: Iterable[str] = ()) -> str:
+    """Item text for a movie; missing parts (and the ``unknown`` genre) are left out.
 
     >>> movie_text("Toy Story", "1995", ["Animation", "Comedy"])
     'Toy Story (1995). Genres: Animation, Comedy.'
-    >>> movie_text("Heat")
+    >>> movie_text("Heat", "", ["unknown"])
     'Heat.'
     """
     head = f"{title} ({year})" if year else title
-    gs = [g for g in (genres or []) if g and g != "unknown"]
+    gs = [g for g in genres if g not in _NO_GENRE]
     return f"{head}. Genres: {', '.join(gs)}." if gs else f"{head}."
+
+
+def user_text(age: str, gender: str, occupation: str) -> str:
+    """Short user description; ``other``/``none`` occupations and unknown genders are left out.
+
+    >>> user_text("24-year-old", "M", "technician")
+    '24-year-old male technician'
+    >>> user_text("53-year-old", "F", "other")
+    '53-year-old female'
+    """
+    sex = {"M": "male", "F": "female"}.get(gender, "")
+    return " ".join(x for x in (age, sex, "" if occupation in _NO_OCCUPATION else occupation) if x)
+
+
+_TITLE_YEAR = re.compile(r"^(.*?)\s*\((\d{4})\)\s*$")
+_YEAR = re.compile(r"\d{4}")
+
+
+def split_title(title: str) -> tuple[str, str]:
+    """``(title, year)`` from a GroupLens title that ends with the year in parentheses.
+
+    >>> split_title("Toy Story (1995)")
+    ('Toy Story', '1995')
+    >>> split_title("unknown")
+    ('unknown', '')
+    """
+    m = _TITLE_YEAR.match(title)
+    return (m.group(1), m.group(2)) if m else (title.strip(), "")
+
 
 
 def _download_recbole_wheel(dest: Path) -> Path:
     """``pip download --no-deps recbole==1.2.1`` into ``dest``; returns the wheel path."""
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q", RECBOLE,
            "-d", str(dest)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
-    wheels = list(dest.glob("recbole-*.whl"))
+    what = f"ml-100k: `pip download {RECBOLE}` failed"
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=900)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise DatasetError(f"{what}: {exc}") from None
+    wheels = sorted(dest.glob("recbole-*.whl"))
     if proc.returncode != 0 or not wheels:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no wheel downloaded"]
-        raise DatasetError(f"ml-100k: `pip download {RECBOLE}` failed: {tail[0]}")
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        raise DatasetError(f"{what} (exit code {proc.returncode}): {lines[-1] if lines else 'no wheel downloaded'}; "
+                           f"set {ML100K_ENV} to a folder holding {', '.join(ML100K_FILES[:3])} to skip the download")
     return wheels[0]
 
 
 def fetch_movielens_100k(data_dir: Path) -> Path:
-    """Folder with the RecBole ML-100K files, cached under ``data_dir/ml-100k`` (downloaded once)."""
-    override = os.environ.get("STREAMREC_ML100K_DIR")
+    """Folder with the RecBole ML-100K files, cached under ``data_dir/ml-100k`` (downloaded once).
+
+    ``$STREAMREC_ML100K_DIR``, when set, names a folder that already holds the files; nothing is downloaded.
+    """
+    override = os.environ.get(ML100K_ENV)
     if override:
-        p = Path(override)
-        if not (p / "ml-100k.inter").is_file():
-            raise DatasetError(f"STREAMREC_ML100K_DIR: {p} has no ml-100k.inter")
-        return p
+        folder = Path(override)
+        if not all((folder / n).is_file() for n in ML100K_FILES[:3]):
+            raise DatasetError(f"{ML100K_ENV}: expected {folder} to hold {', '.join(ML100K_FILES[:3])}")
+        return folder
     target = data_dir / "ml-100k"
-    if all((target / f).is_file() for f in ML100K_FILES[:3]):
+    if all((target / n).is_file() for n in ML100K_FILES):
         return target
     data_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=data_dir) as tmp:
+    with tempfile.TemporaryDirectory(dir=data_dir, prefix=".ml-100k-") as tmp:
         wheel = _download_recbole_wheel(Path(tmp))
-        out = Path(tmp) / "ml-100k"
-        out.mkdir()
-        with zipfile.ZipFile(wheel) as zf:
-            members = [m for m in zf.namelist() if m.startswith(ML100K_MEMBER) and not m.endswith("/")]
-            if not members:
-                raise DatasetError(f"ml-100k: {wheel.name} has no {ML100K_MEMBER}")
-            for m in members:
-                with zf.open(m) as src, open(out / Path(m).name, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-        if target.exists():
+        staged = Path(tmp) / "ml-100k"
+        staged.mkdir()
+        try:
+            with zipfile.ZipFile(wheel) as zf:
+                for m in zf.namelist():
+                    name = m[len(ML100K_MEMBER):]
+                    if m.startswith(ML100K_MEMBER) and name and "/" not in name:
+                        with zf.open(m) as src, open(staged / name, "wb") as dst:
+                            shutil.copyfileobj(src, dst)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise DatasetError(f"ml-100k: cannot extract {wheel.name}: {exc}") from None
+        missing = [n for n in ML100K_FILES if not (staged / n).is_file()]
+        if missing:
+            raise DatasetError(f"ml-100k: expected {wheel.name} to hold {ML100K_MEMBER}{{{', '.join(missing)}}}")
+        if target.exists():  # an incomplete cache from an older layout
             shutil.rmtree(target)
-        os.replace(out, target)
+        os.replace(staged, target)
     return target
 
 
-def _rows(path: Path, sep: str, n_fields: int, encoding: str = "utf-8", skip_header: bool = False
-          ) -> Iterator[tuple[int, list[str]]]:
+
+def _decoded(path: Path, encoding: str) -> Iterator[str]:
+    """Lines of ``path`` decoded one at a time (newlines kept), so a bad byte is reported with its line."""
+    n = 0
     try:
-        with open(path, encoding=encoding, newline="") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if skip_header and lineno == 1:
-                    continue
-                line = line.rstrip("\r\n")
-                if not line:
-                    continue
-                parts = line.split(sep)
-                if len(parts) < n_fields:
-                    raise DatasetError(f"{path.name} line {lineno}: expected {n_fields} fields separated by "
-                                       f"{sep!r}, got {len(parts)}")
-                yield lineno, parts
+        with open(path, "rb") as fh:
+            for n, raw in enumerate(fh, start=1):
+                text = raw.decode(encoding)
+                yield text.removeprefix("\ufeff") if n == 1 else text
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: file not found") from None
+    except UnicodeDecodeError:
+        raise DatasetError(f"{path.name} line {n}: expected {encoding} text") from None
     except OSError as exc:
-        raise DatasetError(f"{path}: cannot read ({exc.strerror})") from None
+        raise DatasetError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
-def _float(path: Path, lineno: int, name: str, v: str) -> float:
+def _lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
+    """Non-blank lines with their 1-based numbers, line endings stripped."""
+    for n, text in enumerate(_decoded(path, encoding), start=1):
+        text = text.rstrip("\r\n")
+        if text.strip():
+            yield n, text
+
+
+def _fields(path: Path, sep: str, count: int, encoding: str = "utf-8") -> Iterator[tuple[int, list[str]]]:
+    """Rows of exactly ``count`` fields separated by ``sep``."""
+    for n, text in _lines(path, encoding):
+        parts = text.split(sep)
+        if len(parts) != count:
+            raise DatasetError(f"{path.name} line {n}: expected {count} fields separated by {sep!r}, got {len(parts)}")
+        yield n, parts
+
+
+def _number(path: Path, line: int, name: str, value: Any) -> float:
+    """A finite float, or a :class:`DatasetError` naming the file, line and column."""
     try:
-        return float(v)
-    except ValueError:
-        raise DatasetError(f"{path.name} line {lineno}: {name} expected a number, got {v!r}") from None
+        x = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        x = math.nan
+    if not math.isfinite(x):
+        raise DatasetError(f"{path.name} line {line}: {name}: expected a number, got {value!r}")
+    return x
 
 
-def _events(name: str, rows: list[tuple[float, str, str, float]], event_type: str,
-            min_rating: float | None) -> list[dict[str, Any]]:
-    """Wire-format events from (ts, user, item, rating) rows in file order; stable sort by ts."""
-    out = [
-        {"event_id": f"{name}-{r}", "user_id": u, "item_id": i, "event_type": event_type, "ts": ts}
-        for r, (ts, u, i, rating) in enumerate(rows)
-        if min_rating is None or rating >= min_rating
-    ]
+def _ident(path: Path, line: int, name: str, value: Any) -> str:
+    """A non-empty id (strings and integers are accepted)."""
+    if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
+        raise DatasetError(f"{path.name} line {line}: {name}: expected a non-empty id, got {value!r}")
+    return str(value).strip()
+
+
+def _rating(path: Path, line: int, user: str, item: str, rating: str, ts: str) -> Rating:
+    return (_number(path, line, "timestamp", ts), _ident(path, line, "user id", user),
+            _ident(path, line, "item id", item), _number(path, line, "rating", rating))
+
+
+def _events(name: str, rows: list[Rating], event_type: str, min_rating: float | None) -> list[dict[str, Any]]:
+    """Wire-format events from rows in file order (``event_id`` = ``{name}-{row}``), stably sorted by ``ts``."""
+    out: list[dict[str, Any]] = [{"event_id": f"{name}-{r}", "user_id": u, "item_id": i, "event_type": event_type, "ts": ts}
+           for r, (ts, u, i, rating) in enumerate(rows) if min_rating is None or rating >= min_rating]
     out.sort(key=lambda e: e["ts"])
     return out
 
 
+
+def _recbole_table(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, list[str]]]:
+    """Rows of a RecBole atomic file (tab-separated, typed header ``name:type``), reduced to ``columns``."""
+    lines = _lines(path)
+    first = next(lines, None)
+    if first is None:
+        raise DatasetError(f"{path.name}: expected a typed header line, the file is empty")
+    names = [h.split(":", 1)[0] for h in first[1].split("\t")]
+    missing = [c for c in columns if c not in names]
+    if missing:
+        raise DatasetError(f"{path.name} line {first[0]}: expected header columns {', '.join(columns)}, "
+                           f"missing {', '.join(missing)}")
+    idx = [names.index(c) for c in columns]
+    for n, text in lines:
+        parts = text.split("\t")
+        if len(parts) != len(names):
+            raise DatasetError(f"{path.name} line {n}: expected {len(names)} fields separated by '\\t', got {len(parts)}")
+        yield n, [parts[i].strip() for i in idx]
+
+
 def _load_recbole_100k(folder: Path, event_type: str, min_rating: float | None) -> Dataset:
     items = []
-    for _, p in _rows(folder / "ml-100k.item", "\t", 4, skip_header=True):
-        items.append(Item(p[0], movie_text(p[1], p[2], p[3].split())))
-    rows = []
+    for _, (iid, title, year, genres) in _recbole_table(folder / "ml-100k.item",
+                                                        ("item_id", "movie_title", "release_year", "class")):
+        # a few rows carry no usable year ("unkonwn", or "V" with the year left in the title)
+        t, y = (title, year) if _YEAR.fullmatch(year) else split_title(title)
+        items.append(Item(iid, movie_text(t, y, genres.split())))
     path = folder / "ml-100k.inter"
-    for ln, p in _rows(path, "\t", 4, skip_header=True):
-        rows.append((_float(path, ln, "timestamp", p[3]), p[0], p[1], _float(path, ln, "rating", p[2])))
+    rows = [_rating(path, n, u, i, r, ts)
+            for n, (u, i, r, ts) in _recbole_table(path, ("user_id", "item_id", "rating", "timestamp"))]
     users = {}
     if (folder / "ml-100k.user").is_file():
-        for _, p in _rows(folder / "ml-100k.user", "\t", 4, skip_header=True):
-            users[p[0]] = _user_text(p[1], p[2], p[3])
+        for _, (uid, age, gender, occ) in _recbole_table(folder / "ml-100k.user",
+                                                         ("user_id", "age", "gender", "occupation")):
+            users[uid] = user_text(f"{age}-year-old" if age else "", gender, occ)
     return Dataset("ml-100k", items, _events("ml-100k", rows, event_type, min_rating), users)
-
-
-def _user_text(age: str, gender: str, occupation: str) -> str:
-    g = {"M": "male", "F": "female"}.get(gender, "")
-    return " ".join(x for x in (f"{age}-year-old" if age else "", g, occupation) if x)
-
-
-_YEAR = re.compile(r"^(.*?)\s*\((\d{4})\)\s*$")
-
-
-def _split_title(title: str) -> tuple[str, str]:
-    m = _YEAR.match(title)
-    return (m.group(1), m.group(2)) if m else (title, "")
 
 
 def _load_grouplens_100k(folder: Path, event_type: str, min_rating: float | None) -> Dataset:
     items = []
-    for _, p in _rows(folder / "u.item", "|", 24, encoding="latin-1"):
-        title, year = _split_title(p[1])
-        genres = [g for g, flag in zip(GENRES_100K, p[5:24], strict=True) if flag == "1"]
-        items.append(Item(p[0], movie_text(title, year, genres)))
-    rows = []
+    for _, p in _fields(folder / "u.item", "|", 5 + len(GENRES_100K), encoding="latin-1"):
+        title, year = split_title(p[1])
+        items.append(Item(p[0], movie_text(title, year, [g for g, f in zip(GENRES_100K, p[5:], strict=True) if f == "1"])))
     path = folder / "u.data"
-    for ln, p in _rows(path, "\t", 4):
-        rows.append((_float(path, ln, "timestamp", p[3]), p[0], p[1], _float(path, ln, "rating", p[2])))
+    rows = [_rating(path, n, *p) for n, p in _fields(path, "\t", 4)]
     users = {}
     if (folder / "u.user").is_file():
-        for _, p in _rows(folder / "u.user", "|", 4, encoding="latin-1"):
-            users[p[0]] = _user_text(p[1], p[2], p[3])
+        for _, (uid, age, gender, occ, _zip) in _fields(folder / "u.user", "|", 5, encoding="latin-1"):
+            users[uid] = user_text(f"{age}-year-old" if age else "", gender, occ)
     return Dataset(folder.name, items, _events(folder.name, rows, event_type, min_rating), users)
 
 
 def _load_grouplens_dat(folder: Path, event_type: str, min_rating: float | None) -> Dataset:
     items = []
-    for _, p in _rows(folder / "movies.dat", "::", 3, encoding="latin-1"):
-        title, year = _split_title(p[1])
-        items.append(Item(p[0], movie_text(title, year, p[2].split("|"))))
-    rows = []
+    for _, (iid, title_year, genres) in _fields(folder / "movies.dat", "::", 3, encoding="latin-1"):
+        items.append(Item(iid, movie_text(*split_title(title_year), genres.split("|"))))
     path = folder / "ratings.dat"
-    for ln, p in _rows(path, "::", 4):
-        rows.append((_float(path, ln, "timestamp", p[3]), p[0], p[1], _float(path, ln, "rating", p[2])))
-    return Dataset(folder.name, items, _events(folder.name, rows, event_type, min_rating))
+    rows = [_rating(path, n, *p) for n, p in _fields(path, "::", 4, encoding="latin-1")]
+    users = {}
+    if (folder / "users.dat").is_file():  # ML-1M only: age and occupation are codes
+        for _, (uid, gender, age, occ, _zip) in _fields(folder / "users.dat", "::", 5, encoding="latin-1"):
+            job = OCCUPATIONS_1M[int(occ)] if occ.isdigit() and int(occ) < len(OCCUPATIONS_1M) else ""
+            users[uid] = user_text(AGES_1M.get(age, ""), gender, job)
+    return Dataset(folder.name, items, _events(folder.name, rows, event_type, min_rating), users)
 
 
-def _csv_dicts(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+def _csv_records(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
+    """Rows of a UTF-8 CSV file with a header naming at least ``required``; numbered by their last line."""
+    reader = csv.reader(_decoded(path, "utf-8"))
     try:
-        with open(path, encoding="utf-8", newline="") as fh:
-            yield from enumerate(csv.DictReader(fh), start=2)
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot read ({exc.strerror})") from None
+        header = [h.strip() for h in next(reader, [])]
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise DatasetError(f"{path.name} line 1: expected a header with columns {', '.join(required)}, "
+                               f"missing {', '.join(missing)}")
+        for parts in reader:
+            if not any(p.strip() for p in parts):
+                continue
+            if len(parts) != len(header):
+                raise DatasetError(f"{path.name} line {reader.line_num}: expected {len(header)} comma-separated "
+                                   f"fields, got {len(parts)}")
+            yield reader.line_num, dict(zip(header, parts, strict=True))
+    except csv.Error as exc:
+        raise DatasetError(f"{path.name} line {reader.line_num}: expected CSV ({exc})") from None
 
 
 def _load_grouplens_csv(folder: Path, event_type: str, min_rating: float | None) -> Dataset:
-    items = []
-    for _, r in _csv_dicts(folder / "movies.csv"):
-        title, year = _split_title(r["title"])
-        items.append(Item(r["movieId"], movie_text(title, year, r.get("genres", "").split("|"))))
-    rows = []
+    items = [Item(r["movieId"], movie_text(*split_title(r["title"]), r.get("genres", "").split("|")))
+             for _, r in _csv_records(folder / "movies.csv", ("movieId", "title"))]
     path = folder / "ratings.csv"
-    for ln, r in _csv_dicts(path):
-        try:
-            rows.append((_float(path, ln, "timestamp", r["timestamp"]), r["userId"], r["movieId"],
-                         _float(path, ln, "rating", r["rating"])))
-        except KeyError as exc:
-            raise DatasetError(f"{path.name} line {ln}: missing column {exc.args[0]}") from None
+    rows = [_rating(path, n, r["userId"], r["movieId"], r["rating"], r["timestamp"])
+            for n, r in _csv_records(path, ("userId", "movieId", "rating", "timestamp"))]
     return Dataset(folder.name, items, _events(folder.name, rows, event_type, min_rating))
 
 
-def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    if path.suffix == ".jsonl":
+
+def _jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    for n, text in _lines(path):
         try:
-            with open(path, encoding="utf-8") as fh:
-                for lineno, line in enumerate(fh, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        obj = json.loads(line)
-                    except ValueError:
-                        raise DatasetError(f"{path.name} line {lineno}: expected one JSON object per line") from None
-                    if not isinstance(obj, dict):
-                        raise DatasetError(f"{path.name} line {lineno}: expected a JSON object")
-                    yield lineno, obj
-        except OSError as exc:
-            raise DatasetError(f"{path}: cannot read ({exc.strerror})") from None
-    elif path.suffix == ".csv":
-        yield from _csv_dicts(path)
+            obj = json.loads(text)
+        except ValueError:
+            raise DatasetError(f"{path.name} line {n}: expected one JSON object per line") from None
+        if not isinstance(obj, dict):
+            raise DatasetError(f"{path.name} line {n}: expected a JSON object, got {type(obj).__name__}")
+        yield n, obj
+
+
+def _records(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Records of a ``.jsonl`` or ``.csv`` file that each hold the ``required`` fields."""
+    if path.suffix == ".csv":
+        yield from _csv_records(path, required)
+    elif path.suffix == ".jsonl":
+        for n, obj in _jsonl_records(path):
+            missing = [c for c in required if c not in obj]
+            if missing:
+                raise DatasetError(f"{path.name} line {n}: expected fields {', '.join(required)}, "
+                                   f"missing {', '.join(missing)}")
+            yield n, obj
     else:
         raise DatasetError(f"{path.name}: expected a .csv or .jsonl file")
 
 
 def load_items_file(path: Path) -> list[Item]:
     """Catalog items from a ``.jsonl``/``.csv`` file with fields ``item_id`` and ``text``."""
-    out = []
-    for ln, r in _records(path):
-        if "item_id" not in r or "text" not in r:
-            raise DatasetError(f"{path.name} line {ln}: expected fields item_id and text")
-        out.append(Item(str(r["item_id"]), str(r["text"])))
-    return out
+    return [Item(_ident(path, n, "item_id", r["item_id"]), str(r["text"]))
+            for n, r in _records(path, ("item_id", "text"))]
+
+
+def _present(v: Any) -> bool:
+    return v is not None and v != ""
 
 
 def _load_event_file(path: Path, event_type: str, min_rating: float | None) -> Dataset:
-    rows: list[dict[str, Any]] = []
-    for n, (ln, r) in enumerate(_records(path)):
-        if "user_id" not in r or "item_id" not in r:
-            raise DatasetError(f"{path.name} line {ln}: expected fields user_id and item_id")
-        ts_raw = r.get("ts", r.get("timestamp"))
-        ts = float(n) if ts_raw in (None, "") else _float(path, ln, "ts", str(ts_raw))
-        if min_rating is not None and "rating" in r and _float(path, ln, "rating", str(r["rating"])) < min_rating:
+    events: list[dict[str, Any]] = []
+    for row, (n, r) in enumerate(_records(path, ("user_id", "item_id"))):
+        if min_rating is not None and _present(r.get("rating")) and _number(path, n, "rating", r["rating"]) < min_rating:
             continue
-        rows.append({"event_id": str(r.get("event_id") or f"{path.stem}-{n}"), "user_id": str(r["user_id"]),
-                     "item_id": str(r["item_id"]), "event_type": str(r.get("event_type") or event_type), "ts": ts})
-    rows.sort(key=lambda e: e["ts"])
-    items: list[Item] = []
-    for cand in ("items.jsonl", "items.csv"):
-        if (path.parent / cand).is_file() and path.name != cand:
-            items = load_items_file(path.parent / cand)
-            break
-    return Dataset(path.stem, items, rows)
+        ts = r.get("ts") if _present(r.get("ts")) else r.get("timestamp")
+        events.append({
+            "event_id": _ident(path, n, "event_id", r["event_id"]) if _present(r.get("event_id")) else f"{path.stem}-{row}",
+            "user_id": _ident(path, n, "user_id", r["user_id"]),
+            "item_id": _ident(path, n, "item_id", r["item_id"]),
+            "event_type": str(r["event_type"]) if _present(r.get("event_type")) else event_type,
+            "ts": _number(path, n, "ts", ts) if _present(ts) else float(row),
+        })
+    events.sort(key=lambda e: e["ts"])
+    siblings = [path.parent / f for f in ("items.jsonl", "items.csv") if f != path.name]
+    found = next((p for p in siblings if p.is_file()), None)
+    return Dataset(path.stem, load_items_file(found) if found else [], events)
 
 
 def load_dataset(spec: str, data_dir: Path = Path("data"), event_type: str = "click",
                  min_rating: float | None = None) -> Dataset:
-    """Load ``ml-100k`` (RecBole copy), a GroupLens folder (100K, 1M/10M ``.dat``, ``latest`` CSV) or a file."""
+    """Load ``ml-100k`` (the RecBole copy, fetched into ``data_dir``), a MovieLens folder or an events file.
+
+    Parameters
+    ----------
+    spec
+        ``"ml-100k"``; a folder in GroupLens ML-100K (``u.data``), ML-1M/10M (``ratings.dat``), "latest" CSV
+        (``ratings.csv``) or RecBole (``ml-100k.inter``) form; or an events ``.csv``/``.jsonl`` file, whose sibling
+        ``items.jsonl``/``items.csv`` supplies the items when present.
+    data_dir
+        Cache folder for downloads.
+    event_type
+        ``event_type`` of events whose source has none (all MovieLens ratings).
+    min_rating
+        Drop ratings below this; events without a rating are kept.
+    """
     if spec == "ml-100k":
         return _load_recbole_100k(fetch_movielens_100k(data_dir), event_type, min_rating)
     p = Path(spec)
     if p.is_file():
         return _load_event_file(p, event_type, min_rating)
     if p.is_dir():
-        if (p / "ml-100k.inter").is_file():
-            return _load_recbole_100k(p, event_type, min_rating)
-        if (p / "u.data").is_file():
-            return _load_grouplens_100k(p, event_type, min_rating)
-        if (p / "ratings.dat").is_file():
-            return _load_grouplens_dat(p, event_type, min_rating)
-        if (p / "ratings.csv").is_file():
-            return _load_grouplens_csv(p, event_type, min_rating)
+        for marker, loader in (("ml-100k.inter", _load_recbole_100k), ("u.data", _load_grouplens_100k),
+                               ("ratings.dat", _load_grouplens_dat), ("ratings.csv", _load_grouplens_csv)):
+            if (p / marker).is_file():
+                return loader(p, event_type, min_rating)
         raise DatasetError(f"{p}: expected ml-100k.inter, u.data, ratings.dat or ratings.csv in this folder")
-    raise DatasetError(f"dataset: {spec!r} is not 'ml-100k', an existing folder or a .csv/.jsonl file")
+    raise DatasetError(f"dataset: expected 'ml-100k', an existing folder or a .csv/.jsonl file, got {spec!r}")
