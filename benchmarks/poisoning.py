@@ -1,0 +1,91 @@
+"""Fake-user poisoning: 1% fake users push one target item; how much does its share of real users' top-10 grow?
+
+Usage: python benchmarks/poisoning.py [--target-rank 200] [--fake-users 10] [--every 100]
+Runs the worker's EventProcessor (validation, rate limit, de-duplication, learner) offline over MovieLens-100K.
+The attack inserts one fake event after every ``--every`` real events, cycling through ``--fake-users`` users;
+half of the fake events click the target (the item ranked ``--target-rank`` by popularity), half a random
+top-50 item as camouflage. Share = fraction of real users' recommendations in the second half of the stream that
+contain the target. Goal: attacked share < 2x clean share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from connectors.datasets import load_dataset
+from learners.encoder import CachingEncoder
+from learners.history import UserState
+from stream.metrics import WorkerMetrics
+from stream.processor import EventProcessor, RawMessage
+from stream.settings import load_settings
+from stream.worker import build_encoder, build_learner
+
+
+def share(events: list[dict], items: list, encoder, target: str) -> tuple[float, int]:
+    s = load_settings()
+    learner = build_learner(s, encoder)
+    learner.add_items(items)
+    proc = EventProcessor(s, learner, WorkerMetrics())
+    states: dict[str, UserState] = {}
+    half = len(events) // 2
+    hits = total = 0
+    for i in range(0, len(events), s.batch_max):
+        chunk = events[i : i + s.batch_max]
+        msgs = [RawMessage(e["user_id"].encode(), json.dumps(e).encode(), timestamp=time.time()) for e in chunk]
+        res = proc.prepare(msgs, lambda u: states.get(u) or UserState())
+        for u, (st, _) in res.states.items():
+            states[u] = st
+        if i >= half:
+            for _, r in res.recommendations:
+                if not r["user_id"].startswith("fake-"):
+                    total += 1
+                    hits += any(x["item_id"] == target for x in r["items"])
+        proc.learn(res)
+    return hits / max(1, total), total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--target-rank", type=int, default=200)
+    ap.add_argument("--fake-users", type=int, default=10)
+    ap.add_argument("--every", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    ds = load_dataset("ml-100k", Path("data"))
+    ranked = [i for i, _ in Counter(e["item_id"] for e in ds.events).most_common()]
+    target, popular = ranked[args.target_rank], ranked[:50]
+    rng = random.Random(args.seed)
+    attacked: list[dict] = []
+    n_fake = 0
+    for k, e in enumerate(ds.events):
+        attacked.append(e)
+        if k % args.every == args.every - 1:
+            item = target if n_fake % 2 == 0 else rng.choice(popular)
+            attacked.append({"event_id": f"fake-{n_fake}", "user_id": f"fake-{n_fake % args.fake_users}",
+                             "item_id": item, "event_type": "click", "ts": e["ts"]})
+            n_fake += 1
+    encoder = CachingEncoder(build_encoder(load_settings()))
+    clean, n_clean = share(ds.events, ds.items, encoder, target)
+    hit, n_hit = share(attacked, ds.items, encoder, target)
+    t = Table(title=f"poisoning — {' '.join(sys.argv)}")
+    for col in ("stream", "fake events", "real recommendations scored", "target share of real top-10s"):
+        t.add_column(col, justify="right")
+    t.add_row("clean", "0", f"{n_clean:,}", f"{clean:.4%}")
+    t.add_row(f"attacked ({args.fake_users} fake users = {args.fake_users / 943:.1%})", f"{n_fake:,}", f"{n_hit:,}",
+              f"{hit:.4%}")
+    Console().print(t)
+    ratio = hit / clean if clean else float("inf")
+    Console().print(f"target {target} (popularity rank {args.target_rank}): share x{ratio:.2f} (goal < 2x)")
+
+
+if __name__ == "__main__":
+    main()
