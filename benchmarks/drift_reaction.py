@@ -10,9 +10,7 @@ overall and over the 10,000 events after the shift point.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from pathlib import Path
 
 from rich.console import Console
@@ -20,10 +18,9 @@ from rich.table import Table
 
 from connectors.datasets import load_dataset
 from learners.encoder import CachingEncoder
-from learners.history import UserState
 from stream.demo import prequential_from_topic
 from stream.metrics import WorkerMetrics
-from stream.processor import EventProcessor, RawMessage
+from stream.processor import EventProcessor, run_offline
 from stream.settings import load_settings
 from stream.worker import build_encoder, build_learner
 
@@ -36,16 +33,12 @@ def run(events: list[dict], items: list, encoder, reaction: str, boost: float, s
     learner.add_items(items)
     metrics = WorkerMetrics()
     proc = EventProcessor(s, learner, metrics)
-    states: dict[str, UserState] = {}
     recs: dict[str, dict] = {}
-    msgs = [RawMessage(e["user_id"].encode(), json.dumps(e).encode(), timestamp=time.time()) for e in events]
-    for i in range(0, len(msgs), s.batch_max):
-        res = proc.prepare(msgs[i : i + s.batch_max], lambda u: states.get(u) or UserState())
-        for u, (st, _) in res.states.items():
-            states[u] = st
-        for _, r in res.recommendations:
-            recs[r["event_id"]] = r
-        proc.learn(res)
+
+    def keep(_: int, res) -> None:
+        recs.update((r["event_id"], r) for _, r in res.recommendations)
+
+    run_offline(proc, events, s.batch_max, keep)
     alarms = sum(int(sample.value) for fam in metrics.registry.collect() if fam.name == "streamrec_drift_alarms"
                  for sample in fam.samples if sample.name.endswith("_total"))
     return recs, alarms

@@ -11,10 +11,8 @@ contain the target. Goal: attacked share < 2x clean share.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -23,9 +21,8 @@ from rich.table import Table
 
 from connectors.datasets import load_dataset
 from learners.encoder import CachingEncoder
-from learners.history import UserState
 from stream.metrics import WorkerMetrics
-from stream.processor import EventProcessor, RawMessage
+from stream.processor import EventProcessor, run_offline
 from stream.settings import load_settings
 from stream.worker import build_encoder, build_learner
 
@@ -35,21 +32,18 @@ def share(events: list[dict], items: list, encoder, target: str) -> tuple[float,
     learner = build_learner(s, encoder)
     learner.add_items(items)
     proc = EventProcessor(s, learner, WorkerMetrics())
-    states: dict[str, UserState] = {}
     half = len(events) // 2
-    hits = total = 0
-    for i in range(0, len(events), s.batch_max):
-        chunk = events[i : i + s.batch_max]
-        msgs = [RawMessage(e["user_id"].encode(), json.dumps(e).encode(), timestamp=time.time()) for e in chunk]
-        res = proc.prepare(msgs, lambda u: states.get(u) or UserState())
-        for u, (st, _) in res.states.items():
-            states[u] = st
-        if i >= half:
+    counts = {"hits": 0, "total": 0}
+
+    def tally(start: int, res) -> None:
+        if start >= half:
             for _, r in res.recommendations:
                 if not r["user_id"].startswith("fake-"):
-                    total += 1
-                    hits += any(x["item_id"] == target for x in r["items"])
-        proc.learn(res)
+                    counts["total"] += 1
+                    counts["hits"] += any(x["item_id"] == target for x in r["items"])
+
+    run_offline(proc, events, s.batch_max, tally)
+    hits, total = counts["hits"], counts["total"]
     return hits / max(1, total), total
 
 

@@ -16,32 +16,21 @@ from rich.console import Console
 from rich.table import Table
 
 from connectors.datasets import load_dataset
-from learners.history import UserState
 from stream.demo import run_demo
 from stream.metrics import WorkerMetrics
-from stream.processor import EventProcessor, RawMessage
+from stream.processor import EventProcessor, run_offline
 from stream.settings import load_settings
 from stream.worker import build_encoder, build_learner
 
 
 def processor_only(events: list[dict], items: list, batch: int) -> float:
-    """events/s of validate + recommend + learn, in-process, no Kafka."""
-    import json
-
+    """events/s of validate + recommend + learn, in-process, no Kafka (JSON encoding of the input included)."""
     s = load_settings(batch_max=batch)
-    enc = build_encoder(s)
-    learner = build_learner(s, enc)
+    learner = build_learner(s, build_encoder(s))
     learner.add_items(items)
-    proc = EventProcessor(s, learner, WorkerMetrics())
-    states: dict[str, UserState] = {}
-    msgs = [RawMessage(e["user_id"].encode(), json.dumps(e).encode(), timestamp=time.time()) for e in events]
     t0 = time.perf_counter()
-    for i in range(0, len(msgs), batch):
-        res = proc.prepare(msgs[i : i + batch], lambda u: states.get(u) or UserState())
-        for u, (st, _) in res.states.items():
-            states[u] = st
-        proc.learn(res)
-    return len(msgs) / (time.perf_counter() - t0)
+    run_offline(EventProcessor(s, learner, WorkerMetrics()), events, batch)
+    return len(events) / (time.perf_counter() - t0)
 
 
 def main() -> None:

@@ -194,3 +194,25 @@ class UserRateLimiter:
         if len(self._buckets) > self.max_users:
             self._buckets.popitem(last=False)
         return ok
+
+
+def run_offline(processor: EventProcessor, events: Sequence[dict[str, Any]], batch: int,
+                on_batch: Callable[[int, BatchResult], None] | None = None) -> dict[str, UserState]:
+    """Feed wire-format events through ``processor`` in micro-batches, no broker: user states live in a dict.
+
+    ``on_batch(start_index, result)`` sees each batch's result before learning. Returns the final user states.
+    """
+    import json
+
+    states: dict[str, UserState] = {}
+    now = time.time()
+    for start in range(0, len(events), batch):
+        msgs = [RawMessage(e["user_id"].encode(), json.dumps(e).encode(), timestamp=now)
+                for e in events[start : start + batch]]
+        res = processor.prepare(msgs, lambda u: states.get(u) or UserState())
+        for user, (state, _) in res.states.items():
+            states[user] = state
+        if on_batch is not None:
+            on_batch(start, res)
+        processor.learn(res)
+    return states

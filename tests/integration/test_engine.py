@@ -109,7 +109,7 @@ def test_user_sequences_survive_restart(worker_factory: Any, kafka: KafkaClientC
 
 def test_new_item_recommended_from_text_alone(worker_factory: Any, kafka: KafkaClientConfig) -> None:
     app = "t-cold"
-    start_ready(worker_factory, kafka, app)
+    w = start_ready(worker_factory, kafka, app)
     history = [ev(i, "bob", f"space-{i}") for i in range(8)]
     asyncio.run(replay_events(kafka, f"{app}-events", history))
     asyncio.run(read_json(kafka, f"{app}-recommendations", len(history)))
@@ -117,7 +117,7 @@ def test_new_item_recommended_from_text_alone(worker_factory: Any, kafka: KafkaC
 
     new = Item("brand-new", "A space story about the rocket and the galaxy, a new episode.")
     asyncio.run(publish_items(kafka, f"{app}-items", [new]))
-    time.sleep(3.0)  # let the items agent embed it (no event mentions it)
+    w.wait_ready(len(make_catalog()) + 1, timeout=60)  # the items agent embedded it (no event mentions it)
     asyncio.run(replay_events(kafka, f"{app}-events", [ev(50, "bob", "space-0")]))
     recs = asyncio.run(read_json(kafka, f"{app}-recommendations", len(history) + 1))
     last = next(r for r in recs if r["event_id"] == "bob-50")

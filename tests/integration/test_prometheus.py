@@ -94,7 +94,12 @@ def test_dashboard_and_alerts_against_real_prometheus(worker_factory: Any, kafka
         if got and float(got[0]["value"][1]) >= len(events):
             break
         time.sleep(1)
-    time.sleep(3)  # a few more scrapes after the last event so rates have two samples
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # rates need two scrapes that both saw traffic
+        got = query(prom, "sum(rate(streamrec_recommendations_total[1m]))")["data"]["result"]
+        if got and float(got[0]["value"][1]) > 0:
+            break
+        time.sleep(0.5)
 
     assert query(prom, 'up{job="streamrec-worker"}')["data"]["result"][0]["value"][1] == "1"
     dash = json.loads((ROOT / "deploy" / "grafana" / "dashboards" / "streamrec.json").read_text())
