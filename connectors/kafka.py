@@ -32,6 +32,16 @@ class KafkaClientConfig:
         return {"bootstrap_servers": list(self.bootstrap_servers), **self.security}
 
 
+async def topic_names(cfg: KafkaClientConfig) -> set[str]:
+    """Names of every topic the broker lists."""
+    admin = AIOKafkaAdminClient(**cfg.kwargs())
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
+    finally:
+        await admin.close()
+
+
 async def topic_partitions(cfg: KafkaClientConfig, topics: Iterable[str]) -> dict[str, int]:
     """Partition counts of the given topics that exist (missing ones are left out)."""
     admin = AIOKafkaAdminClient(**cfg.kwargs())

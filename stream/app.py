@@ -12,7 +12,7 @@ import contextlib
 import json
 import logging
 import weakref
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,9 +20,11 @@ import faust
 import numpy as np
 from faust.streams import _current_event  # the context Faust's tables read the partition from
 
+from connectors.kafka import KafkaClientConfig, topic_names
 from connectors.schemas import RECOMMENDATIONS_SCHEMA, CatalogItem, Reason, Rejection, parse_item
 from learners.history import UserState
 from learners.types import Learner, TextEncoder
+from stream.broker_watch import BrokerResetDetector
 from stream.metrics import WorkerMetrics
 from stream.processor import EventProcessor, RawMessage
 from stream.settings import Settings
@@ -88,6 +90,11 @@ class StreamrecApp:
     item_table: Any
     events_agent: Any = None
     items_agent: Any = None
+    on_broker_reset: Callable[[str], Awaitable[None]] | None = None  # set by the worker runner
+    broker_reset_reason: str | None = None
+
+    def tables(self) -> list[Any]:
+        return [self.user_table, self.item_table]
 
 
 def create_app(
@@ -204,18 +211,45 @@ def create_app(
             with metrics.batch_seconds.time():
                 await process_batch(sr, batch)
 
+    watched = [s.topic_events, s.topic_items, *(t.changelog_topic.get_topic_name() for t in sr.tables())]
+    detector = BrokerResetDetector(watched)
+    client = KafkaClientConfig.from_settings(s)
+
     @app.timer(interval=5.0)
     async def report_lag() -> None:
         """Consumer lag per assigned input partition (high watermark - position)."""
-        tps = [tp for tp in app.consumer.assignment() if tp.topic in (s.topic_events, s.topic_items)]
-        if not tps:
+        try:
+            positions, highwaters = await asyncio.wait_for(input_offsets(), timeout=5.0)
+        except Exception as exc:  # noqa: BLE001 - a broker outage must not stop the worker
+            log.info("consumer lag not measured: %r", exc)
             return
-        highwaters = await app.consumer.highwaters(*tps)
-        for tp in tps:
-            pos = await app.consumer.position(tp)
+        for tp, pos in positions.items():
             hw = highwaters.get(tp)
             if pos is not None and hw is not None:
                 metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, hw - pos))
+
+    async def input_offsets() -> tuple[dict[Any, int | None], dict[Any, int]]:
+        tps = [tp for tp in app.consumer.assignment() if tp.topic in (s.topic_events, s.topic_items)]
+        if not tps:
+            return {}, {}
+        highwaters = await app.consumer.highwaters(*tps)
+        return {tp: await app.consumer.position(tp) for tp in tps}, highwaters
+
+    if s.broker_check_interval_s > 0:
+        @app.timer(interval=s.broker_check_interval_s)
+        async def watch_broker() -> None:
+            """Detect a broker that lost our topics (see stream.broker_watch) and hand over to the runner."""
+            if sr.on_broker_reset is None or sr.broker_reset_reason is not None:
+                return
+            try:
+                present = await asyncio.wait_for(topic_names(client), timeout=s.broker_check_interval_s)
+                positions, highwaters = await asyncio.wait_for(input_offsets(), timeout=s.broker_check_interval_s)
+            except Exception as exc:  # noqa: BLE001 - an unreachable broker is an outage, not a reset
+                log.info("broker check skipped: %r", exc)
+                return
+            reason = detector.check(present, positions, highwaters)
+            if reason is not None:
+                await sr.on_broker_reset(reason)
 
     sr.events_agent = events_agent
     sr.items_agent = items_agent

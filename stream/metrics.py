@@ -55,6 +55,8 @@ class WorkerMetrics:
                                     "Share of recent events on items first seen in the recent window.", registry=r)
         self.lag = Gauge("streamrec_consumer_lag_messages", "Messages behind the end of each input partition.",
                          ["topic", "partition"], registry=r)
+        self.broker_resets = Counter("streamrec_broker_resets", "Times the broker was found to have lost our topics "
+                                     "(the worker then restarted itself).", registry=r)
         self.info = Gauge("streamrec_worker_info", "Worker build information.", ["version", "model"], registry=r)
         self._hits: deque[int] = deque(maxlen=hit_window)
         self._hit_sum = 0

@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     # -- operations ------------------------------------------------------------------------------------------
     metrics_host: str = Field("127.0.0.1", description="Address the /metrics endpoint binds to.")
     metrics_port: int = Field(9108, ge=0, le=65535, description="Port of the /metrics endpoint (0: disabled).")
+    broker_check_interval_s: float = Field(
+        5.0, ge=0, description="Seconds between checks that the broker still holds our topics (0: off; see README)."
+    )
     hit_window: int = Field(1000, ge=1, description="Events in the rolling online HR@10 window.")
     log_level: str = Field("warning", description="Worker log level.")
     probe_highwaters: bool = Field(

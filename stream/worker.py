@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
+import sys
+from pathlib import Path
 from typing import Any
 
 from connectors.kafka import KafkaClientConfig, ensure_topics
@@ -14,6 +17,9 @@ from stream.app import StreamrecApp, create_app
 from stream.checkpoint import CheckpointStore
 from stream.metrics import WorkerMetrics
 from stream.settings import Settings
+from stream.tables import TableFiles, republish
+
+BROKER_RESETS_ENV = "_STREAMREC_BROKER_RESETS"  # carried across the worker's re-exec after a broker reset
 
 log = logging.getLogger("streamrec.worker")
 
@@ -70,9 +76,54 @@ def build_worker_app(settings: Settings) -> StreamrecApp:
     sr = create_app(settings, learner, encoder, metrics,
                     events_partitions=parts[settings.topic_events],
                     items_partitions=parts[settings.topic_items])
+    store = CheckpointStore(settings.data_dir / "checkpoints", settings.checkpoint_keep)
     if settings.checkpoint_interval_s > 0:
-        install_checkpoints(sr, CheckpointStore(settings.data_dir / "checkpoints", settings.checkpoint_keep))
+        install_checkpoints(sr, store)
+    install_broker_reset_recovery(sr, store)
     return sr
+
+
+def install_broker_reset_recovery(sr: StreamrecApp, store: CheckpointStore) -> None:
+    """On a broker that lost our topics: checkpoint the model and stop, so :func:`run_worker` can restart us."""
+    sr.metrics.broker_resets.inc(int(os.environ.get(BROKER_RESETS_ENV, "0")))
+
+    async def on_reset(reason: str) -> None:
+        sr.broker_reset_reason = reason
+        sr.metrics.broker_resets.inc()
+        log.error("broker: %s: the broker lost its data (an in-memory broker restarted?); checkpointing the "
+                  "model, then restarting with the tables republished to fresh changelogs", reason)
+        store.save(sr.learner, sr.learner.model_version)
+        os.kill(os.getpid(), signal.SIGTERM)  # Faust's own graceful shutdown; run_worker takes it from there
+
+    sr.on_broker_reset = on_reset
+
+
+def table_files(sr: StreamrecApp) -> list[TableFiles]:
+    s = sr.settings
+    sources = {sr.user_table.name: s.topic_events, sr.item_table.name: s.topic_items}
+    return [TableFiles(t.name, t.changelog_topic.get_topic_name(), t.partitions, Path(sr.app.conf.tabledir),
+                       sources[t.name]) for t in sr.tables()]
+
+
+def restart_after_broker_reset(settings: Settings, tables: list[TableFiles]) -> None:
+    """Republish the local tables into fresh changelogs, drop them locally, and re-exec this worker.
+
+    The restarted worker recreates its topics, rebuilds the tables from the republished changelogs (so local
+    state and changelog agree again), resumes the model from the checkpoint just written, and consumes the new
+    topics from their beginning. The process id stays the same: to an orchestrator this is no crash.
+    """
+    import shutil
+
+    if settings.store_url.startswith("rocksdb"):
+        n = asyncio.run(republish(KafkaClientConfig.from_settings(settings), tables, settings.replication_factor))
+        log.error("broker: republished %d table entries to fresh changelogs", n)
+        for t in tables:
+            for path in t.partition_paths().values():
+                shutil.rmtree(path, ignore_errors=True)
+    os.environ[BROKER_RESETS_ENV] = str(int(os.environ.get(BROKER_RESETS_ENV, "0")) + 1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, sys.orig_argv)  # noqa: S606 - the same command line, on purpose
 
 
 def install_checkpoints(sr: StreamrecApp, store: CheckpointStore) -> None:
@@ -105,5 +156,10 @@ def run_worker(settings: Settings) -> None:
         torch.set_num_threads(settings.torch_threads)
     sr = build_worker_app(settings)
     sr.metrics.serve(settings.metrics_host, settings.metrics_port)
+    tables = table_files(sr)
     worker = faust.Worker(sr.app, loglevel=settings.log_level, quiet=True)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        if sr.broker_reset_reason is not None:
+            restart_after_broker_reset(settings, tables)

@@ -14,6 +14,7 @@ import pytest
 
 from connectors.kafka import KafkaClientConfig, publish_items, read_topic, replay_events
 from stream.demo import scrape
+from stream.tables import TableFiles, digest
 from tests.conftest import make_catalog
 
 pytestmark = pytest.mark.integration
@@ -109,9 +110,17 @@ def test_lost_local_state_is_rebuilt_from_changelogs(worker_factory: Any, kafka:
         time.sleep(0.2)
     before = changelog_state(kafka, app)
     assert w.stop() == 0
+    tables = table_files(data, app)
+    digests = {t.name: digest(t.read()) for t in tables}
+    assert all(t.read() for t in tables), "both tables hold data before the loss"
     shutil.rmtree(data)  # RocksDB and checkpoints gone
     w2 = worker_factory(app, data)
     w2.wait_ready(len(make_catalog()), timeout=180)  # the catalog came back from the item-embeddings changelog
+    assert w2.stop() == 0
+    rebuilt = {t.name: digest(t.read()) for t in tables}
+    assert rebuilt == digests, "tables rebuilt from their changelogs equal the pre-crash contents"
+    w3 = worker_factory(app, data)
+    w3.wait_ready(len(make_catalog()), timeout=180)
     asyncio.run(replay_events(kafka, f"{app}-events", [{"event_id": "l99", "user_id": "carol",
                                                          "item_id": "sports-6", "event_type": "click", "ts": 99.0}]))
     recs = []
@@ -122,4 +131,11 @@ def test_lost_local_state_is_rebuilt_from_changelogs(worker_factory: Any, kafka:
     assert not {i["item_id"] for i in last["items"]} & {e["item_id"] for e in first}  # state rebuilt
     after = changelog_state(kafka, app)
     assert after["carol"]["seq"] == [*before["carol"]["seq"], "sports-6"]
-    assert scrape(w2.metrics_port, "streamrec_model_version") is not None  # fresh model, worker runs
+    assert scrape(w3.metrics_port, "streamrec_model_version") is not None  # fresh model, worker runs
+
+
+def table_files(data: Path, app: str) -> list[TableFiles]:
+    """The worker's two tables as files (Faust's layout: <data_dir>/v1/tables/<table>-<partition>.db)."""
+    tabledir = data / "v1" / "tables"
+    return [TableFiles(name, f"{app}-{name}-changelog", 4, tabledir, "")
+            for name in ("user-sequences", "item-embeddings")]
