@@ -1,9 +1,11 @@
 """Crash under load: kill -9 the worker three times while events stream at a steady rate.
 
-Usage: python benchmarks/crash.py [--events 20000] [--rate 400] [--kills 3]
+Usage: python benchmarks/crash.py [--events 20000] [--rate 400] [--kills 3] [--window 2000]
 Reports lost events (neither answered nor in the DLQ), duplicates, each recovery (restart -> first new
-recommendation) and whether every user's sequence equals the one of an uninterrupted run (dedup by event id),
-read back from the user-sequences changelog.
+recommendation), whether every user's sequence equals the one of an uninterrupted run (dedup by event id),
+read back from the user-sequences changelog, and the quality of the recommendations after each restart: HR@10
+(from the topic) over the ``--window`` events after each kill, against the same events in an uninterrupted run of
+the same stream at the same rate (a second, kill-free run).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from rich.table import Table
 from connectors.broker import EmbeddedBroker, free_port
 from connectors.datasets import load_dataset
 from connectors.kafka import KafkaClientConfig, ensure_topics, publish_items, read_topic, replay_events
-from stream.demo import WorkerProcess, scrape
+from stream.demo import WorkerProcess, prequential_from_topic, run_demo, scrape
 
 
 async def read_values(cfg: KafkaClientConfig, topic: str, idle: float = 3.0) -> list[tuple[bytes | None, dict]]:
@@ -36,24 +38,29 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=20_000)
     ap.add_argument("--rate", type=float, default=400.0)
     ap.add_argument("--kills", type=int, default=3)
+    ap.add_argument("--window", type=int, default=2000, help="events after each kill whose HR@10 is compared")
     args = ap.parse_args()
     ds = load_dataset("ml-100k", Path("data"))
     events = ds.events[: args.events]
     work = Path(tempfile.mkdtemp(prefix="streamrec-crash-"))
     env = {"STREAMREC_CHECKPOINT_INTERVAL_S": "5"}
     recoveries: list[float] = []
+    kill_at: list[int] = []
+    sent_times: list[float] = []
     with EmbeddedBroker(port=0, log_path=work / "broker.log") as broker:
         cfg = KafkaClientConfig([broker.bootstrap], {})
         asyncio.run(ensure_topics(cfg, {t: 4 for t in ("items", "events", "recommendations", "events-dlq")}))
         worker = WorkerProcess(broker.url, work / "state", free_port(), work / "worker.log", env).start()
         asyncio.run(publish_items(cfg, "items", ds.items))
         worker.wait_ready(len(ds.items))
-        producer = threading.Thread(target=lambda: asyncio.run(replay_events(cfg, "events", events, rate=args.rate)))
+        producer = threading.Thread(target=lambda: asyncio.run(replay_events(cfg, "events", events, rate=args.rate,
+                                                                             sent_at=sent_times)))
         producer.start()
         span = len(events) / args.rate
         for k in range(args.kills):
             time.sleep(span / (args.kills + 1))
             worker.kill()
+            kill_at.append(len(sent_times))
             t_restart = time.monotonic()
             worker = WorkerProcess(broker.url, work / "state", free_port(), work / f"worker{k}.log", env).start()
             worker.wait_ready(len(ds.items))
@@ -72,6 +79,8 @@ def main() -> None:
         changelog = {json.loads(k): v for k, v in asyncio.run(read_values(cfg, "streamrec-user-sequences-changelog"))
                      if k is not None}
         worker.stop()
+    latest = {r["event_id"]: r for r in recs}  # a redelivered event's last answer (after the restart)
+    reference = run_demo(events, ds.items, rate=args.rate, worker_env=env).extra["recommendations"]
     answered = Counter(r["event_id"] for r in recs)
     lost = want - set(answered) - dlq_ids
     expected: dict[str, list[str]] = {}
@@ -89,6 +98,11 @@ def main() -> None:
     t.add_row("answered more than once", f"{sum(1 for c in answered.values() if c > 1):,}", "counted")
     t.add_row("recovery seconds per kill -9", ", ".join(f"{r:.1f}" for r in recoveries), "<= 30 each")
     t.add_row("users whose sequence differs from an uninterrupted run", f"{len(mismatched)} of {len(expected)}", "0")
+    for n, at in enumerate(kill_at, 1):
+        hr, _, scored = prequential_from_topic(events, latest, start=at, stop=at + args.window)
+        ref, _, _ = prequential_from_topic(events, reference, start=at, stop=at + args.window)
+        t.add_row(f"HR@10, {args.window:,} events after kill {n} (event {at:,}): restarted vs uninterrupted",
+                  f"{hr:.4f} vs {ref:.4f} ({hr / ref - 1:+.1%}, {scored:,} scored)", "as good")
     Console().print(t)
 
 

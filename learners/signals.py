@@ -1,7 +1,8 @@
 """Streaming side signals blended into the adapter's scores with learned weights.
 
 * :class:`CooccurrenceSignal`: incremental item-item co-occurrence within users' recent sequences, scored as a
-  cosine-normalised sum over the user's latest items (an item-kNN signal).
+  cosine-normalised sum over the user's latest items (an item-kNN signal), optionally compressed by
+  ``log1p(log_scale * score)`` so that one shared neighbour of a rarely seen item still counts (cold items).
 * :class:`PopularitySignal`: exponentially decayed item counts (half-life in events), as ``log1p``.
 
 Both are dense tensors that grow with the catalog; they are model state (pickled with the learner).
@@ -24,7 +25,8 @@ class CooccurrenceSignal:
     """
 
     def __init__(self, capacity: int, window: int = 20, recent: int = 10,
-                 device: torch.device | None = None) -> None:
+                 device: torch.device | None = None, log_scale: float = 0.0) -> None:
+        self.log_scale = log_scale
         self.window = window
         self.recent = recent
         self.device = device or torch.device("cpu")
@@ -49,9 +51,10 @@ class CooccurrenceSignal:
         m = mask[:, -w:]
         t = targets.unsqueeze(1).expand_as(h)
         rows, cols = h[m], t[m]
-        ones = torch.ones(rows.shape[0], device=self.device)
-        self.counts.index_put_((rows, cols), ones, accumulate=True)
-        self.counts.index_put_((cols, rows), ones, accumulate=True)
+        ones = torch.ones(2 * rows.shape[0], device=self.device)
+        cap = self.counts.shape[1]
+        flat = torch.cat([rows * cap + cols, cols * cap + rows])  # both directions; index_add_ beats index_put_
+        self.counts.view(-1).index_add_(0, flat, ones)
         self.item_counts.index_add_(0, targets, torch.ones(targets.shape[0], device=self.device))
 
     def features(self, idx: torch.Tensor, mask: torch.Tensor, n: int) -> torch.Tensor:
@@ -60,9 +63,9 @@ class CooccurrenceSignal:
         h = idx[:, -r:]
         m = mask[:, -r:].to(self.counts.dtype)
         norm_j = (self.item_counts[h] + 1.0).rsqrt() * m  # (B, r)
-        rows = self.counts[h][:, :, :n]  # (B, r, n)
-        raw = (rows * norm_j.unsqueeze(-1)).sum(1)
-        return raw * (self.item_counts[:n] + 1.0).rsqrt()
+        rows = self.counts[:n, :n][h]  # (B, r, n): gather only the n live columns of each row
+        raw = torch.bmm(norm_j.unsqueeze(1), rows).squeeze(1) * (self.item_counts[:n] + 1.0).rsqrt()
+        return torch.log1p(raw * self.log_scale) if self.log_scale > 0 else raw
 
 
 class PopularitySignal:

@@ -72,9 +72,11 @@ def percentile(xs: list[float], q: float) -> float:
     return s[max(0, min(len(s) - 1, math.ceil(q / 100 * len(s)) - 1))]
 
 
-def prequential_from_topic(events: list[dict[str, Any]], recs: dict[str, dict[str, Any]], k: int = 10
-                           ) -> tuple[float, float, int]:
+def prequential_from_topic(events: list[dict[str, Any]], recs: dict[str, dict[str, Any]], k: int = 10,
+                           start: int = 0, stop: int | None = None) -> tuple[float, float, int]:
     """HR@k/NDCG@k of each recommendation against the same user's next event in the replayed order.
+
+    Only next events with an index in ``[start, stop)`` are scored (the history before ``start`` still counts).
 
     >>> evs = [{"event_id": "1", "user_id": "u", "item_id": "a"}, {"event_id": "2", "user_id": "u", "item_id": "b"}]
     >>> prequential_from_topic(evs, {"1": {"items": [{"item_id": "b"}, {"item_id": "c"}]}})
@@ -84,9 +86,11 @@ def prequential_from_topic(events: list[dict[str, Any]], recs: dict[str, dict[st
     hits = 0
     ndcg = 0.0
     n = 0
-    for ev in events:
+    for i, ev in enumerate(events):
+        if stop is not None and i >= stop:
+            break
         prev = last.get(ev["user_id"])
-        if prev is not None and prev in recs:
+        if i >= start and prev is not None and prev in recs:
             ids = [r["item_id"] for r in recs[prev]["items"][:k]]
             n += 1
             if ev["item_id"] in ids:
@@ -204,6 +208,7 @@ def run_demo(
         res.events_per_s = len(recs) / max(1e-9, last_emit - t_first)
     res.hr10, res.ndcg10, res.scored = prequential_from_topic(events, recs)
     res.seconds = time.monotonic() - t_start
+    res.extra["recommendations"] = recs
     return res
 
 
