@@ -24,7 +24,7 @@ from connectors.kafka import KafkaClientConfig, topic_names
 from connectors.schemas import RECOMMENDATIONS_SCHEMA, CatalogItem, Reason, Rejection, parse_item
 from learners.history import UserState
 from learners.types import Learner, TextEncoder
-from stream.broker_watch import BrokerResetDetector
+from stream.broker_watch import BrokerResetDetector, epoch_topic
 from stream.metrics import WorkerMetrics
 from stream.processor import EventProcessor, RawMessage
 from stream.settings import Settings
@@ -211,15 +211,20 @@ def create_app(
             with metrics.batch_seconds.time():
                 await process_batch(sr, batch)
 
-    watched = [s.topic_events, s.topic_items, *(t.changelog_topic.get_topic_name() for t in sr.tables())]
+    watched = [epoch_topic(s.app_id), s.topic_events, s.topic_items,
+               *(t.changelog_topic.get_topic_name() for t in sr.tables())]
     detector = BrokerResetDetector(watched)
     client = KafkaClientConfig.from_settings(s)
 
     @app.timer(interval=5.0)
     async def report_lag() -> None:
         """Consumer lag per assigned input partition (high watermark - position)."""
+        tps = [tp for tp in app.consumer.assignment() if tp.topic in (s.topic_events, s.topic_items)]
+        if not tps:
+            return
         try:
-            positions, highwaters = await asyncio.wait_for(input_offsets(), timeout=5.0)
+            highwaters = await asyncio.wait_for(app.consumer.highwaters(*tps), timeout=10.0)
+            positions = {tp: await asyncio.wait_for(app.consumer.position(tp), timeout=5.0) for tp in tps}
         except Exception as exc:  # noqa: BLE001 - a broker outage must not stop the worker
             log.info("consumer lag not measured: %r", exc)
             return
@@ -228,13 +233,6 @@ def create_app(
             if pos is not None and hw is not None:
                 metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, hw - pos))
 
-    async def input_offsets() -> tuple[dict[Any, int | None], dict[Any, int]]:
-        tps = [tp for tp in app.consumer.assignment() if tp.topic in (s.topic_events, s.topic_items)]
-        if not tps:
-            return {}, {}
-        highwaters = await app.consumer.highwaters(*tps)
-        return {tp: await app.consumer.position(tp) for tp in tps}, highwaters
-
     if s.broker_check_interval_s > 0:
         @app.timer(interval=s.broker_check_interval_s)
         async def watch_broker() -> None:
@@ -242,12 +240,11 @@ def create_app(
             if sr.on_broker_reset is None or sr.broker_reset_reason is not None:
                 return
             try:
-                present = await asyncio.wait_for(topic_names(client), timeout=s.broker_check_interval_s)
-                positions, highwaters = await asyncio.wait_for(input_offsets(), timeout=s.broker_check_interval_s)
+                present = await asyncio.wait_for(topic_names(client), timeout=s.broker_check_interval_s + 5.0)
             except Exception as exc:  # noqa: BLE001 - an unreachable broker is an outage, not a reset
                 log.info("broker check skipped: %r", exc)
                 return
-            reason = detector.check(present, positions, highwaters)
+            reason = detector.check(present)
             if reason is not None:
                 await sr.on_broker_reset(reason)
 

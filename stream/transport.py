@@ -32,14 +32,17 @@ async def true_highwaters(probe: AIOKafkaConsumer, reported: Mapping[Any, int], 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + budget_s
     pending = set(tps)
+    reached: set[TopicPartition] = set()  # got the record at reported - 1 (it exists): reading the tail now
     while pending and loop.time() < deadline:
         batch = await probe.getmany(*pending, timeout_ms=200)
-        empty = set(pending)
-        for atp, records in batch.items():
+        for atp in list(pending):
+            records = batch.get(atp)
             if records:
-                empty.discard(atp)
+                reached.add(atp)
                 out[tps[atp]] = max(out[tps[atp]], records[-1].offset + 1)
-        pending -= empty  # nothing more after what we saw
+            elif atp in reached:
+                pending.discard(atp)  # nothing more after what we saw
+            # else: the first fetch is still on its way (a busy worker): keep polling until the deadline
     return out
 
 

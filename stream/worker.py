@@ -14,6 +14,7 @@ from connectors.kafka import KafkaClientConfig, ensure_topics
 from learners.adapter import AdapterRecommender
 from learners.encoder import FrozenTransformerEncoder
 from stream.app import StreamrecApp, create_app
+from stream.broker_watch import epoch_topic
 from stream.checkpoint import CheckpointStore
 from stream.metrics import WorkerMetrics
 from stream.settings import Settings
@@ -52,7 +53,7 @@ def prepare_topics(settings: Settings) -> dict[str, int]:
     return asyncio.run(ensure_topics(
         cfg,
         {settings.topic_events: p, settings.topic_items: p, settings.topic_recommendations: p,
-         settings.topic_dlq: p},
+         settings.topic_dlq: p, epoch_topic(settings.app_id): 1},
         settings.replication_factor,
     ))
 
