@@ -56,15 +56,18 @@ def main() -> None:
         producer = threading.Thread(target=lambda: asyncio.run(replay_events(cfg, "events", events, rate=args.rate,
                                                                              sent_at=sent_times)))
         producer.start()
-        span = len(events) / args.rate
         for k in range(args.kills):
-            time.sleep(span / (args.kills + 1))
+            while len(sent_times) < (k + 1) * len(events) // (args.kills + 1):  # kills spread over the stream
+                time.sleep(0.05)
             worker.kill()
             kill_at.append(len(sent_times))
             t_restart = time.monotonic()
             worker = WorkerProcess(broker.url, work / "state", free_port(), work / f"worker{k}.log", env).start()
             worker.wait_ready(len(ds.items))
+            deadline = time.monotonic() + 120
             while (scrape(worker.metrics_port, "streamrec_recommendations_total") or 0) < 1:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"worker {k} answered nothing within 120 s of its restart (log: {work})")
                 time.sleep(0.1)
             recoveries.append(time.monotonic() - t_restart)
         producer.join()
