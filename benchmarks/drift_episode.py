@@ -24,12 +24,9 @@ from rich.console import Console
 from rich.table import Table
 
 from connectors.broker import EmbeddedBroker, free_port
-from connectors.datasets import load_dataset
+from connectors.datasets import genre_phases, load_dataset
 from connectors.kafka import KafkaClientConfig, ensure_topics, publish_items, replay_events
 from stream.demo import WorkerProcess
-
-GROUP_A = {"Action", "Adventure", "Sci-Fi", "Thriller", "War", "Western", "Crime"}
-
 
 def sample(port: int) -> dict[str, float]:
     """Flattened ``name{label=value,...}`` -> value of a worker's /metrics."""
@@ -59,9 +56,7 @@ def main() -> None:
     ap.add_argument("--every", type=float, default=2.0, help="seconds between /metrics samples")
     args = ap.parse_args()
     ds = load_dataset("ml-100k", Path("data"))
-    genres = {it.item_id: set(it.text.split("Genres: ")[-1].rstrip(".").split(", ")) for it in ds.items}
-    phase1 = [e for e in ds.events if genres[e["item_id"]] & GROUP_A][: args.events]
-    phase2 = [e for e in ds.events if not genres[e["item_id"]] & GROUP_A][: args.events]
+    phase1, phase2 = (phase[: args.events] for phase in genre_phases(ds))
     events = phase1 + phase2
     work = Path(tempfile.mkdtemp(prefix="streamrec-drift-"))
     rows: list[tuple[float, dict[str, float]]] = []

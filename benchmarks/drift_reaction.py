@@ -16,16 +16,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from connectors.datasets import load_dataset
+from connectors.datasets import genre_phases, load_dataset
 from learners.encoder import CachingEncoder
 from stream.demo import prequential_from_topic
 from stream.metrics import WorkerMetrics
 from stream.processor import EventProcessor, run_offline
 from stream.settings import load_settings
 from stream.worker import build_encoder, build_learner
-
-GROUP_A = {"Action", "Adventure", "Sci-Fi", "Thriller", "War", "Western", "Crime"}
-
 
 def run(events: list[dict], items: list, encoder, reaction: str, boost: float, steps: int) -> tuple[dict, int]:
     s = load_settings(drift_reaction=reaction, drift_lr_boost=boost, drift_boost_steps=steps)
@@ -50,9 +47,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=50)
     args = ap.parse_args()
     ds = load_dataset("ml-100k", Path("data"))
-    genres = {it.item_id: set(it.text.split("Genres: ")[-1].rstrip(".").split(", ")) for it in ds.items}
-    phase1 = [e for e in ds.events if genres[e["item_id"]] & GROUP_A]
-    phase2 = [e for e in ds.events if not genres[e["item_id"]] & GROUP_A]
+    phase1, phase2 = genre_phases(ds)
     streams = {"ml-100k as recorded": (ds.events, None), "genre shift (phase 1 -> 2)": (phase1 + phase2, len(phase1))}
     encoder = CachingEncoder(build_encoder(load_settings()))
     t = Table(title=f"drift reaction — {' '.join(sys.argv)}")

@@ -1,7 +1,7 @@
 """Forgetting benchmark: does the replay buffer keep phase-1 knowledge while the model learns phase 2?
 
 The MovieLens-100K stream is split by genre into two phases whose interests differ: phase 1 = ratings of items
-whose genres include any of GROUP_A, phase 2 = the rest (each phase in timestamp order). Every 10th phase-1
+whose genres include any of connectors.datasets.PHASE_ONE_GENRES, phase 2 = the rest (each phase in timestamp order). Every 10th phase-1
 event is held back (not learned) as a probe: its query is the user's history at that moment. We learn phase 1,
 measure HR@10 on the probes (the peak), learn phase 2 (measuring its own prequential HR@10, the "current phase"),
 and measure the probes again. Forgetting = peak - after. Run with and without replay.
@@ -18,16 +18,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from connectors.datasets import load_dataset
+from connectors.datasets import genre_phases, load_dataset
 from learners.encoder import CachingEncoder
 from learners.evaluation import prequential
 from learners.history import InMemoryHistory
 from learners.types import Interaction, Query
 from stream.settings import load_settings
 from stream.worker import build_encoder, build_learner
-
-GROUP_A = {"Action", "Adventure", "Sci-Fi", "Thriller", "War", "Western", "Crime"}
-
 
 def probe_hr(learner, probes: list[tuple[Query, str]], k: int = 10) -> float:
     hits = 0
@@ -40,9 +37,7 @@ def probe_hr(learner, probes: list[tuple[Query, str]], k: int = 10) -> float:
 
 def run(seed: int, replay_capacity: int, replay_ratio: float, encoder, ds) -> dict[str, float]:
     s = load_settings(seed=seed, replay_capacity=replay_capacity, replay_ratio=replay_ratio)
-    genres = {it.item_id: set(it.text.split("Genres: ")[-1].rstrip(".").split(", ")) for it in ds.items}
-    phase1 = [e for e in ds.events if genres.get(e["item_id"], set()) & GROUP_A]
-    phase2 = [e for e in ds.events if not genres.get(e["item_id"], set()) & GROUP_A]
+    phase1, phase2 = genre_phases(ds)
     m = build_learner(s, encoder)
     m.add_items(ds.items)
     hist = InMemoryHistory(s.seq_len, s.seen_max)

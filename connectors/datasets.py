@@ -70,6 +70,25 @@ def movie_text(title: str, year: str = "", genres: Iterable[str] = ()) -> str:
     return f"{head}. Genres: {', '.join(gs)}." if gs else f"{head}."
 
 
+PHASE_ONE_GENRES = frozenset({"Action", "Adventure", "Sci-Fi", "Thriller", "War", "Western", "Crime"})
+
+
+def genre_phases(ds: Dataset, phase_one: frozenset[str] = PHASE_ONE_GENRES
+                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A stream whose interests shift: events on items with any ``phase_one`` genre, then all the others.
+
+    Genres are read back from the item text written by :func:`movie_text`; each phase keeps timestamp order.
+
+    >>> ds = Dataset("t", [Item("a", movie_text("A", "", ["War"])), Item("b", movie_text("B", "", ["Comedy"]))],
+    ...              [{"item_id": "b"}, {"item_id": "a"}])
+    >>> genre_phases(ds)
+    ([{'item_id': 'a'}], [{'item_id': 'b'}])
+    """
+    genres = {it.item_id: set(it.text.split("Genres: ")[-1].rstrip(".").split(", ")) for it in ds.items}
+    first = [e for e in ds.events if genres.get(e["item_id"], set()) & phase_one]
+    return first, [e for e in ds.events if not genres.get(e["item_id"], set()) & phase_one]
+
+
 def user_text(age: str, gender: str, occupation: str) -> str:
     """Short user description; ``other``/``none`` occupations and unknown genders are left out.
 
