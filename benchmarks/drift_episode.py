@@ -28,6 +28,7 @@ from connectors.datasets import genre_phases, load_dataset
 from connectors.kafka import KafkaClientConfig, ensure_topics, publish_items, replay_events
 from stream.demo import WorkerProcess
 
+
 def sample(port: int) -> dict[str, float]:
     """Flattened ``name{label=value,...}`` -> value of a worker's /metrics."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:  # noqa: S310

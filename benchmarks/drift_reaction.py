@@ -24,6 +24,7 @@ from stream.processor import EventProcessor, run_offline
 from stream.settings import load_settings
 from stream.worker import build_encoder, build_learner
 
+
 def run(events: list[dict], items: list, encoder, reaction: str, boost: float, steps: int) -> tuple[dict, int]:
     s = load_settings(drift_reaction=reaction, drift_lr_boost=boost, drift_boost_steps=steps)
     learner = build_learner(s, encoder)

@@ -1,8 +1,8 @@
 """Forgetting benchmark: does the replay buffer keep phase-1 knowledge while the model learns phase 2?
 
 The MovieLens-100K stream is split by genre into two phases whose interests differ: phase 1 = ratings of items
-whose genres include any of connectors.datasets.PHASE_ONE_GENRES, phase 2 = the rest (each phase in timestamp order). Every 10th phase-1
-event is held back (not learned) as a probe: its query is the user's history at that moment. We learn phase 1,
+whose genres include any of connectors.datasets.PHASE_ONE_GENRES, phase 2 = the rest (each phase in timestamp
+order; ``genre_phases``). Every 10th phase-1 event is held back (not learned) as a probe: its query is the user's history at that moment. We learn phase 1,
 measure HR@10 on the probes (the peak), learn phase 2 (measuring its own prequential HR@10, the "current phase"),
 and measure the probes again. Forgetting = peak - after. Run with and without replay.
 
@@ -25,6 +25,7 @@ from learners.history import InMemoryHistory
 from learners.types import Interaction, Query
 from stream.settings import load_settings
 from stream.worker import build_encoder, build_learner
+
 
 def probe_hr(learner, probes: list[tuple[Query, str]], k: int = 10) -> float:
     hits = 0
