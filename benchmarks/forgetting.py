@@ -2,7 +2,8 @@
 
 The MovieLens-100K stream is split by genre into two phases whose interests differ: phase 1 = ratings of items
 whose genres include any of connectors.datasets.PHASE_ONE_GENRES, phase 2 = the rest (each phase in timestamp
-order; ``genre_phases``). Every 10th phase-1 event is held back (not learned) as a probe: its query is the user's history at that moment. We learn phase 1,
+order; ``genre_phases``). Every 10th phase-1 event is held back (not learned) as a probe: its query is the user's
+history at that moment. We learn phase 1,
 measure HR@10 on the probes (the peak), learn phase 2 (measuring its own prequential HR@10, the "current phase"),
 and measure the probes again. Forgetting = peak - after. Run with and without replay.
 
