@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -32,21 +33,32 @@ class KafkaClientConfig:
         return {"bootstrap_servers": list(self.bootstrap_servers), **self.security}
 
 
-async def topic_names(cfg: KafkaClientConfig) -> set[str]:
-    """Names of every topic the broker lists."""
+@contextlib.asynccontextmanager
+async def admin_client(cfg: KafkaClientConfig) -> AsyncIterator[AIOKafkaAdminClient]:
+    """A started admin client, closed on exit."""
     admin = AIOKafkaAdminClient(**cfg.kwargs())
     await admin.start()
     try:
-        return set(await admin.list_topics())
+        yield admin
     finally:
         await admin.close()
 
 
+async def topic_names(cfg: KafkaClientConfig) -> set[str]:
+    """Names of every topic the broker lists (listing creates nothing)."""
+    async with admin_client(cfg) as admin:
+        return set(await admin.list_topics())
+
+
+async def delete_topics(cfg: KafkaClientConfig, topics: Sequence[str]) -> None:
+    """Delete these topics."""
+    async with admin_client(cfg) as admin:
+        await admin.delete_topics(list(topics))
+
+
 async def topic_partitions(cfg: KafkaClientConfig, topics: Iterable[str]) -> dict[str, int]:
     """Partition counts of the given topics that exist (missing ones are left out)."""
-    admin = AIOKafkaAdminClient(**cfg.kwargs())
-    await admin.start()
-    try:
+    async with admin_client(cfg) as admin:
         wanted = list(topics)
         existing = set(await admin.list_topics())
         present = [t for t in wanted if t in existing]
@@ -54,8 +66,6 @@ async def topic_partitions(cfg: KafkaClientConfig, topics: Iterable[str]) -> dic
             return {}
         desc = await admin.describe_topics(present)
         return {d["topic"]: len(d["partitions"]) for d in desc if not d.get("error_code")}
-    finally:
-        await admin.close()
 
 
 async def ensure_topics(
@@ -66,17 +76,13 @@ async def ensure_topics(
     have = await topic_partitions(cfg, topics)
     missing = [t for t in topics if t not in have]
     if missing:
-        admin = AIOKafkaAdminClient(**cfg.kwargs())
-        await admin.start()
-        try:
+        async with admin_client(cfg) as admin:
             new = [NewTopic(t, topics[t], replication_factor, topic_configs=(configs or {}).get(t, {}))
                    for t in missing]
             try:
                 await admin.create_topics(new)
             except TopicAlreadyExistsError:
                 pass
-        finally:
-            await admin.close()
         for _ in range(50):
             have = await topic_partitions(cfg, topics)
             if all(t in have for t in topics):

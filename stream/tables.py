@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from connectors.kafka import KafkaClientConfig, ensure_topics, topic_partitions
+from connectors.kafka import KafkaClientConfig, delete_topics, ensure_topics, topic_partitions
 
 OFFSET_KEY = b"__faust\0offset__"  # faust.stores.rocksdb.Store.offset_key: bookkeeping, not table data
 
@@ -87,7 +87,6 @@ async def republish(cfg: KafkaClientConfig, tables: Iterable[TableFiles], replic
     changelog that was auto-created with the wrong count is replaced.
     """
     from aiokafka import AIOKafkaProducer
-    from aiokafka.admin import AIOKafkaAdminClient
 
     tables = list(tables)
     counts = await ensure_topics(cfg, {t.source_topic: t.partitions for t in tables}, replication_factor)
@@ -95,19 +94,13 @@ async def republish(cfg: KafkaClientConfig, tables: Iterable[TableFiles], replic
     have = await topic_partitions(cfg, want)
     wrong = [topic for topic, n in want.items() if topic in have and have[topic] != n]
     if wrong:
-        admin = AIOKafkaAdminClient(**cfg.kwargs())
-        await admin.start()
-        try:
-            await admin.delete_topics(wrong)
-        finally:
-            await admin.close()
+        await delete_topics(cfg, wrong)
     await ensure_topics(cfg, want, replication_factor,
                         configs={topic: {"cleanup.policy": "compact"} for topic in want})
     prod = AIOKafkaProducer(**cfg.kwargs(), acks="all", linger_ms=5)
     await prod.start()
-    n = 0
+    futs = []
     try:
-        futs = []
         for t in tables:
             same = want[t.changelog_topic] == t.partitions
             for p, part in t.read().items():
@@ -115,7 +108,6 @@ async def republish(cfg: KafkaClientConfig, tables: Iterable[TableFiles], replic
                     target = p if same else source_partition(k, want[t.changelog_topic])
                     futs.append(await prod.send(t.changelog_topic, v, key=k, partition=target))
         await asyncio.gather(*futs)
-        n = len(futs)
     finally:
         await prod.stop()
-    return n
+    return len(futs)
