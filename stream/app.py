@@ -211,11 +211,6 @@ def create_app(
             with metrics.batch_seconds.time():
                 await process_batch(sr, batch)
 
-    watched = [epoch_topic(s.app_id), s.topic_events, s.topic_items,
-               *(t.changelog_topic.get_topic_name() for t in sr.tables())]
-    detector = BrokerResetDetector(watched)
-    client = KafkaClientConfig.from_settings(s)
-
     @app.timer(interval=5.0)
     async def report_lag() -> None:
         """Consumer lag per assigned input partition (high watermark - position)."""
@@ -234,6 +229,10 @@ def create_app(
                 metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, hw - pos))
 
     if s.broker_check_interval_s > 0:
+        detector = BrokerResetDetector([epoch_topic(s.app_id), s.topic_events, s.topic_items,
+                                        *(t.changelog_topic.get_topic_name() for t in sr.tables())])
+        client = KafkaClientConfig.from_settings(s)
+
         @app.timer(interval=s.broker_check_interval_s)
         async def watch_broker() -> None:
             """Detect a broker that lost our topics (see stream.broker_watch) and hand over to the runner."""

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,14 +79,27 @@ def build_worker_app(settings: Settings) -> StreamrecApp:
     sr = create_app(settings, learner, encoder, metrics,
                     events_partitions=parts[settings.topic_events],
                     items_partitions=parts[settings.topic_items])
-    store = CheckpointStore(settings.data_dir / "checkpoints", settings.checkpoint_keep)
+    save = checkpoint_saver(sr, CheckpointStore(settings.data_dir / "checkpoints", settings.checkpoint_keep))
     if settings.checkpoint_interval_s > 0:
-        install_checkpoints(sr, store)
-    install_broker_reset_recovery(sr, store)
+        install_checkpoints(sr, save)
+    install_broker_reset_recovery(sr, save)
     return sr
 
 
-def install_broker_reset_recovery(sr: StreamrecApp, store: CheckpointStore) -> None:
+def checkpoint_saver(sr: StreamrecApp, store: CheckpointStore) -> Callable[[], None]:
+    """A function that checkpoints the learner when its version changed since the last save."""
+    last = {"version": sr.learner.model_version}
+
+    def save() -> None:
+        v = sr.learner.model_version
+        if v != last["version"]:
+            store.save(sr.learner, v)
+            last["version"] = v
+
+    return save
+
+
+def install_broker_reset_recovery(sr: StreamrecApp, save: Callable[[], None]) -> None:
     """On a broker that lost our topics: checkpoint the model and stop, so :func:`run_worker` can restart us."""
     sr.metrics.broker_resets.inc(int(os.environ.get(BROKER_RESETS_ENV, "0")))
 
@@ -93,7 +108,7 @@ def install_broker_reset_recovery(sr: StreamrecApp, store: CheckpointStore) -> N
         sr.metrics.broker_resets.inc()
         log.error("broker: %s: the broker lost its data (an in-memory broker restarted?); checkpointing the "
                   "model, then restarting with the tables republished to fresh changelogs", reason)
-        store.save(sr.learner, sr.learner.model_version)
+        save()
         os.kill(os.getpid(), signal.SIGTERM)  # Faust's own graceful shutdown; run_worker takes it from there
 
     sr.on_broker_reset = on_reset
@@ -113,8 +128,6 @@ def restart_after_broker_reset(settings: Settings, tables: list[TableFiles]) -> 
     state and changelog agree again), resumes the model from the checkpoint just written, and consumes the new
     topics from their beginning. The process id stays the same: to an orchestrator this is no crash.
     """
-    import shutil
-
     if settings.store_url.startswith("rocksdb"):
         n = asyncio.run(republish(KafkaClientConfig.from_settings(settings), tables, settings.replication_factor))
         log.error("broker: republished %d table entries to fresh changelogs", n)
@@ -127,15 +140,8 @@ def restart_after_broker_reset(settings: Settings, tables: list[TableFiles]) -> 
     os.execv(sys.executable, sys.orig_argv)  # noqa: S606 - the same command line, on purpose
 
 
-def install_checkpoints(sr: StreamrecApp, store: CheckpointStore) -> None:
+def install_checkpoints(sr: StreamrecApp, save: Callable[[], None]) -> None:
     """Checkpoint the learner every ``checkpoint_interval_s`` and at shutdown (when it changed)."""
-    last = {"version": sr.learner.model_version}
-
-    def save() -> None:
-        v = sr.learner.model_version
-        if v != last["version"]:
-            store.save(sr.learner, v)
-            last["version"] = v
 
     @sr.app.timer(interval=sr.settings.checkpoint_interval_s)
     async def periodic_checkpoint() -> None:
