@@ -15,30 +15,16 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import defaultdict
 from pathlib import Path
 
-from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.table import Table
 
 from connectors.broker import EmbeddedBroker, free_port
 from connectors.datasets import genre_phases, load_dataset
 from connectors.kafka import KafkaClientConfig, ensure_topics, publish_items, replay_events
-from stream.demo import WorkerProcess
-
-
-def sample(port: int) -> dict[str, float]:
-    """Flattened ``name{label=value,...}`` -> value of a worker's /metrics."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:  # noqa: S310
-        text = r.read().decode()
-    out: dict[str, float] = {}
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
-            out[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
-    return out
+from stream.demo import WorkerProcess, scrape_all
 
 
 def alarms(m: dict[str, float]) -> dict[str, int]:
@@ -74,7 +60,7 @@ def main() -> None:
             t0 = time.monotonic()
             producer.start()
             while True:
-                m = sample(worker.metrics_port)
+                m = scrape_all(worker.metrics_port)
                 rows.append((time.monotonic() - t0, m))
                 if sum(v for k, v in m.items() if k.startswith("streamrec_events_total")) >= len(events):
                     break

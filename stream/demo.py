@@ -100,16 +100,26 @@ def prequential_from_topic(events: list[dict[str, Any]], recs: dict[str, dict[st
     return (hits / n if n else math.nan, ndcg / n if n else math.nan, n)
 
 
-def scrape(port: int, name: str) -> float | None:
-    """One sample value of a metric from a worker's /metrics (None when absent or unreachable)."""
+def scrape_all(port: int) -> dict[str, float]:
+    """Every sample of a worker's /metrics as ``name{label=value,...}`` -> value (empty when unreachable)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:  # noqa: S310
-            for line in r.read().decode().splitlines():
-                if line.startswith(name + " ") or line.startswith(name + "{"):
-                    return float(line.rsplit(" ", 1)[1])
+            text = r.read().decode()
     except OSError:
-        return None
-    return None
+        return {}
+    out: dict[str, float] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+            out[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
+    return out
+
+
+def scrape(port: int, name: str) -> float | None:
+    """One sample value of a metric from a worker's /metrics (None when absent or unreachable)."""
+    return next((v for k, v in scrape_all(port).items() if k == name or k.startswith(name + "{")), None)
 
 
 class WorkerProcess:
