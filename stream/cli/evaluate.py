@@ -5,10 +5,14 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from stream.cli.options import config_option, settings_from
+
+if TYPE_CHECKING:
+    from learners.evaluation import SummaryRow
 
 DEFAULT_LEARNERS = "streamrec,streamrec-frozen,popularity,decayed-popularity,item-knn,isgd,river-mf"
 
@@ -105,7 +109,7 @@ def command(dataset: str, names: str, seeds: str, limit: int | None, river_limit
 ID_ONLY = ("popularity", "decayed-popularity", "item-knn", "isgd", "river-mf")
 
 
-def target_lines(rows: list) -> list[str]:  # noqa: ANN001 - learners.evaluation.SummaryRow
+def target_lines(rows: list[SummaryRow]) -> list[str]:
     """How the default learner stands against the baselines of the same run (the quality issue's targets).
 
     >>> from learners.evaluation import SummaryRow
