@@ -151,6 +151,30 @@ async def replay_events(
     return sent
 
 
+async def assign_all_partitions(consumer: AIOKafkaConsumer, topic: str, *, from_beginning: bool = True,
+                                wait_s: float = 10.0) -> list[TopicPartition]:
+    """Assign every partition of ``topic`` to a group-less consumer and seek to its beginning (or end).
+
+    Waits up to ``wait_s`` for the topic to appear; returns the partitions (empty if it never did).
+    """
+    parts: set[int] | None = None
+    for _ in range(max(1, int(wait_s / 0.1))):
+        parts = consumer.partitions_for_topic(topic)
+        if parts:
+            break
+        await consumer._client.force_metadata_update()  # noqa: SLF001 - topic may be new
+        await asyncio.sleep(0.1)
+    if not parts:
+        return []
+    tps = [TopicPartition(topic, p) for p in sorted(parts)]
+    consumer.assign(tps)
+    if from_beginning:
+        await consumer.seek_to_beginning(*tps)
+    else:
+        await consumer.seek_to_end(*tps)
+    return tps
+
+
 async def read_topic(
     cfg: KafkaClientConfig,
     topic: str,
@@ -169,21 +193,8 @@ async def read_topic(
                                 auto_offset_reset="earliest" if from_beginning else "latest")
     await consumer.start()
     try:
-        parts = None
-        for _ in range(100):
-            parts = consumer.partitions_for_topic(topic)
-            if parts:
-                break
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - topic may be new
-            await asyncio.sleep(0.1)
-        if not parts:
+        if not await assign_all_partitions(consumer, topic, from_beginning=from_beginning):
             return
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        consumer.assign(tps)
-        if from_beginning:
-            await consumer.seek_to_beginning(*tps)
-        else:
-            await consumer.seek_to_end(*tps)
         n = 0
         last = time.monotonic()
         while True:

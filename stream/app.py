@@ -7,7 +7,6 @@ and the module holds no global state.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import logging
@@ -25,6 +24,7 @@ from connectors.schemas import RECOMMENDATIONS_SCHEMA, CatalogItem, Reason, Reje
 from learners.history import UserState
 from learners.types import Learner, TextEncoder
 from stream.broker_watch import BrokerResetDetector, epoch_topic
+from stream.catalog import catalog_entries, encode_embedding, follow_catalog
 from stream.metrics import WorkerMetrics
 from stream.processor import EventProcessor, RawMessage
 from stream.settings import Settings
@@ -46,14 +46,6 @@ def event_context(event: Any) -> Iterator[None]:
     finally:
         if token is not None:
             _current_event.reset(token)
-
-
-def encode_embedding(vec: np.ndarray[Any, Any]) -> str:
-    return base64.b64encode(np.asarray(vec, dtype=np.float32).tobytes()).decode()
-
-
-def decode_embedding(s: str) -> np.ndarray[Any, Any]:
-    return np.frombuffer(base64.b64decode(s), dtype=np.float32)
 
 
 def faust_credentials(settings: Settings) -> Any:
@@ -160,14 +152,9 @@ def create_app(
 
     async def load_catalog_from_table() -> None:
         """After recovery, give the learner every item the table holds (no re-encoding)."""
-        ids: list[str] = []
-        vecs: list[np.ndarray[Any, Any]] = []
-        for item_id, value in item_table.items():
-            if value and "emb" in value:
-                ids.append(item_id)
-                vecs.append(decode_embedding(value["emb"]))
-        if ids:
-            learner_add(ids, np.stack(vecs))
+        ids, vecs = catalog_entries(item_table.items())
+        if vecs is not None:
+            learner_add(ids, vecs)
             log.info("catalog: %d items loaded from the item table", len(ids))
 
     def learner_add(ids: list[str], vecs: np.ndarray[Any, Any]) -> None:
@@ -177,6 +164,13 @@ def create_app(
         metrics.catalog_items.set(len(getattr(learner, "item_ids", ())))
 
     item_table.on_recover(load_catalog_from_table)
+
+    if s.catalog_follow:
+        @app.task
+        async def follow_whole_catalog() -> None:
+            """Items encoded by other workers (their ``items`` partitions) reach this worker's learner too."""
+            await follow_catalog(KafkaClientConfig.from_settings(s), item_table.changelog_topic.get_topic_name(),
+                                 learner_add, stop=lambda: app.should_stop)
 
     @app.agent(items_topic, name="items")
     async def items_agent(stream: Any) -> None:

@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     replay_ratio: float = Field(1.0, ge=0, description="Replay examples mixed into each update, per new example.")
     seed: int = Field(0, description="Seed for model init, replay sampling and exploration.")
     torch_threads: int = Field(0, ge=0, description="Torch intra-op threads in the worker (0: torch's default).")
+    catalog_follow: bool = Field(
+        True, description="Follow every partition of the item table's changelog, so each worker ranks the whole catalog."
+    )
     checkpoint_interval_s: float = Field(30.0, ge=0, description="Seconds between model checkpoints (0: off).")
     checkpoint_keep: int = Field(2, ge=1, description="Checkpoint files kept in `data_dir/checkpoints`.")
     # -- drift ---------------------------------------------------------------------------------------------

@@ -1,0 +1,88 @@
+"""The whole catalog on every worker: follow the item table's changelog, every partition, without a group.
+
+The ``items`` agent encodes each item once, on the worker that owns the item's ``items`` partition, and writes
+text and embedding to the ``item-embeddings`` table, so the table's changelog holds the whole catalog, encoded.
+With several workers each owns only some partitions, yet every recommendation ranks the whole catalog: each
+worker therefore reads every partition of that changelog from its beginning, keeps following it, and hands the
+embeddings to its learner (nothing is encoded twice). Faust's ``GlobalTable`` would do the same, but its own
+docstring warns that it can loop in recovery when several instances run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+from aiokafka import AIOKafkaConsumer
+
+from connectors.kafka import KafkaClientConfig, assign_all_partitions
+
+log = logging.getLogger("streamrec.worker")
+
+ItemsCallback = Callable[[list[str], np.ndarray[Any, Any]], None]
+
+
+def encode_embedding(vec: np.ndarray[Any, Any]) -> str:
+    """An embedding as the item table stores it: base64 of float32 bytes.
+
+    >>> decode_embedding(encode_embedding(np.array([0.5, -1.0]))).tolist()
+    [0.5, -1.0]
+    """
+    return base64.b64encode(np.asarray(vec, dtype=np.float32).tobytes()).decode()
+
+
+def decode_embedding(s: str) -> np.ndarray[Any, Any]:
+    return np.frombuffer(base64.b64decode(s), dtype=np.float32)
+
+
+def catalog_entries(pairs: Iterable[tuple[str, Any]]) -> tuple[list[str], np.ndarray[Any, Any] | None]:
+    """Item ids and stacked embeddings of ``(item_id, table value)`` pairs; values without an embedding are skipped.
+
+    >>> ids, vecs = catalog_entries([("a", {"emb": encode_embedding(np.ones(2))}), ("b", None)])
+    >>> ids, vecs.shape
+    (['a'], (1, 2))
+    """
+    ids: list[str] = []
+    vecs: list[np.ndarray[Any, Any]] = []
+    for item_id, value in pairs:
+        if isinstance(value, dict) and isinstance(value.get("emb"), str):
+            ids.append(str(item_id))
+            vecs.append(decode_embedding(value["emb"]))
+    return ids, (np.stack(vecs) if vecs else None)
+
+
+def changelog_pairs(records: Iterable[Any]) -> Iterable[tuple[str, Any]]:
+    """``(item_id, value)`` of item-table changelog records (Faust writes keys and values as JSON)."""
+    for r in records:
+        try:
+            yield json.loads(r.key), (json.loads(r.value) if r.value is not None else None)
+        except (TypeError, ValueError):
+            log.warning("catalog: unreadable changelog record at %s[%s]@%s", r.topic, r.partition, r.offset)
+
+
+async def follow_catalog(cfg: KafkaClientConfig, changelog_topic: str, on_items: ItemsCallback,
+                         stop: Callable[[], bool], max_records: int = 2000) -> None:
+    """Hand every item in ``changelog_topic`` (all partitions, from the beginning) to ``on_items``, then follow.
+
+    Runs until ``stop()`` is true or the task is cancelled.
+    """
+    consumer = AIOKafkaConsumer(**cfg.kwargs(), group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        while not await assign_all_partitions(consumer, changelog_topic):
+            if stop():
+                return
+            await asyncio.sleep(1.0)
+        while not stop():
+            batch = await consumer.getmany(timeout_ms=500, max_records=max_records)
+            ids, vecs = catalog_entries(changelog_pairs(r for records in batch.values() for r in records))
+            if vecs is not None:
+                on_items(ids, vecs)
+    finally:
+        await consumer.stop()
