@@ -45,6 +45,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="streamrec-crash-"))
     env = {"STREAMREC_CHECKPOINT_INTERVAL_S": "5"}
     recoveries: list[float] = []
+    relearned: list[float] = []  # per restarted worker: already processed events its resumed model learned
     kill_at: list[int] = []
     sent_times: list[float] = []
     with EmbeddedBroker(port=0, log_path=work / "broker.log") as broker:
@@ -59,6 +60,8 @@ def main() -> None:
         for k in range(args.kills):
             while len(sent_times) < (k + 1) * len(events) // (args.kills + 1):  # kills spread over the stream
                 time.sleep(0.05)
+            if k:
+                relearned.append(scrape(worker.metrics_port, "streamrec_relearned_events_total") or 0)
             worker.kill()
             kill_at.append(len(sent_times))
             t_restart = time.monotonic()
@@ -81,6 +84,7 @@ def main() -> None:
                 break
         changelog = {json.loads(k): v for k, v in asyncio.run(read_values(cfg, "streamrec-user-sequences-changelog"))
                      if k is not None}
+        relearned.append(scrape(worker.metrics_port, "streamrec_relearned_events_total") or 0)
         worker.stop()
     latest = {r["event_id"]: r for r in recs}  # a redelivered event's last answer (after the restart)
     reference = run_demo(events, ds.items, rate=args.rate, worker_env=env).extra["recommendations"]
@@ -100,6 +104,7 @@ def main() -> None:
     t.add_row("lost", f"{len(lost):,}", "0")
     t.add_row("answered more than once", f"{sum(1 for c in answered.values() if c > 1):,}", "counted")
     t.add_row("recovery seconds per kill -9", ", ".join(f"{r:.1f}" for r in recoveries), "<= 30 each")
+    t.add_row("events re-learned by each restarted worker", ", ".join(f"{n:,.0f}" for n in relearned), "")
     t.add_row("users whose sequence differs from an uninterrupted run", f"{len(mismatched)} of {len(expected)}", "0")
     for n, at in enumerate(kill_at, 1):
         hr, _, scored = prequential_from_topic(events, latest, start=at, stop=at + args.window)

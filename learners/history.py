@@ -12,7 +12,9 @@ class UserState:
 
     Both are bounded: ``seq`` to ``seq_len`` items, ``seen`` to ``seen_max`` (oldest forgotten first).
     ``n`` counts every interaction ever appended; ``ids`` holds the last event ids (for de-duplication, bounded
-    by ``ids_max``). The dict form is what the worker stores in RocksDB.
+    by ``ids_max``) and ``offs`` the input offset each of them was read at (-1: unknown), so a redelivery of the
+    same message can be told from a producer sending an id twice. The dict form is what the worker stores in
+    RocksDB.
 
     >>> s = UserState()
     >>> for i in ["a", "b", "a", "c"]:
@@ -27,18 +29,21 @@ class UserState:
     seen: list[str] = field(default_factory=list)
     n: int = 0
     ids: list[str] = field(default_factory=list)
+    offs: list[int] = field(default_factory=list)
 
     def has_event(self, event_id: str) -> bool:
         """True when ``event_id`` is among the last remembered event ids of this user."""
         return event_id in self.ids
 
     def append(self, item_id: str, seq_len: int, seen_max: int, event_id: str | None = None,
-               ids_max: int = 128) -> None:
-        """Record one interaction with ``item_id`` (and remember ``event_id``)."""
+               ids_max: int = 128, offset: int | None = None) -> None:
+        """Record one interaction with ``item_id`` (and remember ``event_id``, read at input ``offset``)."""
         if event_id is not None and ids_max > 0:
             self.ids.append(event_id)
+            self.offs.append(-1 if offset is None else offset)
             if len(self.ids) > ids_max:
                 del self.ids[: len(self.ids) - ids_max]
+                del self.offs[: len(self.offs) - ids_max]
         self.seq.append(item_id)
         if len(self.seq) > seq_len:
             del self.seq[: len(self.seq) - seq_len]
@@ -49,15 +54,43 @@ class UserState:
             del self.seen[: len(self.seen) - seen_max]
         self.n += 1
 
+    def later_than(self, event_id: str, offset: int | None) -> int | None:
+        """How many interactions were appended after ``event_id`` read at ``offset`` (None: not recorded so).
+
+        >>> s = UserState()
+        >>> for k, item in enumerate("abc"):
+        ...     s.append(item, seq_len=5, seen_max=5, event_id=f"e{k}", offset=100 + k)
+        >>> s.later_than("e0", 100), s.later_than("e0", 7), s.history_before(2), s.history_before(0)
+        (2, None, (), ('a', 'b'))
+        """
+        if offset is None or offset < 0:
+            return None
+        for k in range(len(self.ids) - 1, -1, -1):
+            if self.ids[k] == event_id and self.offs[k] == offset:
+                return len(self.ids) - 1 - k
+        return None
+
+    def history_before(self, later: int) -> tuple[str, ...] | None:
+        """The sequence as it was before the interaction that ``later`` others followed (None: no longer known)."""
+        end = len(self.seq) - later - 1
+        if end < 0 or (end == 0 and self.n > later + 1):
+            return None
+        return tuple(self.seq[:end])
+
     def to_dict(self) -> dict[str, Any]:
-        return {"seq": list(self.seq), "seen": list(self.seen), "n": self.n, "ids": list(self.ids)}
+        return {"seq": list(self.seq), "seen": list(self.seen), "n": self.n, "ids": list(self.ids),
+                "offs": list(self.offs)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> UserState:
         if not d:
             return cls()
-        return cls(seq=list(d.get("seq", [])), seen=list(d.get("seen", [])), n=int(d.get("n", 0)),
-                   ids=list(d.get("ids", [])))
+        ids = list(d.get("ids", []))
+        offs = [int(o) for o in d.get("offs", [])]
+        if len(offs) != len(ids):  # written before offsets were kept
+            offs = [-1] * len(ids)
+        return cls(seq=list(d.get("seq", [])), seen=list(d.get("seen", [])), n=int(d.get("n", 0)), ids=ids,
+                   offs=offs)
 
 
 class InMemoryHistory:

@@ -103,9 +103,19 @@ def create_app(
     metrics = metrics or WorkerMetrics(hit_window=s.hit_window)
     n_events = events_partitions or s.topic_partitions
     n_items = items_partitions or n_events
+    processor = EventProcessor(s, learner, metrics)
+
+    def rewind(committed: dict[Any, int]) -> dict[Any, int]:
+        starts = processor.rewind({tp: off for tp, off in committed.items() if tp.topic == s.topic_events})
+        if starts:
+            log.warning("model: re-reading %s to learn events the resumed checkpoint missed (committed: %s)",
+                        starts, {tp: committed[tp] for tp in starts})
+        return starts
+
     transport_cls = worker_transport(
         s.fetch_max_wait_ms,
         {"bootstrap_servers": s.bootstrap_servers, **s.kafka_client_kwargs()} if s.probe_highwaters else None,
+        rewind,
     )
 
     class StreamrecFaustApp(faust.App):
@@ -141,7 +151,6 @@ def create_app(
                            help="Per-user recent items and seen set (learners.history.UserState as dict).")
     item_table = app.Table("item-embeddings", default=None, partitions=n_items,
                            help="Catalog items: text and frozen embedding (base64 float32).")
-    processor = EventProcessor(s, learner, metrics)
     sr = StreamrecApp(app, s, learner, encoder, metrics, processor, events_topic, items_topic, recs_topic,
                       dlq_topic, user_table, item_table)
     model_name = getattr(encoder, "model_path", type(encoder).__name__ if encoder else "none")

@@ -36,6 +36,8 @@ class WorkerMetrics:
                                        buckets=LATENCY_BUCKETS, registry=r)
         self.batch_size = Histogram("streamrec_batch_size", "Events per micro-batch.",
                                     buckets=(1, 4, 16, 32, 64, 128, 256, 512, 1024), registry=r)
+        self.relearned = Counter("streamrec_relearned_events", "Already processed events learned after a restart "
+                                 "(the resumed checkpoint had not learned them).", registry=r)
         self.model_updates = Counter("streamrec_model_updates", "Adapter optimisation steps.", registry=r)
         self.model_version = Gauge("streamrec_model_version", "Model version of the latest recommendations.",
                                    registry=r)

@@ -5,6 +5,13 @@ extend the user's sequence (per-event prefixes, so a user appearing twice in a b
 recommend for the whole batch in one call with the model as it was before this batch (test, then learn);
 the agent publishes; then one learning step on the batch. The user states to write back are returned, one per
 user, with the user's last event in the batch (the agent writes them under that event's partition).
+
+Re-learning after a restart: the processor tracks, per input partition, the offset after the last event the
+model learned from (saved with each checkpoint). A restarted worker resumes the model from its checkpoint, but
+the events processed after that checkpoint are already in the users' state. :meth:`EventProcessor.rewind` moves
+the start back to the checkpoint's offsets; replayed events below the committed offset, and redeliveries of
+events the resumed model has not learned, are then learned only: no state change, no second recommendation
+(a redelivery still goes to the DLQ as ``duplicate``, as before).
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ class BatchResult:
     produce_ts: list[float | None] = field(default_factory=list)
     examples: list[Interaction] = field(default_factory=list)
     histories: list[tuple[str, ...]] = field(default_factory=list)
+    ends: dict[tuple[str, int], int] = field(default_factory=dict)  # per partition: offset after the batch
+    relearned: int = 0
 
 
 class EventProcessor:
@@ -63,6 +72,25 @@ class EventProcessor:
         self._last_recs_max = last_recs_max
         self._known_window: deque[int] = deque(maxlen=settings.hit_window)
         self.limiter = UserRateLimiter(settings.user_rate_per_s, settings.user_burst, clock=clock)
+        self.learned: dict[tuple[str, int], int] = {}  # per partition: offset after the last event learned
+        self.replaying: dict[tuple[str, int], int] = {}  # per partition: committed offset the rewind replays up to
+
+    def rewind(self, committed: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
+        """Where to start reading each of these partitions so the model learns what it missed; sets up replay.
+
+        ``committed`` holds the group's committed offsets of the assigned ``events`` partitions. A partition whose
+        learned offset lies below its committed one is read again from there (at most ``relearn_max_events``
+        back); those events are learned only (see the module docstring).
+        """
+        starts: dict[tuple[str, int], int] = {}
+        for tp, end in committed.items():
+            learned = self.learned.get(tp)
+            self.replaying.pop(tp, None)
+            if learned is None or self.settings.relearn_max_events == 0 or learned >= end:
+                continue
+            starts[tp] = max(learned, end - self.settings.relearn_max_events)
+            self.replaying[tp] = end
+        return starts
 
     def prepare(self, batch: Sequence[RawMessage], load_state: Callable[[str], UserState]) -> BatchResult:
         """Validate and recommend (model not yet updated with this batch)."""
@@ -71,10 +99,19 @@ class EventProcessor:
         queries: list[Query] = []
         valid: list[tuple[Event, RawMessage]] = []
         for msg in batch:
+            tp = (msg.topic, msg.partition) if msg.partition is not None and msg.offset is not None else None
+            if tp is not None:
+                res.ends[tp] = max(res.ends.get(tp, 0), msg.offset + 1)  # type: ignore[operator]
+            replayed = tp is not None and msg.offset < self.replaying.get(tp, -1)  # type: ignore[operator]
             parsed = parse_event(msg.value, event_types=self.event_types, max_bytes=s.max_event_bytes,
                                  max_id_length=s.max_id_length)
             if isinstance(parsed, Rejection):
-                self.reject(res, msg, parsed)
+                if not replayed:  # a replayed bad event went to the DLQ the first time
+                    self.reject(res, msg, parsed)
+                continue
+            if replayed:
+                cached = res.states.get(parsed.user_id)
+                self._relearn(res, parsed, msg, cached[0] if cached else load_state(parsed.user_id))
                 continue
             valid.append((parsed, msg))
         known = getattr(self.learner, "item_index", None)
@@ -84,6 +121,7 @@ class EventProcessor:
             state = cached[0] if cached else load_state(ev.user_id)
             if s.dedup_window and state.has_event(ev.event_id):
                 self.reject(res, msg, Rejection(Reason.DUPLICATE, f"event_id: {ev.event_id!r} was already processed"))
+                self._relearn(res, ev, msg, state)
                 continue
             if not self.limiter.allow(ev.user_id):
                 self.reject(res, msg, Rejection(Reason.RATE_LIMITED,
@@ -92,7 +130,7 @@ class EventProcessor:
             accepted.append((ev, msg))
             history = tuple(state.seq)
             self._observe_hit(ev)
-            state.append(ev.item_id, s.seq_len, s.seen_max, ev.event_id, s.dedup_window)
+            state.append(ev.item_id, s.seq_len, s.seen_max, ev.event_id, s.dedup_window, msg.offset)
             res.states[ev.user_id] = (state, msg.handle)
             queries.append(Query(ev.user_id, tuple(state.seq), frozenset(state.seen)))
             res.examples.append(Interaction(ev.user_id, ev.item_id, ev.ts, s.event_weights[ev.event_type]))
@@ -115,6 +153,20 @@ class EventProcessor:
                 self.metrics.unknown_item_ratio.set(1.0 - sum(self._known_window) / len(self._known_window))
         return res
 
+    def _relearn(self, res: BatchResult, ev: Event, msg: RawMessage, state: UserState) -> None:
+        """Learn from an already processed event the model has not learned (a replay or redelivery after restart)."""
+        if msg.partition is None or msg.offset is None:
+            return
+        if msg.offset < self.learned.get((msg.topic, msg.partition), msg.offset + 1):
+            return  # learned before
+        later = state.later_than(ev.event_id, msg.offset)
+        history = state.history_before(later) if later is not None else None
+        if history is None:
+            return  # not this message, or its history is no longer known
+        res.examples.append(Interaction(ev.user_id, ev.item_id, ev.ts, self.settings.event_weights[ev.event_type]))
+        res.histories.append(history)
+        res.relearned += 1
+
     def reject(self, res: BatchResult, msg: RawMessage, rej: Rejection) -> None:
         """Queue a DLQ record for ``msg`` and count it."""
         res.dlq.append((msg.key, dlq_record(msg.value, rej, topic=msg.topic, partition=msg.partition,
@@ -123,8 +175,13 @@ class EventProcessor:
 
     def learn(self, res: BatchResult) -> None:
         """One learning step on the batch's valid events (after their recommendations went out)."""
+        for tp, end in res.ends.items():
+            self.learned[tp] = max(self.learned.get(tp, 0), end)
+            if end >= self.replaying.get(tp, end + 1):
+                del self.replaying[tp]
         if not res.examples:
             return
+        self.metrics.relearned.inc(res.relearned)
         before = self.learner.model_version
         self.learner.learn_many(res.examples, res.histories)
         m = self.metrics

@@ -92,6 +92,9 @@ class Settings(BaseSettings):
         True, description="Follow every partition of the item table's changelog, so each worker ranks the whole catalog."
     )
     checkpoint_interval_s: float = Field(30.0, ge=0, description="Seconds between model checkpoints (0: off).")
+    relearn_max_events: int = Field(
+        50000, ge=0, description="Events per partition re-read after a restart for the resumed model to learn (0: off)."
+    )
     checkpoint_keep: int = Field(2, ge=1, description="Checkpoint files kept in `data_dir/checkpoints`.")
     # -- drift ---------------------------------------------------------------------------------------------
     drift_window: int = Field(5000, ge=100, description="Events per window of the data and embedding drift checks.")

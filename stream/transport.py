@@ -3,6 +3,11 @@
 * **Fetch wait.** faust-streaming 0.15.3 hard-codes ``fetch_max_wait_ms=1500`` for worker consumers. Apache Kafka
   answers a fetch as soon as data arrives; Tansu 0.6.0 holds every fetch for the full wait (measured: ~750 ms
   mean delivery delay at 1,500 ms, ~5 ms at 50 ms), which became event->recommendation latency.
+* **Rewind after the committed-offset seek.** Faust seeks every assigned partition to its committed offset when
+  recovery ends (``Consumer.perform_seek``); ``rewind`` then may move some partitions further back (the worker
+  uses it to re-learn events its resumed model missed). Faust delivers every offset at or after a seek and
+  commits only offsets above the committed one, so the re-read events are acknowledged without moving commits
+  backwards.
 * **High watermarks.** Tansu 0.6.0 reports a partition's end offset as the base offset of its last record batch
   + 1, not the last offset + 1. Faust's table recovery reads changelogs only up to that number, so the tail of
   the last batch was silently not restored (seen: 23 of 24 catalog items after losing local state). With
@@ -12,7 +17,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -46,9 +51,14 @@ async def true_highwaters(probe: AIOKafkaConsumer, reported: Mapping[Any, int], 
     return out
 
 
-def worker_transport(fetch_max_wait_ms: int, probe_kwargs: dict[str, Any] | None) -> type[faust_aiokafka.Transport]:
-    """A Faust Transport whose worker consumer uses ``fetch_max_wait_ms`` and, given ``probe_kwargs`` (aiokafka
-    connection arguments), corrects under-reported high watermarks."""
+Rewind = Callable[[dict[Any, int]], Mapping[Any, int]]
+
+
+def worker_transport(fetch_max_wait_ms: int, probe_kwargs: dict[str, Any] | None,
+                     rewind: Rewind | None = None) -> type[faust_aiokafka.Transport]:
+    """A Faust Transport whose worker consumer uses ``fetch_max_wait_ms``, given ``probe_kwargs`` (aiokafka
+    connection arguments) corrects under-reported high watermarks, and given ``rewind`` (committed offsets of the
+    assigned partitions -> where to start instead) re-reads partitions from before their committed offsets."""
 
     class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         _probe: AIOKafkaConsumer | None = None
@@ -77,6 +87,15 @@ def worker_transport(fetch_max_wait_ms: int, probe_kwargs: dict[str, Any] | None
     class Consumer(faust_aiokafka.Consumer):
         def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+        async def perform_seek(self) -> None:
+            await super().perform_seek()
+            if rewind is None:
+                return
+            assigned = self.assignment()
+            committed = {tp: off for tp, off in self._committed_offset.items() if off is not None and tp in assigned}
+            for tp, offset in rewind(committed).items():
+                await self.seek(tp, offset)
 
     class Transport(faust_aiokafka.Transport):
         pass

@@ -60,25 +60,30 @@ def prepare_topics(settings: Settings) -> dict[str, int]:
     ))
 
 
-def load_or_build_learner(settings: Settings, encoder: Any) -> AdapterRecommender:
-    """Resume from the newest checkpoint in ``data_dir/checkpoints`` if there is one, else a fresh learner."""
+def load_or_build_learner(settings: Settings, encoder: Any) -> tuple[AdapterRecommender, dict[tuple[str, int], int]]:
+    """Resume from the newest checkpoint in ``data_dir/checkpoints`` if there is one, else a fresh learner.
+
+    Also returns the offsets per input partition the resumed model learned up to (empty for a fresh one).
+    """
     found = CheckpointStore(settings.data_dir / "checkpoints", settings.checkpoint_keep).load_latest()
-    if found is not None and isinstance(found[0], AdapterRecommender):
-        learner, version = found
+    if found is not None and isinstance(found.learner, AdapterRecommender):
+        learner = found.learner
         learner.attach_encoder(encoder)
-        log.warning("model: resumed from checkpoint version %d (%d items)", version, len(learner.item_ids))
-        return learner
-    return build_learner(settings, encoder)
+        log.warning("model: resumed from checkpoint version %d (%d items, learned up to %s)", found.version,
+                    len(learner.item_ids), dict(found.offsets))
+        return learner, dict(found.offsets)
+    return build_learner(settings, encoder), {}
 
 
 def build_worker_app(settings: Settings) -> StreamrecApp:
     parts = prepare_topics(settings)
     encoder = build_encoder(settings)
-    learner = load_or_build_learner(settings, encoder)
+    learner, learned = load_or_build_learner(settings, encoder)
     metrics = WorkerMetrics(hit_window=settings.hit_window)
     sr = create_app(settings, learner, encoder, metrics,
                     events_partitions=parts[settings.topic_events],
                     items_partitions=parts[settings.topic_items])
+    sr.processor.learned.update(learned)
     save = checkpoint_saver(sr, CheckpointStore(settings.data_dir / "checkpoints", settings.checkpoint_keep))
     if settings.checkpoint_interval_s > 0:
         install_checkpoints(sr, save)
@@ -93,7 +98,7 @@ def checkpoint_saver(sr: StreamrecApp, store: CheckpointStore) -> Callable[[], N
     def save() -> None:
         v = sr.learner.model_version
         if v != last["version"]:
-            store.save(sr.learner, v)
+            store.save(sr.learner, v, sr.processor.learned)
             last["version"] = v
 
     return save

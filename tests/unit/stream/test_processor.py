@@ -104,3 +104,49 @@ def test_flooding_user_is_capped_and_others_are_not() -> None:
     assert sum(1 for _, r in res.recommendations if r["user_id"] == "flood") == 5
     assert any(r["user_id"] == "calm" for _, r in res.recommendations)
     assert metrics.invalid.labels("rate_limited")._value.get() == 45  # noqa: SLF001
+
+
+def run_batches(p: EventProcessor, states: dict[str, UserState], msgs: list[RawMessage], size: int = 4) -> list:
+    """Prepare, write states and learn in batches of ``size`` (as the agent does); returns the results."""
+    out = []
+    for k in range(0, len(msgs), size):
+        res = p.prepare(msgs[k:k + size], lambda u: states.get(u) or UserState())
+        states.update({u: st for u, (st, _) in res.states.items()})
+        p.learn(res)
+        out.append(res)
+    return out
+
+
+def test_restart_relearns_what_the_checkpoint_missed_without_touching_state() -> None:
+    import pickle
+
+    p, m, _ = make()
+    stream = [msg(event(n, f"u{n % 3}", f"i{n % 20}"), offset=n) for n in range(24)]
+    states: dict[str, UserState] = {}
+    run_batches(p, states, stream[:8])
+    checkpoint = pickle.dumps(m), dict(p.learned)  # saved after offset 7: learned up to 8
+    run_batches(p, states, stream[8:20])  # processed, committed up to 16, then the worker dies
+    before = {u: st.to_dict() for u, st in states.items()}
+    assert checkpoint[1] == {("events", 0): 8}
+
+    m2 = pickle.loads(checkpoint[0])  # noqa: S301 - our own bytes
+    p2 = EventProcessor(load_settings(), m2, WorkerMetrics(), clock=lambda: 200.0)
+    p2.learned.update(checkpoint[1])
+    assert p2.rewind({("events", 0): 16}) == {("events", 0): 8}
+    version = m2.model_version
+    results = run_batches(p2, states, stream[8:24])  # 8..15 replayed, 16..19 redelivered, 20..23 new
+    recs = [r["event_id"] for res in results for _, r in res.recommendations]
+    dlq = [d["reason"] for res in results for _, d in res.dlq]
+    assert recs == [f"e{n}" for n in range(20, 24)]  # nothing answered twice from the replay
+    assert dlq == ["duplicate"] * 4  # the redeliveries, as before
+    assert sum(res.relearned for res in results) == 12  # 8..19 learned once each
+    assert m2.model_version > version
+    assert {u: states[u].to_dict()["seq"][: len(before[u]["seq"])] for u in before} == \
+        {u: st["seq"] for u, st in before.items()}  # replay changed no state
+    assert sum(st.n for st in states.values()) == 24
+
+    # a producer re-sending an id at a new offset is a duplicate, never learned
+    res = p2.prepare([msg(event(5, "u2", "i5"), offset=30)], lambda u: states[u])
+    assert [d["reason"] for _, d in res.dlq] == ["duplicate"] and not res.examples
+    # without a checkpoint's offsets nothing is rewound
+    assert EventProcessor(load_settings(), m2, WorkerMetrics()).rewind({("events", 0): 16}) == {}
