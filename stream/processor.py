@@ -181,10 +181,10 @@ class EventProcessor:
                 del self.replaying[tp]
         if not res.examples:
             return
-        self.metrics.relearned.inc(res.relearned)
         before = self.learner.model_version
         self.learner.learn_many(res.examples, res.histories)
         m = self.metrics
+        m.relearned.inc(res.relearned)
         if self.learner.model_version != before:
             m.model_updates.inc(self.learner.model_version - before)
             loss = float(getattr(self.learner, "last_loss", float("nan")))

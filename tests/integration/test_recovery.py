@@ -139,3 +139,74 @@ def table_files(data: Path, app: str) -> list[TableFiles]:
     tabledir = data / "v1" / "tables"
     return [TableFiles(name, f"{app}-{name}-changelog", 4, tabledir, "")
             for name in ("user-sequences", "item-embeddings")]
+
+
+def committed_total(cfg: KafkaClientConfig, group: str, topic: str) -> int:
+    """Sum of the group's committed offsets over ``topic``'s partitions."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    async def go() -> int:  # OffsetFetch through a consumer (aiokafka's admin call does not parse Tansu's answer)
+        consumer = AIOKafkaConsumer(**cfg.kwargs(), group_id=group, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            total = 0
+            for p in consumer.partitions_for_topic(topic) or set():
+                total += max(0, await consumer.committed(TopicPartition(topic, p)) or 0)
+            return total
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(go())
+
+
+def test_restart_relearns_events_after_the_checkpoint_once(worker_factory: Any, kafka: KafkaClientConfig,
+                                                           tmp_path: Path) -> None:
+    app = "t-relearn"
+    data = tmp_path / "state"
+    env = {"STREAMREC_CHECKPOINT_INTERVAL_S": "3600"}  # only the checkpoint written at shutdown
+    w = worker_factory(app, data, **env)
+    asyncio.run(publish_items(kafka, f"{app}-items", make_catalog()))
+    w.wait_ready(len(make_catalog()), timeout=180)
+    a, b, c = synthetic_events("a", 40), synthetic_events("b", 100), synthetic_events("c", 10)
+
+    def send_and_wait(worker: Any, events: list[dict[str, Any]], total: int) -> None:
+        asyncio.run(replay_events(kafka, f"{app}-events", events))
+        deadline = time.monotonic() + 60
+        while (scrape(worker.metrics_port, "streamrec_recommendations_total") or 0) < total:
+            assert time.monotonic() < deadline, "events not answered in time"
+            time.sleep(0.2)
+
+    send_and_wait(w, a, len(a))
+    assert w.stop() == 0  # checkpoint: the model learned a, offsets recorded
+    w2 = worker_factory(app, data, **env)
+    w2.wait_ready(len(make_catalog()), timeout=180)
+    version_a = scrape(w2.metrics_port, "streamrec_model_version")
+    send_and_wait(w2, b, len(b))
+    deadline = time.monotonic() + 30
+    while committed_total(kafka, app, f"{app}-events") < len(a) + len(b):
+        assert time.monotonic() < deadline, "b was never committed"
+        time.sleep(0.5)
+    w2.kill()  # b is processed and committed, but no checkpoint has learned it
+
+    w3 = worker_factory(app, data, **env)
+    w3.wait_ready(len(make_catalog()), timeout=180)
+    deadline = time.monotonic() + 60
+    while (scrape(w3.metrics_port, "streamrec_relearned_events_total") or 0) < len(b):
+        assert time.monotonic() < deadline, "the restarted worker did not re-learn b"
+        time.sleep(0.2)
+    time.sleep(1)
+    assert scrape(w3.metrics_port, "streamrec_relearned_events_total") == len(b)
+    assert (scrape(w3.metrics_port, "streamrec_model_version") or 0) > (version_a or 0)
+    send_and_wait(w3, c, len(c))
+    assert w3.stop() == 0
+
+    w4 = worker_factory(app, data, **env)  # commits moved past the replay: nothing is re-read again
+    w4.wait_ready(len(make_catalog()), timeout=180)
+    time.sleep(3)
+    assert (scrape(w4.metrics_port, "streamrec_relearned_events_total") or 0) == 0
+    answered = [r["event_id"] for r in asyncio.run(collect(kafka, f"{app}-recommendations", idle=2))]
+    assert sorted(answered) == sorted(e["event_id"] for e in a + b + c), "each event answered exactly once"
+    assert not asyncio.run(collect(kafka, f"{app}-events-dlq", idle=1))
+    state = changelog_state(kafka, app)
+    for user, seq in expected_sequences(a + b + c).items():
+        assert state[user]["seq"] == seq
