@@ -176,7 +176,7 @@ class EventProcessor:
     def learn(self, res: BatchResult) -> None:
         """One learning step on the batch's valid events (after their recommendations went out)."""
         for tp, end in res.ends.items():
-            self.learned[tp] = max(self.learned.get(tp, 0), end)
+            self.learned[tp] = end  # a partition is read in offset order (a rewind starts at the learned offset)
             if end >= self.replaying.get(tp, end + 1):
                 del self.replaying[tp]
         if not res.examples:

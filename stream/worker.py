@@ -91,20 +91,20 @@ def build_worker_app(settings: Settings) -> StreamrecApp:
     return sr
 
 
-def checkpoint_saver(sr: StreamrecApp, store: CheckpointStore) -> Callable[[], None]:
-    """A function that checkpoints the learner when its version changed since the last save."""
+def checkpoint_saver(sr: StreamrecApp, store: CheckpointStore) -> Callable[..., None]:
+    """A function that checkpoints the learner when its version changed since the last save (or when forced)."""
     last = {"version": sr.learner.model_version}
 
-    def save() -> None:
+    def save(force: bool = False) -> None:
         v = sr.learner.model_version
-        if v != last["version"]:
+        if force or v != last["version"]:
             store.save(sr.learner, v, sr.processor.learned)
             last["version"] = v
 
     return save
 
 
-def install_broker_reset_recovery(sr: StreamrecApp, save: Callable[[], None]) -> None:
+def install_broker_reset_recovery(sr: StreamrecApp, save: Callable[..., None]) -> None:
     """On a broker that lost our topics: checkpoint the model and stop, so :func:`run_worker` can restart us."""
     sr.metrics.broker_resets.inc(int(os.environ.get(BROKER_RESETS_ENV, "0")))
 
@@ -113,7 +113,8 @@ def install_broker_reset_recovery(sr: StreamrecApp, save: Callable[[], None]) ->
         sr.metrics.broker_resets.inc()
         log.error("broker: %s: the broker lost its data (an in-memory broker restarted?); checkpointing the "
                   "model, then restarting with the tables republished to fresh changelogs", reason)
-        save()
+        sr.processor.learned.clear()  # offsets of the lost topics mean nothing on the fresh ones
+        save(force=True)
         os.kill(os.getpid(), signal.SIGTERM)  # Faust's own graceful shutdown; run_worker takes it from there
 
     sr.on_broker_reset = on_reset
@@ -145,7 +146,7 @@ def restart_after_broker_reset(settings: Settings, tables: list[TableFiles]) -> 
     os.execv(sys.executable, sys.orig_argv)  # noqa: S606 - the same command line, on purpose
 
 
-def install_checkpoints(sr: StreamrecApp, save: Callable[[], None]) -> None:
+def install_checkpoints(sr: StreamrecApp, save: Callable[..., None]) -> None:
     """Checkpoint the learner every ``checkpoint_interval_s`` and at shutdown (when it changed)."""
 
     @sr.app.timer(interval=sr.settings.checkpoint_interval_s)
