@@ -23,6 +23,7 @@ from stream.settings import Settings
 from stream.tables import TableFiles, republish
 
 BROKER_RESETS_ENV = "_STREAMREC_BROKER_RESETS"  # carried across the worker's re-exec after a broker reset
+REPUBLISH_MARKER = "republish-pending"  # in data_dir while local tables wait to be republished
 
 log = logging.getLogger("streamrec.worker")
 
@@ -127,19 +128,32 @@ def table_files(sr: StreamrecApp) -> list[TableFiles]:
                        sources[t.name]) for t in sr.tables()]
 
 
+def republish_local_tables(settings: Settings, tables: list[TableFiles]) -> None:
+    """Republish the local RocksDB tables into fresh changelogs, then drop them locally.
+
+    A marker file in the data dir, removed only when done, makes a republish that was interrupted (the broker
+    went away again, the process was killed) run again at the next start instead of leaving changelogs empty.
+    """
+    if not settings.store_url.startswith("rocksdb"):
+        return
+    marker = settings.data_dir / REPUBLISH_MARKER
+    marker.write_text("local tables still to be republished after a broker reset\n")
+    n = asyncio.run(republish(KafkaClientConfig.from_settings(settings), tables, settings.replication_factor))
+    log.error("broker: republished %d table entries to fresh changelogs", n)
+    for t in tables:
+        for path in t.partition_paths().values():
+            shutil.rmtree(path, ignore_errors=True)
+    marker.unlink()
+
+
 def restart_after_broker_reset(settings: Settings, tables: list[TableFiles]) -> None:
-    """Republish the local tables into fresh changelogs, drop them locally, and re-exec this worker.
+    """Republish the local tables (:func:`republish_local_tables`) and re-exec this worker.
 
     The restarted worker recreates its topics, rebuilds the tables from the republished changelogs (so local
     state and changelog agree again), resumes the model from the checkpoint just written, and consumes the new
     topics from their beginning. The process id stays the same: to an orchestrator this is no crash.
     """
-    if settings.store_url.startswith("rocksdb"):
-        n = asyncio.run(republish(KafkaClientConfig.from_settings(settings), tables, settings.replication_factor))
-        log.error("broker: republished %d table entries to fresh changelogs", n)
-        for t in tables:
-            for path in t.partition_paths().values():
-                shutil.rmtree(path, ignore_errors=True)
+    republish_local_tables(settings, tables)
     os.environ[BROKER_RESETS_ENV] = str(int(os.environ.get(BROKER_RESETS_ENV, "0")) + 1)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -170,6 +184,9 @@ def run_worker(settings: Settings) -> None:
     sr = build_worker_app(settings)
     sr.metrics.serve(settings.metrics_host, settings.metrics_port)
     tables = table_files(sr)
+    if (settings.data_dir / REPUBLISH_MARKER).exists():
+        log.error("broker: an earlier republish of the local tables did not finish; republishing them now")
+        republish_local_tables(settings, tables)
     worker = faust.Worker(sr.app, loglevel=settings.log_level, quiet=True)
     try:
         worker.execute_from_commandline()

@@ -79,3 +79,34 @@ def test_worker_recovers_when_the_broker_restarts_empty(tmp_path: Path) -> None:
         w.stop()
         broker.stop()
     assert "lost its data" in (tmp_path / "worker.log").read_text()
+
+
+def test_interrupted_republish_is_finished_at_the_next_start(tmp_path: Path) -> None:
+    port = free_port()
+    broker = EmbeddedBroker(port=port, log_path=tmp_path / "broker.log").start()
+    cfg = KafkaClientConfig([broker.bootstrap], {})
+    env = {"STREAMREC_BATCH_WITHIN_S": "0.02", "STREAMREC_LOG_LEVEL": "info"}
+    w = WorkerProcess(broker.url, tmp_path / "state", free_port(), tmp_path / "worker.log", env).start()
+    try:
+        catalog = make_catalog()
+        asyncio.run(publish_items(cfg, "items", catalog))
+        w.wait_ready(len(catalog), timeout=180)
+        first = [{"event_id": f"e{i}", "user_id": "bob", "item_id": f"sports-{i}", "event_type": "click",
+                  "ts": float(i)} for i in range(4)]
+        asyncio.run(replay_events(cfg, "events", first))
+        answers(cfg, "e3")
+        assert w.stop() == 0
+        broker.kill()  # the broker lost everything while the worker was down mid-republish
+        broker = EmbeddedBroker(port=port, log_path=tmp_path / "broker2.log").start()
+        (tmp_path / "state" / "republish-pending").write_text("interrupted\n")
+        w = WorkerProcess(broker.url, tmp_path / "state", free_port(), tmp_path / "worker2.log", env).start()
+        w.wait_ready(len(catalog), timeout=180)
+        assert not (tmp_path / "state" / "republish-pending").exists()
+        assert changelog(cfg)["bob"]["seq"] == [f"sports-{i}" for i in range(4)], "changelog republished"
+        asyncio.run(replay_events(cfg, "events", [{"event_id": "e4", "user_id": "bob", "item_id": "sports-4",
+                                                   "event_type": "click", "ts": 4.0}]))
+        rec = answers(cfg, "e4", timeout=120)
+        assert not {f"sports-{i}" for i in range(5)} & {i["item_id"] for i in rec["items"]}
+    finally:
+        w.stop()
+        broker.stop()
