@@ -3,8 +3,8 @@
 Usage: python benchmarks/poisoning.py [--target-rank 200] [--fake-users 10] [--every 100]
 Runs the worker's EventProcessor (validation, rate limit, de-duplication, learner) offline over MovieLens-100K.
 The attack inserts one fake event after every ``--every`` real events, cycling through ``--fake-users`` users;
-half of the fake events click the target (the item ranked ``--target-rank`` by popularity), half a random
-top-50 item as camouflage. Share = fraction of real users' recommendations in the second half of the stream that
+each fake user clicks the target (the item ranked ``--target-rank`` by popularity) and a random top-50 item as
+camouflage in turn. Share = fraction of real users' recommendations in the second half of the stream that
 contain the target. Goal: attacked share < 2x clean share.
 """
 
@@ -63,7 +63,9 @@ def main() -> None:
     for k, e in enumerate(ds.events):
         attacked.append(e)
         if k % args.every == args.every - 1:
-            item = target if n_fake % 2 == 0 else rng.choice(popular)
+            # every fake user alternates target and camouflage (``n_fake % 2`` would, for an even number of fake
+            # users, give half of them only the target and the other half only camouflage)
+            item = target if (n_fake // args.fake_users) % 2 == 0 else rng.choice(popular)
             attacked.append({"event_id": f"fake-{n_fake}", "user_id": f"fake-{n_fake % args.fake_users}",
                              "item_id": item, "event_type": "click", "ts": e["ts"]})
             n_fake += 1

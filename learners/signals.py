@@ -45,11 +45,16 @@ class CooccurrenceSignal:
         self.item_counts = n
 
     def update(self, idx: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> None:
-        """Count (history item, target) pairs for the last ``window`` items of each right-aligned history."""
+        """Count (history item, target) pairs for the last ``window`` items of each right-aligned history.
+
+        A repeat of the target in its own history is not a pair: self-counts C[i, i] never score another item
+        (a user's history items are excluded from recommendations) but inflate item i's own training logit
+        for every user who had i, which drives i's learned bias down (one user re-clicking i buries it).
+        """
         w = min(self.window, idx.shape[1])
         h = idx[:, -w:]
-        m = mask[:, -w:]
         t = targets.unsqueeze(1).expand_as(h)
+        m = mask[:, -w:] & (h != t)
         rows, cols = h[m], t[m]
         ones = torch.ones(2 * rows.shape[0], device=self.device)
         cap = self.counts.shape[1]
