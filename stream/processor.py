@@ -61,14 +61,14 @@ class EventProcessor:
     """Validate, recommend and learn for micro-batches of raw ``events`` messages."""
 
     def __init__(self, settings: Settings, learner: Learner, metrics: WorkerMetrics,
-                 clock: Callable[[], float] = time.time, last_recs_max: int = 200_000) -> None:
+                 clock: Callable[[], float] = time.time, last_recs_max: int = 50_000) -> None:
         self.settings = settings
         self.learner = learner
         self.metrics = metrics
         self.clock = clock
         self.event_types = frozenset(settings.event_weights)
         self.drift = DriftWatch(settings, learner, metrics)
-        self._last_recs: OrderedDict[str, frozenset[str]] = OrderedDict()
+        self._last_recs: OrderedDict[str, tuple[str, ...]] = OrderedDict()  # a 10-tuple: ~1/6 of a frozenset
         self._last_recs_max = last_recs_max
         self._known_window: deque[int] = deque(maxlen=settings.hit_window)
         self.limiter = UserRateLimiter(settings.user_rate_per_s, settings.user_burst, clock=clock)
@@ -148,7 +148,7 @@ class EventProcessor:
                 res.recommendations.append(
                     (ev.user_id, recommendation_record(ev.user_id, ev.event_id, rec, version, ev.ts, now))
                 )
-                self._remember(ev.user_id, frozenset(i for i, _ in rec))
+                self._remember(ev.user_id, tuple(i for i, _ in rec))
             if self._known_window:
                 self.metrics.unknown_item_ratio.set(1.0 - sum(self._known_window) / len(self._known_window))
         return res
@@ -213,7 +213,7 @@ class EventProcessor:
         self.metrics.observe_hit(hit)
         self.drift.observe_hit(hit)
 
-    def _remember(self, user_id: str, items: frozenset[str]) -> None:
+    def _remember(self, user_id: str, items: tuple[str, ...]) -> None:
         lr = self._last_recs
         lr[user_id] = items
         lr.move_to_end(user_id)
@@ -224,6 +224,9 @@ class EventProcessor:
 class UserRateLimiter:
     """Per-user token buckets (``rate`` tokens/s, ``burst`` capacity), least recently seen users evicted.
 
+    A bucket idle for ``burst / rate`` seconds is full again, the same as a new one, so it is dropped: the table
+    holds only users seen in the last ``burst / rate`` seconds (``max_users`` is a backstop).
+
     >>> t = [0.0]
     >>> lim = UserRateLimiter(rate=1.0, burst=2, clock=lambda: t[0])
     >>> [lim.allow("u") for _ in range(3)]
@@ -231,6 +234,9 @@ class UserRateLimiter:
     >>> t[0] = 1.0
     >>> lim.allow("u"), lim.allow("v")
     (True, True)
+    >>> t[0] = 10.0
+    >>> lim.allow("w"), list(lim._buckets)
+    (True, ['w'])
     """
 
     def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic,
@@ -248,7 +254,11 @@ class UserRateLimiter:
         ok = tokens >= 1.0
         self._buckets[user_id] = (tokens - 1.0 if ok else tokens, now)
         self._buckets.move_to_end(user_id)
-        if len(self._buckets) > self.max_users:
+        idle = self.burst / self.rate
+        while len(self._buckets) > 1:  # least recently seen first
+            _, (_, seen) = next(iter(self._buckets.items()))
+            if now - seen < idle and len(self._buckets) <= self.max_users:
+                break
             self._buckets.popitem(last=False)
         return ok
 

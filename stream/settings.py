@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path(".streamrec"), description="Worker state folder (RocksDB tables).")
     app_id: str = Field("streamrec", description="Faust app id: consumer group and internal topic prefix.")
     store_url: str = Field("rocksdb://", description="Faust table store: `rocksdb://` or `memory://`.")
+    rocksdb_write_buffer_mb: int = Field(
+        4, ge=1, description="RocksDB memtable size per table partition, MB (Faust's default, 64, x3 buffers, grew RSS)."
+    )
+    rocksdb_write_buffers: int = Field(2, ge=2, description="RocksDB memtables per table partition (full + flushing).")
+    rocksdb_block_cache_mb: int = Field(8, ge=1, description="RocksDB block cache per table partition, MB (Faust's: 2048).")
     # -- topics ----------------------------------------------------------------------------------------------
     topic_events: str = Field("events", description="Input topic of user events.")
     topic_items: str = Field("items", description="Input topic of catalog items.")
