@@ -127,6 +127,8 @@ class AdapterRecommender(BaseLearner):
     (1, 2)
     """
 
+    _train_table: tuple[torch.Tensor, torch.Tensor] | None = None  # class default: checkpoints written before it
+
     def __init__(
         self,
         encoder: TextEncoder | None = None,
@@ -173,7 +175,8 @@ class AdapterRecommender(BaseLearner):
         self._cooc: CooccurrenceSignal | None = None
         self._pop: PopularitySignal | None = None
         self._opt: torch.optim.Optimizer | None = None
-        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None  # item table for scoring (no graph)
+        self._train_table: tuple[torch.Tensor, torch.Tensor] | None = None  # the same, with graph, for _step
         self.last_loss = float("nan")
         self._boost_steps = 0
         self._boost_factor = 1.0
@@ -205,7 +208,7 @@ class AdapterRecommender(BaseLearner):
         for i, _ in fresh:
             self._register(i)
         self._fit_cooccurrence(need)
-        self._cache = None
+        self._cache = self._train_table = None
 
     def _fit_cooccurrence(self, n: int) -> None:
         """Size the dense n x n co-occurrence matrix to the live catalog (256-row steps), not to the doubled
@@ -298,9 +301,15 @@ class AdapterRecommender(BaseLearner):
     def _score_all_many(self, qs: Sequence[Query]) -> FloatArray:
         if self._head is None or not qs:
             return np.zeros((len(qs), len(self.item_ids)), dtype=np.float32)
+        if self._cache is None:
+            if self._opt is not None and torch.is_grad_enabled():
+                # the next learning step runs on these same parameters: keep the graph, saving it a second pass
+                v, b = self._train_table = self._item_table()
+                self._cache = (v.detach(), b.detach())
+            else:
+                with torch.no_grad():
+                    self._cache = self._item_table()
         with torch.no_grad():
-            if self._cache is None:
-                self._cache = self._item_table()
             idx, mask = self._encode_histories([q.history for q in qs])
             out: FloatArray = self._logits(idx, mask, self._cache).float().cpu().numpy()
         return out
@@ -364,7 +373,8 @@ class AdapterRecommender(BaseLearner):
         weight = torch.as_tensor([ex.weight for ex in batch], device=self._dev, dtype=torch.float32)
         self._head.train()
         self._user.train()
-        logits = self._logits(idx, mask, self._item_table())
+        table, self._train_table = self._train_table or self._item_table(), None
+        logits = self._logits(idx, mask, table)
         loss = (torch.nn.functional.cross_entropy(logits, target, reduction="none") * weight).sum() / weight.sum()
         self._opt.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
@@ -397,6 +407,7 @@ class AdapterRecommender(BaseLearner):
         state = dict(self.__dict__)
         state["encoder"] = None  # frozen and large: re-attach after loading
         state["_cache"] = None
+        state["_train_table"] = None
         return state
 
     def trainable_parameters(self) -> int:
