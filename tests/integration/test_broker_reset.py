@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,71 +45,82 @@ def changelog(cfg: KafkaClientConfig) -> dict[str, Any]:
     return asyncio.run(go())
 
 
-def test_worker_recovers_when_the_broker_restarts_empty(tmp_path: Path) -> None:
+def click(n: int, user: str, item: str) -> dict[str, Any]:
+    return {"event_id": f"e{n}", "user_id": user, "item_id": item, "event_type": "click", "ts": float(n)}
+
+
+@dataclass
+class Rig:
+    """A broker on a fixed port and one worker process (either may be replaced by the test)."""
+
+    tmp: Path
+    port: int
+    broker: EmbeddedBroker
+    env: dict[str, str]
+    worker: Any = None  # the WorkerProcess running now
+
+    @property
+    def cfg(self) -> KafkaClientConfig:
+        return KafkaClientConfig([self.broker.bootstrap], {})
+
+    def restart_broker_empty(self) -> None:
+        self.broker.kill()  # memory storage: every topic, changelog and committed offset is gone
+        self.broker = EmbeddedBroker(port=self.port, log_path=self.tmp / "broker2.log").start()
+
+    def start_worker(self, log_name: str) -> WorkerProcess:
+        self.worker = WorkerProcess(self.broker.url, self.tmp / "state", free_port(), self.tmp / log_name,
+                                    self.env).start()
+        return self.worker
+
+
+@contextlib.contextmanager
+def rig_with_history(tmp: Path, events: list[dict[str, Any]], **env: str) -> Iterator[Rig]:
+    """Broker + worker with the test catalog, after ``events`` were answered; both stopped on exit."""
     port = free_port()
-    broker = EmbeddedBroker(port=port, log_path=tmp_path / "broker.log").start()
-    cfg = KafkaClientConfig([broker.bootstrap], {})
-    w = WorkerProcess(broker.url, tmp_path / "state", free_port(), tmp_path / "worker.log",
-                      {"STREAMREC_BROKER_CHECK_INTERVAL_S": "1", "STREAMREC_BATCH_WITHIN_S": "0.02",
-                       "STREAMREC_LOG_LEVEL": "info"}).start()
+    broker = EmbeddedBroker(port=port, log_path=tmp / "broker.log").start()
+    rig = Rig(tmp, port, broker, {"STREAMREC_BATCH_WITHIN_S": "0.02", "STREAMREC_LOG_LEVEL": "info", **env})
     try:
-        catalog = make_catalog()
-        asyncio.run(publish_items(cfg, "items", catalog))
-        w.wait_ready(len(catalog), timeout=180)
-        first = [{"event_id": f"e{i}", "user_id": "alice", "item_id": f"space-{i}", "event_type": "click",
-                  "ts": float(i)} for i in range(5)]
-        asyncio.run(replay_events(cfg, "events", first))
-        answers(cfg, "e4")
+        w = rig.start_worker("worker.log")
+        asyncio.run(publish_items(rig.cfg, "items", make_catalog()))
+        w.wait_ready(len(make_catalog()), timeout=180)
+        asyncio.run(replay_events(rig.cfg, "events", events))
+        answers(rig.cfg, events[-1]["event_id"])
+        yield rig
+    finally:
+        if rig.worker is not None:
+            rig.worker.stop()
+        rig.broker.stop()
+
+
+def test_worker_recovers_when_the_broker_restarts_empty(tmp_path: Path) -> None:
+    first = [click(i, "alice", f"space-{i}") for i in range(5)]
+    with rig_with_history(tmp_path, first, STREAMREC_BROKER_CHECK_INTERVAL_S="1") as rig:
+        w = rig.worker
         assert scrape(w.metrics_port, "streamrec_broker_resets_total") == 0
         pid = w.proc.pid if w.proc else None
-
-        broker.kill()  # memory storage: every topic, changelog and committed offset is gone
-        broker = EmbeddedBroker(port=port, log_path=tmp_path / "broker2.log").start()
-
+        rig.restart_broker_empty()
         wait_for(lambda: (scrape(w.metrics_port, "streamrec_broker_resets_total") or 0) >= 1
-                 and (scrape(w.metrics_port, "streamrec_catalog_items") or 0) >= len(catalog), 180,
+                 and (scrape(w.metrics_port, "streamrec_catalog_items") or 0) >= len(make_catalog()), 180,
                  "the worker to notice the reset and come back with its catalog")
         assert w.alive() and w.proc is not None and w.proc.pid == pid, "recovered in place, not crashed"
-        asyncio.run(replay_events(cfg, "events", [{"event_id": "e5", "user_id": "alice", "item_id": "space-5",
-                                                   "event_type": "click", "ts": 5.0}]))
-        rec = answers(cfg, "e5", timeout=120)
+        asyncio.run(replay_events(rig.cfg, "events", [click(5, "alice", "space-5")]))
+        rec = answers(rig.cfg, "e5", timeout=120)
         had = {e["item_id"] for e in first} | {"space-5"}
         assert not had & {i["item_id"] for i in rec["items"]}, "alice's history survived the broker reset"
         assert rec["model_version"] >= 1, "the model resumed from its checkpoint"
-        seq = changelog(cfg)["alice"]["seq"]
+        seq = changelog(rig.cfg)["alice"]["seq"]
         assert seq == [f"space-{i}" for i in range(6)], "the fresh changelog holds the whole sequence"
-    finally:
-        w.stop()
-        broker.stop()
     assert "lost its data" in (tmp_path / "worker.log").read_text()
 
 
 def test_interrupted_republish_is_finished_at_the_next_start(tmp_path: Path) -> None:
-    port = free_port()
-    broker = EmbeddedBroker(port=port, log_path=tmp_path / "broker.log").start()
-    cfg = KafkaClientConfig([broker.bootstrap], {})
-    env = {"STREAMREC_BATCH_WITHIN_S": "0.02", "STREAMREC_LOG_LEVEL": "info"}
-    w = WorkerProcess(broker.url, tmp_path / "state", free_port(), tmp_path / "worker.log", env).start()
-    try:
-        catalog = make_catalog()
-        asyncio.run(publish_items(cfg, "items", catalog))
-        w.wait_ready(len(catalog), timeout=180)
-        first = [{"event_id": f"e{i}", "user_id": "bob", "item_id": f"sports-{i}", "event_type": "click",
-                  "ts": float(i)} for i in range(4)]
-        asyncio.run(replay_events(cfg, "events", first))
-        answers(cfg, "e3")
-        assert w.stop() == 0
-        broker.kill()  # the broker lost everything while the worker was down mid-republish
-        broker = EmbeddedBroker(port=port, log_path=tmp_path / "broker2.log").start()
+    with rig_with_history(tmp_path, [click(i, "bob", f"sports-{i}") for i in range(4)]) as rig:
+        assert rig.worker.stop() == 0
+        rig.restart_broker_empty()  # the broker lost everything while the worker was down mid-republish
         (tmp_path / "state" / "republish-pending").write_text("interrupted\n")
-        w = WorkerProcess(broker.url, tmp_path / "state", free_port(), tmp_path / "worker2.log", env).start()
-        w.wait_ready(len(catalog), timeout=180)
+        rig.start_worker("worker2.log").wait_ready(len(make_catalog()), timeout=180)
         assert not (tmp_path / "state" / "republish-pending").exists()
-        assert changelog(cfg)["bob"]["seq"] == [f"sports-{i}" for i in range(4)], "changelog republished"
-        asyncio.run(replay_events(cfg, "events", [{"event_id": "e4", "user_id": "bob", "item_id": "sports-4",
-                                                   "event_type": "click", "ts": 4.0}]))
-        rec = answers(cfg, "e4", timeout=120)
+        assert changelog(rig.cfg)["bob"]["seq"] == [f"sports-{i}" for i in range(4)], "changelog republished"
+        asyncio.run(replay_events(rig.cfg, "events", [click(4, "bob", "sports-4")]))
+        rec = answers(rig.cfg, "e4", timeout=120)
         assert not {f"sports-{i}" for i in range(5)} & {i["item_id"] for i in rec["items"]}
-    finally:
-        w.stop()
-        broker.stop()
