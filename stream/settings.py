@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     )
     rocksdb_write_buffers: int = Field(2, ge=2, description="RocksDB memtables per table partition (full + flushing).")
     rocksdb_block_cache_mb: int = Field(8, ge=1, description="RocksDB block cache per table partition, MB (Faust's: 2048).")
+    malloc_trim_interval_s: float = Field(
+        60.0, ge=0, description="Seconds between returning freed heap to the OS (glibc malloc_trim; 0: never)."
+    )
     # -- topics ----------------------------------------------------------------------------------------------
     topic_events: str = Field("events", description="Input topic of user events.")
     topic_items: str = Field("items", description="Input topic of catalog items.")
