@@ -66,15 +66,29 @@ def changelog_pairs(records: Iterable[Any]) -> Iterable[tuple[str, Any]]:
 
 
 async def follow_catalog(cfg: KafkaClientConfig, changelog_topic: str, on_items: ItemsCallback,
-                         stop: Callable[[], bool], max_records: int = 2000) -> None:
+                         stop: Callable[[], bool], max_records: int = 2000, retry_s: float = 2.0) -> None:
     """Hand every item in ``changelog_topic`` (all partitions, from the beginning) to ``on_items``, then follow.
 
-    Runs until ``stop()`` is true or the task is cancelled.
+    Runs until ``stop()`` is true or the task is cancelled. A broker that is unreachable or an error while
+    reading starts the follower over after ``retry_s`` (from the beginning: adding known items is a no-op);
+    a batch the learner rejects is logged and skipped. It never ends silently while the worker runs.
     """
+    while not stop():
+        try:
+            await _follow_once(cfg, changelog_topic, on_items, stop, max_records)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - keep following; the worker must not run on a partial catalog
+            log.exception("catalog: following %s failed; retrying in %.0f s", changelog_topic, retry_s)
+            await asyncio.sleep(retry_s)
+
+
+async def _follow_once(cfg: KafkaClientConfig, changelog_topic: str, on_items: ItemsCallback,
+                       stop: Callable[[], bool], max_records: int) -> None:
     consumer = AIOKafkaConsumer(**cfg.kwargs(), group_id=None, enable_auto_commit=False,
                                 auto_offset_reset="earliest")
-    await consumer.start()
     try:
+        await consumer.start()
         while not await assign_all_partitions(consumer, changelog_topic):
             if stop():
                 return
@@ -82,7 +96,11 @@ async def follow_catalog(cfg: KafkaClientConfig, changelog_topic: str, on_items:
         while not stop():
             batch = await consumer.getmany(timeout_ms=500, max_records=max_records)
             ids, vecs = catalog_entries(changelog_pairs(r for records in batch.values() for r in records))
-            if vecs is not None:
+            if vecs is None:
+                continue
+            try:
                 on_items(ids, vecs)
+            except Exception:  # noqa: BLE001 - one bad batch (e.g. another embedding width) must not stop the rest
+                log.exception("catalog: %d items from %s not added", len(ids), changelog_topic)
     finally:
         await consumer.stop()

@@ -86,7 +86,8 @@ class EventProcessor:
         for tp, end in committed.items():
             learned = self.learned.get(tp)
             self.replaying.pop(tp, None)
-            if learned is None or self.settings.relearn_max_events == 0 or learned >= end:
+            if learned is None or not self.settings.relearn_max_events or not self.settings.dedup_window \
+                    or learned >= end:  # without remembered event ids a replay could learn nothing
                 continue
             starts[tp] = max(learned, end - self.settings.relearn_max_events)
             self.replaying[tp] = end

@@ -148,5 +148,8 @@ def test_restart_relearns_what_the_checkpoint_missed_without_touching_state() ->
     # a producer re-sending an id at a new offset is a duplicate, never learned
     res = p2.prepare([msg(event(5, "u2", "i5"), offset=30)], lambda u: states[u])
     assert [d["reason"] for _, d in res.dlq] == ["duplicate"] and not res.examples
-    # without a checkpoint's offsets nothing is rewound
+    # without a checkpoint's offsets nothing is rewound; nor without remembered event ids
     assert EventProcessor(load_settings(), m2, WorkerMetrics()).rewind({("events", 0): 16}) == {}
+    no_ids = EventProcessor(load_settings(dedup_window=0), m2, WorkerMetrics())
+    no_ids.learned.update(checkpoint[1])
+    assert no_ids.rewind({("events", 0): 16}) == {}
