@@ -71,8 +71,8 @@ class CooccurrenceSignal:
         # weighted sum of the r rows without materialising them as (B, r, capacity): 10x faster than gather + bmm
         pooled = torch.nn.functional.embedding_bag(h.contiguous(), self.counts, per_sample_weights=norm_j.contiguous(),
                                                    mode="sum")
-        raw = pooled[:, :n] * (self.item_counts[:n] + 1.0).rsqrt()
-        return torch.log1p(raw * self.log_scale) if self.log_scale > 0 else raw
+        raw = pooled[:, :n] * (self.item_counts[:n] + 1.0).rsqrt()  # counts carry no gradient: in place is safe
+        return raw.mul_(self.log_scale).log1p_() if self.log_scale > 0 else raw
 
 
 class PopularitySignal:

@@ -194,10 +194,23 @@ def top_k(
             if len(rec) == kk:
                 break
         if len(rec) < kk and k1 < n:
-            full = np.argsort(-s[row], kind="stable").tolist()
-            rec = [(item_ids[c], float(s[row, c])) for c in full if item_ids[c] not in excl][:kk]
+            rec = _top_k_row(s[row], excl, item_ids, item_index, kk)
         out.append(rec)
     return out
+
+
+def _top_k_row(
+    row: FloatArray, exclude: frozenset[str], item_ids: Sequence[str], item_index: dict[str, int], k: int
+) -> Recommendation:
+    """One row's top-``k`` with its excluded items masked first (when they crowd the first candidates)."""
+    s = row.copy()
+    gone = [j for j in (item_index.get(i) for i in exclude) if j is not None]
+    s[gone] = -np.inf
+    kk = min(k, s.shape[0])
+    part = np.argpartition(-s, kk - 1)[:kk] if kk < s.shape[0] else np.arange(s.shape[0])
+    part.sort()
+    order = part[np.argsort(-s[part], kind="stable")]
+    return [(item_ids[c], float(s[c])) for c in order.tolist() if s[c] != -np.inf]
 
 
 class HistoryStore(Protocol):
