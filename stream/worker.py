@@ -38,6 +38,7 @@ def build_learner(settings: Settings, encoder: Any) -> AdapterRecommender:
         weight_decay=settings.weight_decay,
         replay_capacity=settings.replay_capacity,
         replay_ratio=settings.replay_ratio,
+        ema_decay=settings.ema_decay,
         device=settings.device,
         seed=settings.seed,
     )

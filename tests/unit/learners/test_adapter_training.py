@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from learners.adapter import AdapterRecommender, right_aligned
+from learners.encoder import HashingEncoder
+from learners.types import Interaction, Item, Query
 
 
 def test_history_items_but_not_the_target_leave_the_softmax() -> None:
@@ -24,3 +27,28 @@ def test_histories_with_unknown_items_are_right_aligned_and_cut_to_width() -> No
     idx, mask = right_aligned([1, -1, 2, 3, 4, 5, 6], [3, 4, 0], 3)
     assert idx.tolist() == [[0, 1, 2], [4, 5, 6], [0, 0, 0]]
     assert mask.tolist() == [[False, True, True], [True, True, True], [False, False, False]]
+
+
+def _trained(ema_decay: float) -> AdapterRecommender:
+    m = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=5, device="cpu", ema_decay=ema_decay, seed=3)
+    m.add_items([Item(i, f"item {i} text") for i in "abcdef"])
+    m.learn_many([Interaction("u", "b"), Interaction("v", "d")], [("a",), ("c", "e")])
+    return m
+
+
+def test_recommendations_are_scored_with_averaged_parameters() -> None:
+    untrained = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=5, device="cpu", seed=3)
+    untrained.add_items([Item(i, f"item {i} text") for i in "abcdef"])
+    start = {k: t.detach().clone() for k, t in untrained._named_params().items()}
+    live, averaged = _trained(0.0), _trained(0.75)
+    trained = live._named_params()
+    assert averaged._avg is not None and live._avg is None
+    for name, avg in averaged._avg.items():  # one update: avg = 0.75 * start + 0.25 * trained
+        assert torch.allclose(avg, 0.75 * start[name] + 0.25 * trained[name].detach(), atol=1e-6), name
+    q = Query("u", ("a", "b"), frozenset({"a", "b"}))
+    assert averaged.score(q, list("cdef")) != live.score(q, list("cdef"))
+
+
+def test_ema_decay_out_of_range_names_the_field() -> None:
+    with pytest.raises(ValueError, match="ema_decay"):
+        AdapterRecommender(HashingEncoder(16), ema_decay=1.0)
