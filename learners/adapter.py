@@ -103,7 +103,7 @@ class AttentionUserModel(nn.Module):
         """``h``: (B, L, dim) newest last, right-aligned; ``mask``: (B, L) true where an item is present."""
         last = h[:, -1, :]
         q = self.query + self.w_q(last)
-        att = (h @ q.unsqueeze(-1)).squeeze(-1) / self.scale
+        att = (h * q.unsqueeze(1)).sum(-1) / self.scale  # 2x faster on CPU than a bmm of (L, dim) @ (dim, 1)
         age = self.recency.flip(0)[-h.shape[1]:]
         att = att + age
         att = att.masked_fill(~mask, float("-inf"))
@@ -353,7 +353,7 @@ class AdapterRecommender(BaseLearner):
             log_temp, blend = self._avg["log_temp"], self._avg["blend"]
         else:
             u, log_temp, blend = self._user(h, mask), self._log_temp, self._blend
-        logits: torch.Tensor = (u @ v.T) * log_temp.exp() + b
+        logits: torch.Tensor = (u * log_temp.exp()) @ v.T + b  # scale (B, dim), not (B, n)
         n = v.shape[0]
         if self._cooc is not None:
             logits = logits + blend[0] * self._cooc.features(idx, mask, n)
@@ -362,8 +362,12 @@ class AdapterRecommender(BaseLearner):
         return logits
 
     def _score_all_many(self, qs: Sequence[Query]) -> FloatArray:
+        return self._scores(qs)[0]
+
+    def _scores(self, qs: Sequence[Query]) -> tuple[FloatArray, torch.Tensor | None, torch.Tensor | None]:
+        """Scores (queries x items) and the queries' history index rows and mask they were computed from."""
         if self._head is None or not qs:
-            return np.zeros((len(qs), len(self.item_ids)), dtype=np.float32)
+            return np.zeros((len(qs), len(self.item_ids)), dtype=np.float32), None, None
         averaged = self._avg is not None
         if self._cache is None:
             if self._opt is not None and not averaged and torch.is_grad_enabled():
@@ -376,7 +380,7 @@ class AdapterRecommender(BaseLearner):
         with torch.no_grad():
             idx, mask = self._encode_histories([q.history for q in qs])
             out: FloatArray = self._logits(idx, mask, self._cache, averaged).float().cpu().numpy()
-        return out
+        return out, idx, mask
 
     def _score_all(self, q: Query) -> FloatArray:
         row: FloatArray = self._score_all_many([q])[0]
@@ -385,7 +389,13 @@ class AdapterRecommender(BaseLearner):
     def recommend_many(self, qs: Sequence[Query], k: int = 10) -> list[Recommendation]:
         if not self.item_ids:
             return [[] for _ in qs]
-        return top_k(self._score_all_many(qs), qs, self.item_ids, self.item_index, k)
+        scores, idx, mask = self._scores(qs)
+        if idx is not None and mask is not None:
+            # a query's history items are usually among its exclusions (checked per query: a C-level set test):
+            # dropping them before the top-k leaves few excluded items among the first candidates
+            gone = mask.cpu().numpy() & np.array([q.exclude.issuperset(q.history) for q in qs])[:, None]
+            scores[np.nonzero(gone)[0], idx.cpu().numpy()[gone]] = -np.inf
+        return top_k(scores, qs, self.item_ids, self.item_index, k, extra=16)
 
     # -- learning --------------------------------------------------------------------------------------------
     def learn_one(self, x: Interaction, history: Sequence[str] = ()) -> None:

@@ -52,3 +52,13 @@ def test_recommendations_are_scored_with_averaged_parameters() -> None:
 def test_ema_decay_out_of_range_names_the_field() -> None:
     with pytest.raises(ValueError, match="ema_decay"):
         AdapterRecommender(HashingEncoder(16), ema_decay=1.0)
+
+
+def test_history_items_are_recommended_unless_excluded() -> None:
+    m = _trained(0.9)
+    everything = {i for i, _ in m.recommend(Query("u", ("a", "c"), frozenset()), k=6)}
+    assert everything == set("abcdef")  # repeats allowed: history items stay candidates
+    rest = [i for i, _ in m.recommend(Query("u", ("a", "c"), frozenset({"a", "c"})), k=6)]
+    assert sorted(rest) == list("bdef")
+    partly = [i for i, _ in m.recommend(Query("u", ("a", "c"), frozenset({"c"})), k=6)]
+    assert sorted(partly) == list("abdef")
