@@ -64,6 +64,28 @@ def right_aligned(codes: Sequence[int], lengths: Sequence[int], width: int) -> t
     return idx, mask
 
 
+def principal_basis(emb: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
+    """An orthonormal (dim, k) basis: the k leading right singular vectors of ``emb`` (rows = items), completed
+    with seeded random directions when ``emb`` has rank below k.
+
+    >>> e = torch.tensor([[3.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    >>> b = principal_basis(e, 1); [round(abs(x), 3) for x in b[:, 0].tolist()]
+    [1.0, 0.0, 0.0]
+    >>> b = principal_basis(e, 3); bool(torch.allclose(b.T @ b, torch.eye(3), atol=1e-5))
+    True
+    """
+    _, sv, vt = torch.linalg.svd(emb.double().cpu(), full_matrices=False)
+    rank = int((sv > sv.max() * 1e-6).sum()) if sv.numel() else 0
+    top = vt[: min(k, rank)].T
+    if top.shape[1] < k:
+        g = torch.Generator().manual_seed(seed)
+        q, _ = torch.linalg.qr(torch.cat([top, torch.randn(emb.shape[1], k - top.shape[1], generator=g,
+                                                           dtype=torch.float64)], dim=1))
+        top = torch.cat([top, q[:, top.shape[1]:]], dim=1)
+    basis: torch.Tensor = top.float().to(emb.device)
+    return basis
+
+
 class AdapterHead(nn.Module):
     """Frozen item embedding -> adapted item vector and bias (see module doc)."""
 
@@ -139,6 +161,12 @@ class AdapterRecommender(BaseLearner):
         half of ML-100K).
     popularity_half_life
         Half-life, in events, of the decayed-popularity side signal.
+    text_dims
+        The frozen embeddings are projected onto their ``text_dims`` leading principal directions (uncentred),
+        fitted once on the first catalog batch the learner sees and fixed from then on (0, or not below the
+        encoder's width: used whole). 64 of MiniLM's 384 raised HR@10 by 1.1% and cold-item HR@10 by 16% on the
+        first half of ML-100K (3 seeds), and cut the cost of the item table; a first batch smaller than
+        ``text_dims`` items completes the basis with random directions.
     ema_decay
         Recommendations use parameters averaged as ``avg = decay * avg + (1 - decay) * trained`` after every
         update (0: the trained parameters themselves). 0.9 (about the last ten updates) raised HR@10 by 2% on the
@@ -161,7 +189,9 @@ class AdapterRecommender(BaseLearner):
     # class defaults: checkpoints written before these existed
     _train_table: tuple[torch.Tensor, torch.Tensor] | None = None
     _avg: dict[str, torch.Tensor] | None = None
+    _basis: torch.Tensor | None = None
     ema_decay = 0.0
+    text_dims = 0
 
     def __init__(
         self,
@@ -179,6 +209,7 @@ class AdapterRecommender(BaseLearner):
         cooccurrence_log_scale: float = 30.0,
         popularity_half_life: float = 5000.0,
         ema_decay: float = 0.9,
+        text_dims: int = 64,
         device: str = "auto",
         seed: int = 0,
     ) -> None:
@@ -199,6 +230,7 @@ class AdapterRecommender(BaseLearner):
         if not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"ema_decay: expected a number in [0, 1), got {ema_decay!r}")
         self.ema_decay = ema_decay
+        self.text_dims = text_dims
         self.device = device
         self.seed = seed
         self.replay = ReplayBuffer(replay_capacity, seed=seed)
@@ -216,6 +248,7 @@ class AdapterRecommender(BaseLearner):
         self._cache: tuple[torch.Tensor, torch.Tensor] | None = None  # item table for scoring (no graph)
         self._train_table: tuple[torch.Tensor, torch.Tensor] | None = None  # the same, with graph, for _step
         self._avg: dict[str, torch.Tensor] | None = None  # averaged parameters for scoring (ema_decay > 0)
+        self._basis: torch.Tensor | None = None  # (encoder dim, text_dims), fixed by the first catalog batch
         self.last_loss = float("nan")
         self._boost_steps = 0
         self._boost_factor = 1.0
@@ -237,7 +270,11 @@ class AdapterRecommender(BaseLearner):
             return
         emb = torch.as_tensor(np.asarray(embeddings, dtype=np.float32)[[r for _, r in fresh]], device=self._dev)
         if self._head is None:
-            self._build(emb.shape[1], capacity=max(1024, 2 * len(fresh)))
+            if 0 < self.text_dims < emb.shape[1]:
+                self._basis = principal_basis(emb, self.text_dims, self.seed)
+            self._build(self.text_dims if self._basis is not None else emb.shape[1], capacity=max(1024, 2 * len(fresh)))
+        if self._basis is not None:
+            emb = emb @ self._basis
         assert self._emb is not None
         n0 = len(self.item_ids)
         need = n0 + len(fresh)

@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     weight_decay: float = Field(0.0, ge=0, description="Adam weight decay.")
     replay_capacity: int = Field(20000, ge=0, description="Replay buffer size in examples (0 disables replay).")
     replay_ratio: float = Field(1.0, ge=0, description="Replay examples mixed into each update, per new example.")
+    text_dims: int = Field(64, ge=0, description="Leading principal directions of the frozen item embeddings the "
+                           "learner keeps, fitted on the first catalog batch (0: all).")
     ema_decay: float = Field(0.9, ge=0, lt=1, description="Recommendations use the trained parameters averaged "
                              "as avg = ema_decay * avg + (1 - ema_decay) * new after each update (0: off).")
     seed: int = Field(0, description="Seed for model init, replay sampling and exploration.")

@@ -39,6 +39,7 @@ def build_learner(settings: Settings, encoder: Any) -> AdapterRecommender:
         replay_capacity=settings.replay_capacity,
         replay_ratio=settings.replay_ratio,
         ema_decay=settings.ema_decay,
+        text_dims=settings.text_dims,
         device=settings.device,
         seed=settings.seed,
     )

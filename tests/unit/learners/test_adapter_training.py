@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 import torch
 
@@ -62,3 +64,20 @@ def test_history_items_are_recommended_unless_excluded() -> None:
     assert sorted(rest) == list("bdef")
     partly = [i for i, _ in m.recommend(Query("u", ("a", "c"), frozenset({"c"})), k=6)]
     assert sorted(partly) == list("abdef")
+
+
+def test_text_basis_is_fitted_once_and_kept_for_later_items_and_checkpoints() -> None:
+    enc = HashingEncoder(16)
+    m = AdapterRecommender(enc, dim=8, seq_len=5, device="cpu", text_dims=4, seed=1)
+    m.add_items([Item(i, f"film {i} drama") for i in "abcdef"])
+    assert m._basis is not None and m._basis.shape == (16, 4) and m._emb is not None and m._emb.shape[1] == 4
+    basis = m._basis.clone()
+    m.learn_many([Interaction("u", "b")], [("a",)])
+    m.add_items([Item("g", "film g comedy")])  # a later batch: projected on the same basis
+    assert torch.equal(m._basis, basis)
+    g = torch.as_tensor(enc.encode(["film g comedy"]))[0] @ basis
+    assert torch.allclose(m._emb[m.item_index["g"]], g, atol=1e-6)
+    q = Query("u", ("a", "b"), frozenset({"a", "b"}))
+    restored = pickle.loads(pickle.dumps(m))
+    restored.attach_encoder(enc)
+    assert restored.recommend(q, k=5) == m.recommend(q, k=5)
