@@ -64,15 +64,19 @@ class CooccurrenceSignal:
 
     def features(self, idx: torch.Tensor, mask: torch.Tensor, n: int) -> torch.Tensor:
         """(B, n) scores: sum over the latest ``recent`` history items j of C[j, i] / sqrt(n_j n_i)."""
-        r = min(self.recent, idx.shape[1])
+        raw = self.cosine(idx, mask, n, self.recent)  # counts carry no gradient: in place is safe
+        return raw.mul_(self.log_scale).log1p_() if self.log_scale > 0 else raw
+
+    def cosine(self, idx: torch.Tensor, mask: torch.Tensor, n: int, recent: int) -> torch.Tensor:
+        """(B, n): sum over the latest ``recent`` history items j of C[j, i] / sqrt(n_j n_i) (item kNN)."""
+        r = min(recent, idx.shape[1])
         h = idx[:, -r:]
         m = mask[:, -r:].to(self.counts.dtype)
         norm_j = (self.item_counts[h] + 1.0).rsqrt() * m  # (B, r)
         # weighted sum of the r rows without materialising them as (B, r, capacity): 10x faster than gather + bmm
         pooled = torch.nn.functional.embedding_bag(h.contiguous(), self.counts, per_sample_weights=norm_j.contiguous(),
                                                    mode="sum")
-        raw = pooled[:, :n] * (self.item_counts[:n] + 1.0).rsqrt()  # counts carry no gradient: in place is safe
-        return raw.mul_(self.log_scale).log1p_() if self.log_scale > 0 else raw
+        return pooled[:, :n] * (self.item_counts[:n] + 1.0).rsqrt()
 
 
 class PopularitySignal:

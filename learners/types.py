@@ -182,6 +182,57 @@ def top_k(
     order = np.argsort(-vals, axis=1, kind="stable")
     cand_rows = np.take_along_axis(part, order, axis=1).tolist()
     val_rows = np.take_along_axis(vals, order, axis=1).tolist()
+    return pick_top_k(cand_rows, val_rows, s if k1 < n else None, qs, item_ids, item_index, kk)
+
+
+def _top_sorted(s: FloatArray, m: int) -> np.ndarray:
+    """Indices of each row's ``m`` largest values, largest first (ties in index order)."""
+    part = np.argpartition(-s, m - 1, axis=1)[:, :m] if m < s.shape[1] else np.broadcast_to(np.arange(s.shape[1]), s.shape)
+    part = np.sort(part, axis=1)
+    order = np.argsort(-np.take_along_axis(s, part, axis=1), axis=1, kind="stable")
+    out: np.ndarray = np.take_along_axis(part, order, axis=1)
+    return out
+
+
+def reciprocal_rank_fusion(primary: FloatArray, secondary: FloatArray, weight: float, k: float = 20.0,
+                           candidates: int = 40) -> tuple[np.ndarray, FloatArray]:
+    """Each row's top ``candidates`` of ``primary`` re-ranked by ``1/(k + rank) + weight/(k + secondary rank)``.
+
+    Ranks start at 0; an item outside the top ``candidates`` of ``secondary`` counts as rank ``candidates``.
+    Returns the candidates' indices, best first, and their fused values (``-inf`` where ``primary`` is).
+
+    >>> p = np.array([[3.0, 2.0, 1.0, 0.0]]); s = np.array([[0.0, 1.0, 5.0, 0.5]])
+    >>> idx, val = reciprocal_rank_fusion(p, s, weight=1.0, k=1.0, candidates=3)
+    >>> idx.tolist(), [round(v, 3) for v in val[0].tolist()]
+    ([[2, 0, 1]], [1.333, 1.25, 1.0])
+    """
+    m = min(candidates, primary.shape[1])
+    top_i = _top_sorted(primary, m)
+    sec_i = _top_sorted(secondary, m)
+    match = top_i[:, :, None] == sec_i[:, None, :]  # (rows, m, m): a candidate's place among the secondary top m
+    sec_rank = np.where(match.any(2), match.argmax(2), m)
+    fused = 1.0 / (k + np.arange(m)) + weight / (k + sec_rank)
+    fused[np.take_along_axis(primary, top_i, axis=1) == -np.inf] = -np.inf
+    order = np.argsort(-fused, axis=1, kind="stable")
+    return np.take_along_axis(top_i, order, axis=1), np.take_along_axis(fused, order, axis=1)
+
+
+def pick_top_k(
+    cand_rows: list[list[int]],
+    val_rows: list[list[float]],
+    scores: FloatArray | None,
+    qs: Sequence[Query],
+    item_ids: Sequence[str],
+    item_index: dict[str, int],
+    k: int,
+) -> list[Recommendation]:
+    """The first ``k`` candidates of each row (best first) that its query does not exclude; a row left short
+    is completed from its full ``scores`` row (when given) with the exclusions masked.
+
+    >>> pick_top_k([[2, 0, 1]], [[0.9, 0.5, 0.1]], None, [Query("u", exclude=frozenset({"c"}))], "abc",
+    ...            {"a": 0, "b": 1, "c": 2}, 2)
+    [[('a', 0.5), ('b', 0.1)]]
+    """
     out: list[Recommendation] = []
     for row, q in enumerate(qs):
         excl = q.exclude
@@ -191,10 +242,10 @@ def top_k(
             if iid in excl or v == float("-inf"):
                 continue
             rec.append((iid, v))
-            if len(rec) == kk:
+            if len(rec) == k:
                 break
-        if len(rec) < kk and k1 < n:
-            rec = _top_k_row(s[row], excl, item_ids, item_index, kk)
+        if len(rec) < k and scores is not None:
+            rec = _top_k_row(scores[row], excl, item_ids, item_index, k)
         out.append(rec)
     return out
 
@@ -233,6 +284,8 @@ __all__ = [
     "Query",
     "Recommendation",
     "TextEncoder",
+    "pick_top_k",
+    "reciprocal_rank_fusion",
     "top_k",
 ]
 

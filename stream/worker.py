@@ -40,6 +40,8 @@ def build_learner(settings: Settings, encoder: Any) -> AdapterRecommender:
         replay_ratio=settings.replay_ratio,
         ema_decay=settings.ema_decay,
         text_dims=settings.text_dims,
+        fusion_weight=settings.fusion_weight,
+        fusion_recent=settings.fusion_recent,
         device=settings.device,
         seed=settings.seed,
     )

@@ -81,3 +81,18 @@ def test_text_basis_is_fitted_once_and_kept_for_later_items_and_checkpoints() ->
     restored = pickle.loads(pickle.dumps(m))
     restored.attach_encoder(enc)
     assert restored.recommend(q, k=5) == m.recommend(q, k=5)
+
+
+def test_fused_lists_respect_exclusions_even_when_candidates_run_out() -> None:
+    m = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=5, device="cpu", fusion_weight=0.3, seed=2)
+    ids = [f"i{j}" for j in range(60)]
+    m.add_items([Item(i, f"item {i}") for i in ids])
+    for step in range(5):
+        m.learn_many([Interaction(f"u{j}", ids[(j + step) % 60]) for j in range(20)],
+                     [(ids[(j + step + 1) % 60], ids[(j + step + 2) % 60]) for j in range(20)])
+    excluded = frozenset(ids[:55])  # far more than the spare candidates, and not in the history
+    rec = m.recommend(Query("u1", ("i58",), excluded), k=5)
+    assert sorted(i for i, _ in rec) == ids[55:]
+    plain = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=5, device="cpu", fusion_weight=0.0, seed=2)
+    plain.add_items([Item(i, f"item {i}") for i in ids])
+    assert len(plain.recommend(Query("u1", ("i58",), excluded), k=5)) == 5
