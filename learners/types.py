@@ -194,24 +194,32 @@ def _top_sorted(s: FloatArray, m: int) -> np.ndarray:
     return out
 
 
-def reciprocal_rank_fusion(primary: FloatArray, secondary: FloatArray, weight: float, k: float = 20.0,
+def reciprocal_rank_fusion(primary: FloatArray, others: Sequence[tuple[FloatArray, float]], k: float = 20.0,
                            candidates: int = 40) -> tuple[np.ndarray, FloatArray]:
-    """Each row's top ``candidates`` of ``primary`` re-ranked by ``1/(k + rank) + weight/(k + secondary rank)``.
+    """Each row's top ``candidates`` of ``primary`` re-ranked by ``1/(k + rank) + sum of weight/(k + other rank)``.
 
-    Ranks start at 0; an item outside the top ``candidates`` of ``secondary`` counts as rank ``candidates``.
-    Returns the candidates' indices, best first, and their fused values (``-inf`` where ``primary`` is).
+    Ranks start at 0. An ``other`` is either (rows, n) scores, where an item outside a row's top ``candidates``
+    counts as rank ``candidates``, or (n,) scores shared by every row (exact ranks). Returns the candidates'
+    indices, best first, and their fused values (``-inf`` where ``primary`` is).
 
     >>> p = np.array([[3.0, 2.0, 1.0, 0.0]]); s = np.array([[0.0, 1.0, 5.0, 0.5]])
-    >>> idx, val = reciprocal_rank_fusion(p, s, weight=1.0, k=1.0, candidates=3)
+    >>> idx, val = reciprocal_rank_fusion(p, [(s, 1.0)], k=1.0, candidates=3)
     >>> idx.tolist(), [round(v, 3) for v in val[0].tolist()]
     ([[2, 0, 1]], [1.333, 1.25, 1.0])
+    >>> reciprocal_rank_fusion(p, [(s, 1.0), (np.array([0.0, 9.0, 0.0, 0.0]), 2.0)], k=1.0, candidates=3)[0].tolist()
+    [[1, 0, 2]]
     """
     m = min(candidates, primary.shape[1])
     top_i = _top_sorted(primary, m)
-    sec_i = _top_sorted(secondary, m)
-    match = top_i[:, :, None] == sec_i[:, None, :]  # (rows, m, m): a candidate's place among the secondary top m
-    sec_rank = np.where(match.any(2), match.argmax(2), m)
-    fused = 1.0 / (k + np.arange(m)) + weight / (k + sec_rank)
+    fused = np.broadcast_to(1.0 / (k + np.arange(m, dtype=np.float32)), top_i.shape).astype(np.float32)
+    for other, weight in others:
+        if other.ndim == 1:
+            rank = np.empty(other.shape[0], dtype=np.int64)
+            rank[np.argsort(-other, kind="stable")] = np.arange(other.shape[0])
+            fused += weight / (k + rank[top_i])
+        else:
+            match = top_i[:, :, None] == _top_sorted(other, m)[:, None, :]  # (rows, m, m): place in its top m
+            fused += weight / (k + np.where(match.any(2), match.argmax(2), m))
     fused[np.take_along_axis(primary, top_i, axis=1) == -np.inf] = -np.inf
     order = np.argsort(-fused, axis=1, kind="stable")
     return np.take_along_axis(top_i, order, axis=1), np.take_along_axis(fused, order, axis=1)

@@ -96,9 +96,11 @@ class Settings(BaseSettings):
     replay_ratio: float = Field(1.0, ge=0, description="Replay examples mixed into each update, per new example.")
     text_dims: int = Field(64, ge=0, description="Leading principal directions of the frozen item embeddings the "
                            "learner keeps, fitted on the first catalog batch (0: all).")
-    fusion_weight: float = Field(0.3, ge=0, description="Weight of the co-occurrence kNN ranking fused into the "
+    fusion_weight: float = Field(0.5, ge=0, description="Weight of the co-occurrence kNN ranking fused into the "
                                  "model's (reciprocal rank fusion; 0: the model's order).")
     fusion_recent: int = Field(10, ge=1, description="Latest items of a user the fused kNN ranking reads.")
+    fusion_popularity: float = Field(0.3, ge=0, description="Weight of the decayed-popularity ranking fused into "
+                                     "the model's (0: off).")
     ema_decay: float = Field(0.9, ge=0, lt=1, description="Recommendations use the trained parameters averaged "
                              "as avg = ema_decay * avg + (1 - ema_decay) * new after each update (0: off).")
     seed: int = Field(0, description="Seed for model init, replay sampling and exploration.")

@@ -42,6 +42,7 @@ def build_learner(settings: Settings, encoder: Any) -> AdapterRecommender:
         text_dims=settings.text_dims,
         fusion_weight=settings.fusion_weight,
         fusion_recent=settings.fusion_recent,
+        fusion_popularity=settings.fusion_popularity,
         device=settings.device,
         seed=settings.seed,
     )
