@@ -174,7 +174,7 @@ def top_k(
         return [[] for _ in qs]
     k1 = min(n, kk + extra)
     if k1 < n:
-        part = np.argpartition(-s, k1 - 1, axis=1)[:, :k1]
+        part = np.argpartition(s, n - k1, axis=1)[:, n - k1:]  # the largest k1 (no negated copy)
         part.sort(axis=1)
     else:
         part = np.broadcast_to(np.arange(n), s.shape)
@@ -187,7 +187,8 @@ def top_k(
 
 def _top_sorted(s: FloatArray, m: int) -> np.ndarray:
     """Indices of each row's ``m`` largest values, largest first (ties in index order)."""
-    part = np.argpartition(-s, m - 1, axis=1)[:, :m] if m < s.shape[1] else np.broadcast_to(np.arange(s.shape[1]), s.shape)
+    n = s.shape[1]
+    part = np.argpartition(s, n - m, axis=1)[:, n - m:] if m < n else np.broadcast_to(np.arange(n), s.shape)
     part = np.sort(part, axis=1)
     order = np.argsort(-np.take_along_axis(s, part, axis=1), axis=1, kind="stable")
     out: np.ndarray = np.take_along_axis(part, order, axis=1)
