@@ -100,6 +100,7 @@ def create_app(
 ) -> StreamrecApp:
     """Build the Faust app for these settings (partition counts as found on the broker)."""
     s = settings
+    client_cfg = KafkaClientConfig.from_settings(s)
     metrics = metrics or WorkerMetrics(hit_window=s.hit_window)
     n_events = events_partitions or s.topic_partitions
     n_items = items_partitions or n_events
@@ -178,7 +179,7 @@ def create_app(
         @app.task
         async def follow_whole_catalog() -> None:
             """Items encoded by other workers (their ``items`` partitions) reach this worker's learner too."""
-            await follow_catalog(KafkaClientConfig.from_settings(s), item_table.changelog_topic.get_topic_name(),
+            await follow_catalog(client_cfg, item_table.changelog_topic.get_topic_name(),
                                  learner_add, stop=lambda: app.should_stop)
 
     @app.agent(items_topic, name="items")
@@ -234,7 +235,6 @@ def create_app(
     if s.broker_check_interval_s > 0:
         detector = BrokerResetDetector([epoch_topic(s.app_id), s.topic_events, s.topic_items,
                                         *(t.changelog_topic.get_topic_name() for t in sr.tables())])
-        client = KafkaClientConfig.from_settings(s)
 
         @app.timer(interval=s.broker_check_interval_s)
         async def watch_broker() -> None:
@@ -242,7 +242,7 @@ def create_app(
             if sr.on_broker_reset is None or sr.broker_reset_reason is not None:
                 return
             try:
-                present = await asyncio.wait_for(topic_names(client), timeout=s.broker_check_interval_s + 5.0)
+                present = await asyncio.wait_for(topic_names(client_cfg), timeout=s.broker_check_interval_s + 5.0)
             except Exception as exc:  # noqa: BLE001 - an unreachable broker is an outage, not a reset
                 log.info("broker check skipped: %r", exc)
                 return
@@ -261,7 +261,7 @@ def rocksdb_options(s: Settings) -> dict[str, Any] | None:
     Faust's defaults (64 MB memtables x 3 and a 2 GB block cache, per partition DB) let the user table's
     memtables grow by every state written until a 64 MB flush per partition: ~7 MB/min at 300 events/s.
     """
-    if not s.store_url.startswith("rocksdb"):
+    if not s.store_on_disk:
         return None
     return {"write_buffer_size": s.rocksdb_write_buffer_mb * 2**20,
             "max_write_buffer_number": s.rocksdb_write_buffers,

@@ -97,6 +97,12 @@ class EventProcessor:
         """Validate and recommend (model not yet updated with this batch)."""
         s = self.settings
         res = BatchResult()
+
+        def state_of(user_id: str) -> UserState:
+            """The user's state as this batch has left it so far (else as stored)."""
+            cached = res.states.get(user_id)
+            return cached[0] if cached else load_state(user_id)
+
         queries: list[Query] = []
         valid: list[tuple[Event, RawMessage]] = []
         for msg in batch:
@@ -111,15 +117,13 @@ class EventProcessor:
                     self.reject(res, msg, parsed)
                 continue
             if replayed:
-                cached = res.states.get(parsed.user_id)
-                self._relearn(res, parsed, msg, cached[0] if cached else load_state(parsed.user_id))
+                self._relearn(res, parsed, msg, state_of(parsed.user_id))
                 continue
             valid.append((parsed, msg))
         known = getattr(self.learner, "item_index", None)
         accepted: list[tuple[Event, RawMessage]] = []
         for ev, msg in valid:
-            cached = res.states.get(ev.user_id)
-            state = cached[0] if cached else load_state(ev.user_id)
+            state = state_of(ev.user_id)
             if s.dedup_window and state.has_event(ev.event_id):
                 self.reject(res, msg, Rejection(Reason.DUPLICATE, f"event_id: {ev.event_id!r} was already processed"))
                 self._relearn(res, ev, msg, state)
@@ -130,7 +134,6 @@ class EventProcessor:
                 continue
             accepted.append((ev, msg))
             history = tuple(state.seq)
-            self._observe_hit(ev)
             state.append(ev.item_id, s.seq_len, s.seen_max, ev.event_id, s.dedup_window, msg.offset)
             res.states[ev.user_id] = (state, msg.handle)
             queries.append(Query(ev.user_id, tuple(state.seq), frozenset(state.seen)))
@@ -149,6 +152,9 @@ class EventProcessor:
                 res.recommendations.append(
                     (ev.user_id, recommendation_record(ev.user_id, ev.event_id, rec, version, ev.ts, now))
                 )
+                # in event order, so a user's second event in this batch is scored against the list made after
+                # the first one (not the stale list from before the batch)
+                self._observe_hit(ev)
                 self._remember(ev.user_id, tuple(i for i, _ in rec))
             if self._known_window:
                 self.metrics.unknown_item_ratio.set(1.0 - sum(self._known_window) / len(self._known_window))

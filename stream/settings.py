@@ -150,6 +150,11 @@ class Settings(BaseSettings):
             raise ValueError("expected rocksdb:// or memory://")
         return v
 
+    @property
+    def store_on_disk(self) -> bool:
+        """True when tables live in RocksDB on this machine (``store_url`` is ``rocksdb://``)."""
+        return self.store_url.startswith("rocksdb://")
+
     @field_validator("device")
     @classmethod
     def _check_device(cls, v: str) -> str:

@@ -139,7 +139,7 @@ def republish_local_tables(settings: Settings, tables: list[TableFiles]) -> None
     A marker file in the data dir, removed only when done, makes a republish that was interrupted (the broker
     went away again, the process was killed) run again at the next start instead of leaving changelogs empty.
     """
-    if not settings.store_url.startswith("rocksdb"):
+    if not settings.store_on_disk:
         return
     marker = settings.data_dir / REPUBLISH_MARKER
     marker.write_text("local tables still to be republished after a broker reset\n")
