@@ -242,6 +242,8 @@ def pick_top_k(
     ...            {"a": 0, "b": 1, "c": 2}, 2)
     [[('a', 0.5), ('b', 0.1)]]
     """
+    if k <= 0:
+        return [[] for _ in qs]
     out: list[Recommendation] = []
     for row, q in enumerate(qs):
         excl = q.exclude

@@ -93,6 +93,9 @@ def test_fused_lists_respect_exclusions_even_when_candidates_run_out() -> None:
     excluded = frozenset(ids[:55])  # far more than the spare candidates, and not in the history
     rec = m.recommend(Query("u1", ("i58",), excluded), k=5)
     assert sorted(i for i, _ in rec) == ids[55:]
+    long = m.recommend(Query("u1", ("i58",), frozenset({"i58"})), k=50)  # more than the 40 fused candidates
+    assert len(long) == 50 and len({i for i, _ in long}) == 50 and "i58" not in {i for i, _ in long}
+    assert m.recommend_many([Query("u1", ("i58",), excluded)], k=0) == [[]]
     plain = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=5, device="cpu", fusion_weight=0.0, seed=2)
     plain.add_items([Item(i, f"item {i}") for i in ids])
     assert len(plain.recommend(Query("u1", ("i58",), excluded), k=5)) == 5
