@@ -99,3 +99,14 @@ def test_fused_lists_respect_exclusions_even_when_candidates_run_out() -> None:
     plain = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=5, device="cpu", fusion_weight=0.0, seed=2)
     plain.add_items([Item(i, f"item {i}") for i in ids])
     assert len(plain.recommend(Query("u1", ("i58",), excluded), k=5)) == 5
+
+
+def test_a_user_model_saved_without_position_vectors_still_scores_and_learns() -> None:
+    m = _trained(0.0)
+    restored = pickle.loads(pickle.dumps(m))
+    assert restored._user is not None
+    del restored._user._parameters["position"]  # as pickled by a version before positions existed
+    q = Query("u", ("a", "b"), frozenset({"a", "b"}))
+    assert len(restored.recommend(q, k=3)) == 3
+    restored.learn_many([Interaction("w", "c")], [("a", "b")])
+    assert restored.model_version == m.model_version + 1
