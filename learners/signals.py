@@ -24,9 +24,12 @@ class CooccurrenceSignal:
     (True, 0.0)
     """
 
+    distance_decay = 0.0  # class default: signals pickled before it existed
+
     def __init__(self, capacity: int, window: int = 20, recent: int = 10,
-                 device: torch.device | None = None, log_scale: float = 0.0) -> None:
+                 device: torch.device | None = None, log_scale: float = 0.0, distance_decay: float = 0.0) -> None:
         self.log_scale = log_scale
+        self.distance_decay = distance_decay
         self.window = window
         self.recent = recent
         self.device = device or torch.device("cpu")
@@ -47,6 +50,8 @@ class CooccurrenceSignal:
     def update(self, idx: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> None:
         """Count (history item, target) pairs for the last ``window`` items of each right-aligned history.
 
+        A pair counts ``1 / (1 + distance_decay * d)``, where d is 0 for the latest history item, 1 for the one
+        before, and so on (0: every pair counts 1).
         A repeat of the target in its own history is not a pair: self-counts C[i, i] never score another item
         (a user's history items are excluded from recommendations) but inflate item i's own training logit
         for every user who had i, which drives i's learned bias down (one user re-clicking i buries it).
@@ -56,10 +61,11 @@ class CooccurrenceSignal:
         t = targets.unsqueeze(1).expand_as(h)
         m = mask[:, -w:] & (h != t)
         rows, cols = h[m], t[m]
-        ones = torch.ones(2 * rows.shape[0], device=self.device)
+        distance = torch.arange(w - 1, -1, -1, device=self.device, dtype=torch.float32).expand_as(h)[m]
+        weight = 1.0 / (1.0 + self.distance_decay * distance)
         cap = self.counts.shape[1]
         flat = torch.cat([rows * cap + cols, cols * cap + rows])  # both directions; index_add_ beats index_put_
-        self.counts.view(-1).index_add_(0, flat, ones)
+        self.counts.view(-1).index_add_(0, flat, torch.cat([weight, weight]))
         self.item_counts.index_add_(0, targets, torch.ones(targets.shape[0], device=self.device))
 
     def features(self, idx: torch.Tensor, mask: torch.Tensor, n: int) -> torch.Tensor:
