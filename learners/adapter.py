@@ -465,14 +465,16 @@ class AdapterRecommender(BaseLearner):
             # a query's history items are usually among its exclusions (checked per query: a C-level set test):
             # dropping them before the top-k leaves few excluded items among the first candidates
             gone = mask.cpu().numpy() & np.array([q.exclude.issuperset(q.history) for q in qs])[:, None]
-            scores[np.nonzero(gone)[0], idx.cpu().numpy()[gone]] = -np.inf
+            dropped = (np.nonzero(gone)[0], idx.cpu().numpy()[gone])
+            scores[dropped] = -np.inf
             if self.fusion_weight > 0 or self.fusion_popularity > 0:
-                return self._fused(scores, idx, mask, qs, k)
+                return self._fused(scores, idx, mask, dropped, qs, k)
         return top_k(scores, qs, self.item_ids, self.item_index, k, extra=16)
 
-    def _fused(self, scores: FloatArray, idx: torch.Tensor, mask: torch.Tensor, qs: Sequence[Query],
-               k: int) -> list[Recommendation]:
-        """The model's top items re-ranked with the kNN and popularity rankings (``fusion_*``)."""
+    def _fused(self, scores: FloatArray, idx: torch.Tensor, mask: torch.Tensor,
+               dropped: tuple[np.ndarray, np.ndarray], qs: Sequence[Query], k: int) -> list[Recommendation]:
+        """The model's top items re-ranked with the kNN and popularity rankings (``fusion_*``); ``dropped``:
+        the (row, item) cells already left out of ``scores``, left out of the kNN ranking too."""
         n = scores.shape[1]
         others: list[tuple[FloatArray, float]] = []
         with torch.no_grad():
@@ -480,7 +482,7 @@ class AdapterRecommender(BaseLearner):
                 knn = self._cooc.cosine(idx, mask, n, self.fusion_recent)
                 knn += 1e-4 * self._cooc.item_counts[:n]  # ties (no co-occurrence) broken by popularity
                 knn_np: FloatArray = knn.cpu().numpy()
-                knn_np[scores == -np.inf] = -np.inf
+                knn_np[dropped] = -np.inf
                 others.append((knn_np, self.fusion_weight))
             if self.fusion_popularity > 0 and self._pop is not None:
                 others.append((self._pop.decayed[:n].cpu().numpy(), self.fusion_popularity))

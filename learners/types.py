@@ -173,21 +173,15 @@ def top_k(
     if kk == 0:
         return [[] for _ in qs]
     k1 = min(n, kk + extra)
-    if k1 < n:
-        part = np.argpartition(s, n - k1, axis=1)[:, n - k1:]  # the largest k1 (no negated copy)
-        part.sort(axis=1)
-    else:
-        part = np.broadcast_to(np.arange(n), s.shape)
-    vals = np.take_along_axis(s, part, axis=1)
-    order = np.argsort(-vals, axis=1, kind="stable")
-    cand_rows = np.take_along_axis(part, order, axis=1).tolist()
-    val_rows = np.take_along_axis(vals, order, axis=1).tolist()
-    return pick_top_k(cand_rows, val_rows, s if k1 < n else None, qs, item_ids, item_index, kk)
+    cand = _top_sorted(s, k1)
+    return pick_top_k(cand.tolist(), np.take_along_axis(s, cand, axis=1).tolist(), s if k1 < n else None, qs,
+                      item_ids, item_index, kk)
 
 
 def _top_sorted(s: FloatArray, m: int) -> np.ndarray:
     """Indices of each row's ``m`` largest values, largest first (ties in index order)."""
     n = s.shape[1]
+    # the largest m without a negated copy of s
     part = np.argpartition(s, n - m, axis=1)[:, n - m:] if m < n else np.broadcast_to(np.arange(n), s.shape)
     part = np.sort(part, axis=1)
     order = np.argsort(-np.take_along_axis(s, part, axis=1), axis=1, kind="stable")
@@ -268,10 +262,7 @@ def _top_k_row(
     s = row.copy()
     gone = [j for j in (item_index.get(i) for i in exclude) if j is not None]
     s[gone] = -np.inf
-    kk = min(k, s.shape[0])
-    part = np.argpartition(-s, kk - 1)[:kk] if kk < s.shape[0] else np.arange(s.shape[0])
-    part.sort()
-    order = part[np.argsort(-s[part], kind="stable")]
+    order = _top_sorted(s[None, :], min(k, s.shape[0]))[0]
     return [(item_ids[c], float(s[c])) for c in order.tolist() if s[c] != -np.inf]
 
 
