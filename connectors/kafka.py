@@ -175,6 +175,61 @@ async def assign_all_partitions(consumer: AIOKafkaConsumer, topic: str, *, from_
     return tps
 
 
+async def evict_group_members(cfg: KafkaClientConfig, group_id: str) -> list[str]:
+    """Send a LeaveGroup for every member of ``group_id``; returns their member ids.
+
+    For members that are gone without having left (a consumer stopped mid-rebalance, a killed process): some
+    brokers (Tansu) keep such a member until a rebalance, and while it is there they refuse offset commits made
+    from outside the group. Only call this when none of the group's consumers is running.
+    """
+    from aiokafka.protocol.group import LeaveGroupRequest
+
+    async with admin_client(cfg) as admin:
+        node = await admin.find_coordinator(group_id)
+        [resp] = await admin.describe_consumer_groups([group_id], group_coordinator_id=node)
+        members = [m[0] for g in resp.groups for m in g[5]]  # (member_id, client_id, host, metadata, assignment)
+        for member in members:
+            await admin._client.send(node, LeaveGroupRequest(group_id, member))  # noqa: SLF001 - no public call
+    return members
+
+
+async def rewind_group(cfg: KafkaClientConfig, group_id: str, topics: Iterable[str],
+                       attempts: int = 5) -> dict[TopicPartition, int]:
+    """Commit the beginning of every partition of ``topics`` as ``group_id``'s offset.
+
+    Returns the offsets the group had committed past the beginning before (the ones this undid).
+
+    For topics that were re-created empty: offsets committed on the old ones (a worker that was still shutting
+    down can commit them to the new broker) would make the group skip everything before them. Call it while no
+    member of the group is running: members the broker still lists are evicted first
+    (:func:`evict_group_members`). Topics that do not exist are skipped.
+    """
+    from aiokafka.errors import CommitFailedError
+    from aiokafka.structs import OffsetAndMetadata
+
+    consumer = AIOKafkaConsumer(**cfg.kwargs(), group_id=group_id, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        if not tps:
+            return {}
+        starts = await consumer.beginning_offsets(tps)
+        consumer.assign(tps)
+        before = {tp: await consumer.committed(tp) for tp in tps}
+        for attempt in range(attempts):
+            await evict_group_members(cfg, group_id)
+            try:
+                await consumer.commit({tp: OffsetAndMetadata(starts[tp], "") for tp in tps})
+                break
+            except CommitFailedError:
+                if attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(1.0)
+        return {tp: off for tp, off in before.items() if off is not None and off > starts[tp]}
+    finally:
+        await consumer.stop()
+
+
 async def read_topic(
     cfg: KafkaClientConfig,
     topic: str,

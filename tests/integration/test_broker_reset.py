@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from connectors.broker import EmbeddedBroker, free_port
-from connectors.kafka import KafkaClientConfig, publish_items, read_json_topic, read_topic, replay_events
+from connectors.kafka import KafkaClientConfig, ensure_topics, publish_items, read_json_topic, read_topic, replay_events
 from stream.demo import WorkerProcess, scrape
 from tests.conftest import make_catalog
 
@@ -113,14 +113,35 @@ def test_worker_recovers_when_the_broker_restarts_empty(tmp_path: Path) -> None:
     assert "lost its data" in (tmp_path / "worker.log").read_text()
 
 
+def commit_stale_offsets(cfg: KafkaClientConfig, group: str, topic: str, partitions: int, offset: int) -> None:
+    """Commit ``offset`` on every partition, as a worker shutting down after a reset can do on the fresh broker."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.structs import OffsetAndMetadata
+
+    async def go() -> None:
+        consumer = AIOKafkaConsumer(**cfg.kwargs(), group_id=group, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(topic, p) for p in range(partitions)]
+            consumer.assign(tps)
+            await consumer.commit({tp: OffsetAndMetadata(offset, "") for tp in tps})
+        finally:
+            await consumer.stop()
+
+    asyncio.run(go())
+
+
 def test_interrupted_republish_is_finished_at_the_next_start(tmp_path: Path) -> None:
     with rig_with_history(tmp_path, [click(i, "bob", f"sports-{i}") for i in range(4)]) as rig:
         assert rig.worker.stop() == 0
         rig.restart_broker_empty()  # the broker lost everything while the worker was down mid-republish
         (tmp_path / "state" / "republish-pending").write_text("interrupted\n")
+        asyncio.run(ensure_topics(rig.cfg, {"events": 4}))
+        commit_stale_offsets(rig.cfg, "streamrec", "events", 4, 4)  # bob's offsets on the lost topic
+        asyncio.run(replay_events(rig.cfg, "events", [click(4, "bob", "sports-4")]))  # offset 0 on the fresh one
         rig.start_worker("worker2.log").wait_ready(len(make_catalog()), timeout=180)
         assert not (tmp_path / "state" / "republish-pending").exists()
-        assert changelog(rig.cfg)["bob"]["seq"] == [f"sports-{i}" for i in range(4)], "changelog republished"
-        asyncio.run(replay_events(rig.cfg, "events", [click(4, "bob", "sports-4")]))
+        assert "rewound them to the beginning" in (tmp_path / "worker2.log").read_text()
         rec = answers(rig.cfg, "e4", timeout=120)
+        assert changelog(rig.cfg)["bob"]["seq"] == [f"sports-{i}" for i in range(5)], "changelog republished"
         assert not {f"sports-{i}" for i in range(5)} & {i["item_id"] for i in rec["items"]}
