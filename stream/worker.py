@@ -18,6 +18,7 @@ from learners.encoder import FrozenTransformerEncoder
 from stream.app import StreamrecApp, create_app
 from stream.broker_watch import epoch_topic
 from stream.checkpoint import CheckpointStore
+from stream.heap import glibc, keep_freed_tensor_memory, limit_malloc_arenas
 from stream.metrics import WorkerMetrics
 from stream.settings import Settings
 from stream.tables import TableFiles, republish
@@ -186,30 +187,6 @@ def install_checkpoints(sr: StreamrecApp, save: Callable[..., None]) -> None:
         save()
 
 
-def glibc() -> Any:
-    """The C library when it is glibc (None elsewhere: musl, macOS)."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        lib = ctypes.CDLL(name) if name else None
-    except OSError:
-        return None
-    return lib if lib is not None and hasattr(lib, "malloc_trim") and hasattr(lib, "mallopt") else None
-
-
-def limit_malloc_arenas(arenas: int = 2) -> None:
-    """At most ``arenas`` glibc malloc arenas (call before threads start).
-
-    Faust's consumer thread, RocksDB's background threads and torch's would each get an arena of their own (up
-    to 8 per core); memory freed in one stays mapped there, which a soak shows as RSS creeping upwards.
-    """
-    libc = glibc()
-    if libc is not None:
-        libc.mallopt(-8, arenas)  # M_ARENA_MAX
-
-
 def schedule_malloc_trim(sr: StreamrecApp, interval_s: float) -> None:
     """Return freed heap to the OS every ``interval_s`` seconds (glibc ``malloc_trim``; 0: never)."""
     libc = glibc()
@@ -226,6 +203,7 @@ def run_worker(settings: Settings) -> None:
     import faust
 
     limit_malloc_arenas()
+    keep_freed_tensor_memory()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if settings.torch_threads:
         import torch
