@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from learners.history import InMemoryHistory, UserState
+from learners.history import UserState
 from learners.types import Interaction, Learner, Query
 
 
@@ -85,7 +85,7 @@ def prequential(
     (2, 3, 1)
     """
     res = PrequentialResult(name=name)
-    history = InMemoryHistory(seq_len, seen_max)
+    users: dict[str, UserState] = {}
     item_counts: Counter[str] = Counter()
     win_hits = 0
     win_ndcg = 0.0
@@ -95,16 +95,15 @@ def prequential(
 
     def run(batch: list[Interaction], start: int) -> None:
         nonlocal win_hits, win_ndcg, win_n
-        local: dict[str, UserState] = {}
         queries: list[Query] = []
         hists: list[tuple[str, ...]] = []
-        for x in batch:
-            st = local.get(x.user_id)
+        for x in batch:  # each query sees the events before it, earlier ones of this batch included
+            st = users.get(x.user_id)
             if st is None:
-                base = history.state(x.user_id)
-                st = local[x.user_id] = UserState(list(base.seq), list(base.seen), base.n)
-            hists.append(tuple(st.seq))
-            queries.append(Query(x.user_id, tuple(st.seq), frozenset(st.seen)))
+                st = users[x.user_id] = UserState()
+            h = tuple(st.seq)
+            hists.append(h)
+            queries.append(Query(x.user_id, h, frozenset(st.seen)))
             st.append(x.item_id, seq_len, seen_max)
         recs = learner.recommend_many(queries, k)
         for x, q, rec in zip(batch, queries, recs, strict=True):
@@ -131,8 +130,6 @@ def prequential(
         do_learn = learn(start) if callable(learn) else learn
         if do_learn:
             learner.learn_many(batch, hists)
-        for x in batch:
-            history.append(x.user_id, x.item_id)
         if progress:
             progress(res.n)
 
