@@ -174,8 +174,7 @@ def top_k(
         return [[] for _ in qs]
     k1 = min(n, kk + extra)
     cand = _top_sorted(s, k1)
-    return pick_top_k(cand.tolist(), np.take_along_axis(s, cand, axis=1).tolist(), s if k1 < n else None, qs,
-                      item_ids, item_index, kk)
+    return pick_top_k(cand, np.take_along_axis(s, cand, axis=1), s if k1 < n else None, qs, item_ids, item_index, kk)
 
 
 def _top_sorted(s: FloatArray, m: int) -> np.ndarray:
@@ -212,47 +211,59 @@ def reciprocal_rank_fusion(primary: FloatArray, others: Sequence[tuple[FloatArra
             rank = np.empty(other.shape[0], dtype=np.int64)
             rank[np.argsort(-other, kind="stable")] = np.arange(other.shape[0])
             fused += weight / (k + rank[top_i])
-        else:
-            match = top_i[:, :, None] == _top_sorted(other, m)[:, None, :]  # (rows, m, m): place in its top m
-            fused += weight / (k + np.where(match.any(2), match.argmax(2), m))
+        else:  # each row's rank of every item: m outside the row's top m (int16: a 0.7 MB fill for 256 x 1682)
+            rank = np.full(other.shape, m, dtype=np.int16 if m < 2**15 else np.int64)
+            np.put_along_axis(rank, _top_sorted(other, m), np.arange(m, dtype=rank.dtype)[None, :], axis=1)
+            fused += weight / (k + np.take_along_axis(rank, top_i, axis=1))
     fused[np.take_along_axis(primary, top_i, axis=1) == -np.inf] = -np.inf
     order = np.argsort(-fused, axis=1, kind="stable")
     return np.take_along_axis(top_i, order, axis=1), np.take_along_axis(fused, order, axis=1)
 
 
 def pick_top_k(
-    cand_rows: list[list[int]],
-    val_rows: list[list[float]],
+    cand: np.ndarray,
+    val: FloatArray,
     scores: FloatArray | None,
     qs: Sequence[Query],
     item_ids: Sequence[str],
     item_index: dict[str, int],
     k: int,
 ) -> list[Recommendation]:
-    """The first ``k`` candidates of each row (best first) that its query does not exclude; a row left short
-    is completed from its full ``scores`` row (when given) with the exclusions masked.
+    """The first ``k`` candidates of each row of ``cand`` (indices, best first; ``val`` their values) that its
+    query does not exclude; a row left short is completed from its full ``scores`` row (when given) with the
+    exclusions masked.
 
-    >>> pick_top_k([[2, 0, 1]], [[0.9, 0.5, 0.1]], None, [Query("u", exclude=frozenset({"c"}))], "abc",
-    ...            {"a": 0, "b": 1, "c": 2}, 2)
+    >>> pick_top_k(np.array([[2, 0, 1]]), np.array([[0.9, 0.5, 0.1]]), None, [Query("u", exclude=frozenset({"c"}))],
+    ...            "abc", {"a": 0, "b": 1, "c": 2}, 2)
     [[('a', 0.5), ('b', 0.1)]]
     """
     if k <= 0:
         return [[] for _ in qs]
+    width = cand.shape[1] if cand.ndim == 2 else 0
+    head = min(width, k + 8)  # most rows are filled from their first few candidates: only those become Python
     out: list[Recommendation] = []
-    for row, q in enumerate(qs):
-        excl = q.exclude
-        rec: Recommendation = []
-        for c, v in zip(cand_rows[row], val_rows[row], strict=True):
-            iid = item_ids[c]
-            if iid in excl or v == float("-inf"):
-                continue
-            rec.append((iid, v))
-            if len(rec) == k:
-                break
+    for row, (q, cs, vs) in enumerate(zip(qs, cand[:, :head].tolist(), val[:, :head].tolist(), strict=True)):
+        rec = _first_allowed(cs, vs, q.exclude, item_ids, k, [])
+        if len(rec) < k and head < width:
+            rec = _first_allowed(cand[row, head:].tolist(), val[row, head:].tolist(), q.exclude, item_ids, k, rec)
         if len(rec) < k and scores is not None:
-            rec = _top_k_row(scores[row], excl, item_ids, item_index, k)
+            rec = _top_k_row(scores[row], q.exclude, item_ids, item_index, k)
         out.append(rec)
     return out
+
+
+def _first_allowed(cs: list[int], vs: list[float], exclude: frozenset[str], item_ids: Sequence[str], k: int,
+                   rec: Recommendation) -> Recommendation:
+    """``rec`` extended with candidates not excluded (nor -inf) until it holds ``k``."""
+    neg_inf = float("-inf")
+    for c, v in zip(cs, vs, strict=True):
+        iid = item_ids[c]
+        if iid in exclude or v == neg_inf:
+            continue
+        rec.append((iid, v))
+        if len(rec) == k:
+            break
+    return rec
 
 
 def _top_k_row(
