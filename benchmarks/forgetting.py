@@ -24,6 +24,7 @@ from learners.encoder import CachingEncoder
 from learners.evaluation import prequential
 from learners.history import InMemoryHistory
 from learners.types import Interaction, Query
+from stream.heap import keep_freed_tensor_memory
 from stream.settings import load_settings
 from stream.worker import build_encoder, build_learner
 
@@ -65,6 +66,7 @@ def main() -> None:
     ap.add_argument("--replay-ratio", type=float, default=1.0)
     ap.add_argument("--replay-capacity", type=int, default=20_000)
     args = ap.parse_args()
+    keep_freed_tensor_memory()  # as the worker and streamrec evaluate do (stream/heap.py)
     ds = load_dataset("ml-100k", Path("data"))
     encoder = CachingEncoder(build_encoder(load_settings()))
     t = Table(title=f"forgetting — {' '.join(sys.argv)}")

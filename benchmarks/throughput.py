@@ -17,6 +17,7 @@ from rich.table import Table
 
 from connectors.datasets import load_dataset
 from stream.demo import run_demo
+from stream.heap import keep_freed_tensor_memory
 from stream.metrics import WorkerMetrics
 from stream.processor import EventProcessor, run_offline
 from stream.settings import load_settings
@@ -38,6 +39,7 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--rate", type=float, default=0.0, help="0: as fast as possible")
     args = ap.parse_args()
+    keep_freed_tensor_memory()  # as the worker and streamrec evaluate do (stream/heap.py)
     ds = load_dataset("ml-100k", Path("data"))
     events = ds.events[: args.events]
     res = run_demo(events, ds.items, rate=args.rate or None)
