@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,9 +178,9 @@ async def assign_all_partitions(consumer: AIOKafkaConsumer, topic: str, *, from_
 async def evict_group_members(cfg: KafkaClientConfig, group_id: str) -> list[str]:
     """Send a LeaveGroup for every member of ``group_id``; returns their member ids.
 
-    For members that are gone without having left (a consumer stopped mid-rebalance, a killed process): some
-    brokers (Tansu) keep such a member until a rebalance, and while it is there they refuse offset commits made
-    from outside the group. Only call this when none of the group's consumers is running.
+    For members that are gone without having left (a consumer stopped mid-rebalance, a killed process): Tansu
+    keeps such a member until a rebalance, and while it is listed it refuses offset commits made from outside
+    the group. A live member that is evicted rejoins (a rebalance).
     """
     from aiokafka.protocol.group import LeaveGroupRequest
 
@@ -193,41 +193,78 @@ async def evict_group_members(cfg: KafkaClientConfig, group_id: str) -> list[str
     return members
 
 
-async def rewind_group(cfg: KafkaClientConfig, group_id: str, topics: Iterable[str],
-                       attempts: int = 5) -> dict[TopicPartition, int]:
-    """Commit the beginning of every partition of ``topics`` as ``group_id``'s offset.
+async def rewind_stale_offsets(cfg: KafkaClientConfig, group_id: str, topics: Iterable[str],
+                               attempts: int = 5) -> dict[TopicPartition, int]:
+    """Move ``group_id``'s committed offsets that lie past a partition's end back to its beginning.
 
-    Returns the offsets the group had committed past the beginning before (the ones this undid).
-
-    For topics that were re-created empty: offsets committed on the old ones (a worker that was still shutting
-    down can commit them to the new broker) would make the group skip everything before them. Call it while no
-    member of the group is running: members the broker still lists are evicted first
-    (:func:`evict_group_members`). Topics that do not exist are skipped.
+    Returns the stale offsets it replaced. Such an offset can only come from a topic that was since re-created
+    empty (a broker that lost its data; a worker still shutting down after the loss can rejoin its group on the
+    new broker and commit the offsets it had): left in place, it would make the group skip every event below
+    it. Offsets within a partition are left alone, so live members of the group lose nothing; to commit,
+    though, the group's members are evicted first (:func:`evict_group_members`), so the live ones rebalance.
+    A stale offset that producers have already overtaken cannot be told from a real one and stays.
     """
     from aiokafka.errors import CommitFailedError
     from aiokafka.structs import OffsetAndMetadata
 
+    parts = await topic_partitions(cfg, topics)  # from the admin client: Kafka lists no topic unasked
+    tps = [TopicPartition(t, p) for t, n in sorted(parts.items()) for p in range(n)]
+    if not tps:
+        return {}
     consumer = AIOKafkaConsumer(**cfg.kwargs(), group_id=group_id, enable_auto_commit=False)
     await consumer.start()
     try:
-        tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
-        if not tps:
-            return {}
-        starts = await consumer.beginning_offsets(tps)
         consumer.assign(tps)
-        before = {tp: await consumer.committed(tp) for tp in tps}
+        committed = {tp: await consumer.committed(tp) for tp in tps}
+        ends = await true_highwaters(consumer, await consumer.end_offsets(tps))
+        stale = {tp: off for tp, off in committed.items() if off is not None and off > ends[tp]}
+        if not stale:
+            return {}
+        starts = await consumer.beginning_offsets(list(stale))
+        consumer.assign(list(stale))  # the probe above replaced the assignment
         for attempt in range(attempts):
             await evict_group_members(cfg, group_id)
             try:
-                await consumer.commit({tp: OffsetAndMetadata(starts[tp], "") for tp in tps})
+                await consumer.commit({tp: OffsetAndMetadata(starts[tp], "") for tp in stale})
                 break
             except CommitFailedError:
                 if attempt == attempts - 1:
                     raise
                 await asyncio.sleep(1.0)
-        return {tp: off for tp, off in before.items() if off is not None and off > starts[tp]}
+        return stale
     finally:
         await consumer.stop()
+
+
+async def true_highwaters(probe: AIOKafkaConsumer, reported: Mapping[Any, int], budget_s: float = 3.0
+                          ) -> dict[Any, int]:
+    """End offsets corrected by reading what lies at and after each reported end - 1.
+
+    Tansu 0.6.0 reports a partition's end as the base offset of its last record batch + 1; ``probe`` (a consumer
+    without a group, or one whose assignment may be replaced) reads the tail to find the true end.
+    """
+    out = dict(reported)
+    tps = {TopicPartition(tp.topic, tp.partition): tp for tp, hw in reported.items() if hw and hw > 0}
+    if not tps:
+        return out
+    probe.assign(list(tps))
+    for atp in tps:
+        probe.seek(atp, reported[tps[atp]] - 1)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + budget_s
+    pending = set(tps)
+    reached: set[TopicPartition] = set()  # got the record at reported - 1 (it exists): reading the tail now
+    while pending and loop.time() < deadline:
+        batch = await probe.getmany(*pending, timeout_ms=200)
+        for atp in list(pending):
+            records = batch.get(atp)
+            if records:
+                reached.add(atp)
+                out[tps[atp]] = max(out[tps[atp]], records[-1].offset + 1)
+            elif atp in reached:
+                pending.discard(atp)  # nothing more after what we saw
+            # else: the first fetch is still on its way (a busy worker): keep polling until the deadline
+    return out
 
 
 async def read_topic(

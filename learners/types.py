@@ -214,7 +214,7 @@ def reciprocal_rank_fusion(primary: FloatArray, others: Sequence[tuple[FloatArra
         else:  # each row's rank of every item: m outside the row's top m (int16: a 0.7 MB fill for 256 x 1682)
             rank = np.full(other.shape, m, dtype=np.int16 if m < 2**15 else np.int64)
             np.put_along_axis(rank, _top_sorted(other, m), np.arange(m, dtype=rank.dtype)[None, :], axis=1)
-            fused += weight / (k + np.take_along_axis(rank, top_i, axis=1))
+            fused += weight / (k + np.take_along_axis(rank, top_i, axis=1).astype(np.float64))
     fused[np.take_along_axis(primary, top_i, axis=1) == -np.inf] = -np.inf
     order = np.argsort(-fused, axis=1, kind="stable")
     return np.take_along_axis(top_i, order, axis=1), np.take_along_axis(fused, order, axis=1)
@@ -239,7 +239,7 @@ def pick_top_k(
     """
     if k <= 0:
         return [[] for _ in qs]
-    width = cand.shape[1] if cand.ndim == 2 else 0
+    width = cand.shape[1]
     head = min(width, k + 8)  # most rows are filled from their first few candidates: only those become Python
     out: list[Recommendation] = []
     for row, (q, cs, vs) in enumerate(zip(qs, cand[:, :head].tolist(), val[:, :head].tolist(), strict=True)):

@@ -16,40 +16,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-
-async def true_highwaters(probe: AIOKafkaConsumer, reported: Mapping[Any, int], budget_s: float = 3.0
-                          ) -> dict[Any, int]:
-    """End offsets corrected by reading what lies at and after each reported end - 1."""
-    out = dict(reported)
-    tps = {TopicPartition(tp.topic, tp.partition): tp for tp, hw in reported.items() if hw and hw > 0}
-    if not tps:
-        return out
-    probe.assign(list(tps))
-    for atp in tps:
-        probe.seek(atp, reported[tps[atp]] - 1)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + budget_s
-    pending = set(tps)
-    reached: set[TopicPartition] = set()  # got the record at reported - 1 (it exists): reading the tail now
-    while pending and loop.time() < deadline:
-        batch = await probe.getmany(*pending, timeout_ms=200)
-        for atp in list(pending):
-            records = batch.get(atp)
-            if records:
-                reached.add(atp)
-                out[tps[atp]] = max(out[tps[atp]], records[-1].offset + 1)
-            elif atp in reached:
-                pending.discard(atp)  # nothing more after what we saw
-            # else: the first fetch is still on its way (a busy worker): keep polling until the deadline
-    return out
-
+from connectors.kafka import true_highwaters
 
 Rewind = Callable[[dict[Any, int]], Mapping[Any, int]]
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from connectors.kafka import KafkaClientConfig, ensure_topics, rewind_group
+from connectors.kafka import KafkaClientConfig, ensure_topics, rewind_stale_offsets
 from learners.adapter import AdapterRecommender
 from learners.encoder import FrozenTransformerEncoder
 from stream.app import StreamrecApp, create_app
@@ -139,10 +139,10 @@ def republish_local_tables(settings: Settings, tables: list[TableFiles]) -> None
 
     The rewind matters as much as the tables: a worker shutting down after a reset can rejoin its group on the
     fresh broker and commit the offsets it had on the lost topics, which would make the restarted worker skip
-    every event published to the fresh ones below those offsets. The group starts the fresh topics at their
-    beginning instead (at-least-once). A marker file in the data dir, removed only when all this is done, makes
-    a republish that was interrupted (the broker went away again, the process was killed) run again at the next
-    start instead of leaving changelogs empty.
+    every event published to the fresh ones below those offsets. Committed offsets past a partition's end are
+    moved back to its beginning (:func:`~connectors.kafka.rewind_stale_offsets`). A marker file in the data
+    dir, removed only when all this is done, makes a republish that was interrupted (the broker went away
+    again, the process was killed) run again at the next start instead of leaving changelogs empty.
     """
     cfg = KafkaClientConfig.from_settings(settings)
     marker = settings.data_dir / REPUBLISH_MARKER
@@ -153,10 +153,10 @@ def republish_local_tables(settings: Settings, tables: list[TableFiles]) -> None
         for t in tables:
             for path in t.partition_paths().values():
                 shutil.rmtree(path, ignore_errors=True)
-    stale = asyncio.run(rewind_group(cfg, settings.app_id, sorted({t.source_topic for t in tables})))
+    stale = asyncio.run(rewind_stale_offsets(cfg, settings.app_id, sorted({t.source_topic for t in tables})))
     if stale:
-        log.error("broker: group %s had offsets on the fresh topics from before the reset (%s); rewound them to "
-                  "the beginning", settings.app_id,
+        log.error("broker: group %s had offsets past the end of the fresh topics, from before the reset (%s); "
+                  "rewound them to the beginning", settings.app_id,
                   ", ".join(f"{tp.topic}[{tp.partition}]={off}" for tp, off in sorted(stale.items())))
     marker.unlink()
 
@@ -211,13 +211,11 @@ def run_worker(settings: Settings) -> None:
         torch.set_num_threads(settings.torch_threads)
     sr = build_worker_app(settings)
     schedule_malloc_trim(sr, settings.malloc_trim_interval_s)
+    sr.metrics.serve(settings.metrics_host, settings.metrics_port)  # before a republish: it is the liveness probe
     tables = table_files(sr)
     if (settings.data_dir / REPUBLISH_MARKER).exists():
         log.error("broker: an earlier republish of the local tables did not finish; republishing them now")
         republish_local_tables(settings, tables)
-    # Served only now: the catalog gauge already counts the resumed checkpoint's items, and a scrape that saw
-    # them during the republish would report a worker ready whose changelogs are still being written.
-    sr.metrics.serve(settings.metrics_host, settings.metrics_port)
     worker = faust.Worker(sr.app, loglevel=settings.log_level, quiet=True)
     try:
         worker.execute_from_commandline()

@@ -140,7 +140,8 @@ def test_interrupted_republish_is_finished_at_the_next_start(tmp_path: Path) -> 
         commit_stale_offsets(rig.cfg, "streamrec", "events", 4, 4)  # bob's offsets on the lost topic
         asyncio.run(replay_events(rig.cfg, "events", [click(4, "bob", "sports-4")]))  # offset 0 on the fresh one
         rig.start_worker("worker2.log").wait_ready(len(make_catalog()), timeout=180)
-        assert not (tmp_path / "state" / "republish-pending").exists()
+        # /metrics is up (with the resumed checkpoint's catalog) before the republish: it is the liveness probe
+        wait_for(lambda: not (tmp_path / "state" / "republish-pending").exists(), 120, "the republish to finish")
         assert "rewound them to the beginning" in (tmp_path / "worker2.log").read_text()
         rec = answers(rig.cfg, "e4", timeout=120)
         assert changelog(rig.cfg)["bob"]["seq"] == [f"sports-{i}" for i in range(5)], "changelog republished"

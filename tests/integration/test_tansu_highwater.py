@@ -8,8 +8,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from connectors.broker import EmbeddedBroker
-from connectors.kafka import KafkaClientConfig, ensure_topics
-from stream.transport import true_highwaters
+from connectors.kafka import KafkaClientConfig, ensure_topics, true_highwaters
 
 pytestmark = pytest.mark.integration
 
