@@ -358,39 +358,34 @@ class AdapterRecommender(BaseLearner):
                 **{f"user.{k}": p for k, p in self._user.named_parameters()},
                 "log_temp": self._log_temp, "blend": self._blend}
 
-    def _params(self) -> list[nn.Parameter]:
-        assert self._head is not None and self._user is not None
-        return [*self._head.parameters(), *self._user.parameters(), self._log_temp, self._blend]
+    def _params(self) -> list[torch.Tensor]:
+        return list(self._named_params().values())
 
     def _grow(self, capacity: int) -> None:
         """Enlarge the per-item tensors (and their Adam state) to ``capacity`` rows."""
         assert self._emb is not None and self._head is not None and self._opt is not None
-        old = self._emb.shape[0]
-        emb = torch.zeros(capacity, self._emb.shape[1], device=self._dev)
-        emb[:old] = self._emb
-        self._emb = emb
+
+        def padded(t: torch.Tensor) -> torch.Tensor:  # t's rows, then zero rows up to capacity
+            out = torch.zeros((capacity, *t.shape[1:]), device=self._dev, dtype=t.dtype)
+            out[: t.shape[0]] = t.detach()
+            return out
+
+        self._emb = padded(self._emb)
         if self._pop is not None:
             self._pop.grow(capacity)
         for name in ("item_id", "item_bias"):
             p_old: nn.Parameter = getattr(self._head, name)
-            p_new = nn.Parameter(torch.zeros((capacity, *p_old.shape[1:]), device=self._dev))
-            with torch.no_grad():
-                p_new[:old] = p_old
+            p_new = nn.Parameter(padded(p_old))
             state = self._opt.state.pop(p_old, None)
             setattr(self._head, name, p_new)
             if state:
                 for key in ("exp_avg", "exp_avg_sq"):
-                    t = torch.zeros_like(p_new)
-                    t[:old] = state[key]
-                    state[key] = t
+                    state[key] = padded(state[key])
                 self._opt.state[p_new] = state
         self._opt.param_groups[0]["params"] = self._params()
         if self._avg is not None:
             for name in ("head.item_id", "head.item_bias"):
-                a = self._avg[name]
-                grown = torch.zeros((capacity, *a.shape[1:]), device=self._dev)
-                grown[:old] = a
-                self._avg[name] = grown
+                self._avg[name] = padded(self._avg[name])
 
     # -- the model -------------------------------------------------------------------------------------------
     def _item_table(self, averaged: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -544,7 +539,7 @@ class AdapterRecommender(BaseLearner):
         loss.backward()  # type: ignore[no-untyped-call]
         factor = self._boost_factor if self._boost_steps > 0 else 1.0
         for group in self._opt.param_groups:
-            group["lr"] = group.get("base_lr", self.learning_rate) * factor
+            group["lr"] = self.learning_rate * factor
         self._opt.step()
         if self._avg is not None:
             with torch.no_grad():

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from learners.history import UserState
+from learners.history import InMemoryHistory
 from learners.types import Interaction, Learner, Query
 
 
@@ -85,7 +85,7 @@ def prequential(
     (2, 3, 1)
     """
     res = PrequentialResult(name=name)
-    users: dict[str, UserState] = {}
+    history = InMemoryHistory(seq_len, seen_max)
     item_counts: Counter[str] = Counter()
     win_hits = 0
     win_ndcg = 0.0
@@ -98,9 +98,7 @@ def prequential(
         queries: list[Query] = []
         hists: list[tuple[str, ...]] = []
         for x in batch:  # each query sees the events before it, earlier ones of this batch included
-            st = users.get(x.user_id)
-            if st is None:
-                st = users[x.user_id] = UserState()
+            st = history.state(x.user_id)
             h = tuple(st.seq)
             hists.append(h)
             queries.append(Query(x.user_id, h, frozenset(st.seen)))

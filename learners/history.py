@@ -108,7 +108,11 @@ class InMemoryHistory:
         self._users: dict[str, UserState] = {}
 
     def state(self, user_id: str) -> UserState:
-        return self._users.get(user_id) or UserState()
+        """The user's stored state (created empty for a new user), to read and append to in place."""
+        st = self._users.get(user_id)
+        if st is None:
+            st = self._users[user_id] = UserState()
+        return st
 
     def history(self, user_id: str) -> tuple[str, ...]:
         st = self._users.get(user_id)
@@ -119,10 +123,7 @@ class InMemoryHistory:
         return frozenset(st.seen) if st else frozenset()
 
     def append(self, user_id: str, item_id: str) -> None:
-        st = self._users.get(user_id)
-        if st is None:
-            st = self._users[user_id] = UserState()
-        st.append(item_id, self.seq_len, self.seen_max)
+        self.state(user_id).append(item_id, self.seq_len, self.seen_max)
 
     def __len__(self) -> int:
         return len(self._users)

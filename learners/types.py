@@ -161,7 +161,7 @@ def top_k(
     """Top-``k`` items per row of ``scores`` (queries x items), leaving out each query's ``exclude`` set.
 
     Takes the best ``k + extra`` candidates per row and skips excluded ones; a row with more excluded items
-    among them falls back to a full sort. Equal scores keep index order.
+    among them takes the top-``k`` of its whole row with the exclusions masked. Equal scores keep index order.
 
     >>> top_k(np.array([[0.25, 0.75, 0.5]], dtype=np.float32), [Query("u", exclude=frozenset({"b"}))],
     ...       ["a", "b", "c"], {"a": 0, "b": 1, "c": 2}, 2)
@@ -230,8 +230,8 @@ def pick_top_k(
     k: int,
 ) -> list[Recommendation]:
     """The first ``k`` candidates of each row of ``cand`` (indices, best first; ``val`` their values) that its
-    query does not exclude; a row left short is completed from its full ``scores`` row (when given) with the
-    exclusions masked.
+    query does not exclude; a row left short is replaced by the top-``k`` of its ``scores`` row (when given)
+    with the exclusions masked.
 
     >>> pick_top_k(np.array([[2, 0, 1]]), np.array([[0.9, 0.5, 0.1]]), None, [Query("u", exclude=frozenset({"c"}))],
     ...            "abc", {"a": 0, "b": 1, "c": 2}, 2)

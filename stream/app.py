@@ -115,7 +115,7 @@ def create_app(
 
     transport_cls = worker_transport(
         s.fetch_max_wait_ms,
-        {"bootstrap_servers": s.bootstrap_servers, **s.kafka_client_kwargs()} if s.probe_highwaters else None,
+        client_cfg.kwargs() if s.probe_highwaters else None,
         rewind,
     )
 
