@@ -1,17 +1,13 @@
 """The streamrec learner: online adapter heads over frozen text embeddings, with a replay buffer.
 
-Items are embedded once by the frozen encoder. Trainable parts (all small):
-
-* :class:`AdapterHead` maps a frozen item embedding to the adapted space: a projection initialised to preserve
-  dot products (so text similarity ranks well before any learning), a residual MLP initialised to zero, a
-  per-item id embedding (zero for a new item, so a cold item is scored from its text alone) and an item bias.
-* :class:`AttentionUserModel` turns the user's recent items into a user vector: learned attention over the
-  sequence (query from the latest item, a learned recency bias), as in dynamic-interest models.
-
-Scores are dot products over the whole catalog. Each update is one Adam step on a micro-batch of next-item
-examples (softmax over the catalog less each example's history), mixed with examples from the
-:class:`~learners.replay.ReplayBuffer`. Recommendations are scored with an exponential moving average of the
-trained parameters (``ema_decay``), which smooths the noise of single online steps.
+Items are embedded once by the frozen encoder; the trainable parts (:mod:`learners.heads`) adapt those
+embeddings (:class:`AdapterHead`) and pool a user's recent items into a user vector (:class:`AttentionUserModel`).
+Scores are dot products over the whole catalog plus learned side signals, re-ranked by rank fusion, and a
+:class:`~learners.cold.ColdGate` gives cold items places in the lists of users likely to pick one. Each update
+is one Adam step (a few while the model is young) on a micro-batch of next-item examples (softmax over the
+catalog less each example's history), mixed with examples from the :class:`~learners.replay.ReplayBuffer`.
+Recommendations are scored with an exponential moving average of the trained parameters (``ema_decay``), which
+smooths the noise of single online steps.
 """
 
 from __future__ import annotations
@@ -25,7 +21,9 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from learners.cold import ColdGate
 from learners.encoder import resolve_device
+from learners.heads import AdapterHead, AttentionUserModel
 from learners.replay import Example, ReplayBuffer
 from learners.signals import CooccurrenceSignal, PopularitySignal
 from learners.types import (
@@ -88,69 +86,6 @@ def principal_basis(emb: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
     return basis
 
 
-class AdapterHead(nn.Module):
-    """Frozen item embedding -> adapted item vector and bias (see module doc)."""
-
-    def __init__(self, in_dim: int, dim: int, capacity: int, generator: torch.Generator) -> None:
-        super().__init__()
-        proj = torch.empty(dim, in_dim)
-        nn.init.orthogonal_(proj, generator=generator)
-        self.proj = nn.Parameter(proj * math.sqrt(in_dim / dim) if dim < in_dim else proj)
-        out = nn.Linear(dim, dim)
-        nn.init.zeros_(out.weight)
-        nn.init.zeros_(out.bias)
-        self.mlp = nn.Sequential(nn.Linear(in_dim, dim), nn.GELU(), out)
-        self.item_id = nn.Parameter(torch.zeros(capacity, dim))
-        self.item_bias = nn.Parameter(torch.zeros(capacity))
-
-    def forward(self, emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        n = emb.shape[0]
-        v = emb @ self.proj.T + self.mlp(emb) + self.item_id[:n]
-        return v, self.item_bias[:n]
-
-
-class AttentionUserModel(nn.Module):
-    """Attention pooling over the adapted vectors of a user's recent items (padding masked).
-
-    Each position of the sequence adds a learned vector (zero at first) to its item, as in SASRec: +0.4% HR@10
-    and +0.7% NDCG@10 on the first half of ML-100K, better on each of 3 seeds.
-    """
-
-    def __init__(self, dim: int, seq_len: int) -> None:
-        super().__init__()
-        self.query = nn.Parameter(torch.zeros(dim))
-        self.w_q = nn.Linear(dim, dim, bias=False)
-        nn.init.eye_(self.w_q.weight)
-        self.recency = nn.Parameter(-0.05 * torch.arange(seq_len, dtype=torch.float32))
-        self.w_out = nn.Linear(dim, dim, bias=False)
-        nn.init.zeros_(self.w_out.weight)
-        self.empty_user = nn.Parameter(torch.zeros(dim))
-        self.position = nn.Parameter(torch.zeros(seq_len, dim))  # newest last
-        self.scale = math.sqrt(dim)
-
-    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``h``: (B, L, dim) newest last, right-aligned; ``mask``: (B, L) true where an item is present."""
-        # the position vectors enter through (L, dim) products, never as a (B, L, dim) sum: same result, cheaper
-        position = self._parameters.get("position")  # absent from checkpoints written before it
-        pos = position[-h.shape[1]:] if position is not None else None
-        last = h[:, -1, :] if pos is None else h[:, -1, :] + pos[-1] * mask[:, -1:]
-        q = self.query + self.w_q(last)
-        att = (h * q.unsqueeze(1)).sum(-1) / self.scale  # 2x faster on CPU than a bmm of (L, dim) @ (dim, 1)
-        if pos is not None:
-            att = att + (q @ pos.T) / self.scale
-        age = self.recency.flip(0)[-h.shape[1]:]
-        att = att + age
-        att = att.masked_fill(~mask, float("-inf"))
-        has_any = mask.any(dim=1, keepdim=True)
-        w = torch.softmax(att.masked_fill(~has_any, 0.0), dim=1) * mask
-        pooled = (w.unsqueeze(-1) * h).sum(1)
-        if pos is not None:
-            pooled = pooled + w @ pos
-        pooled = torch.nn.functional.normalize(pooled, dim=-1)
-        u = pooled + self.w_out(pooled)
-        return torch.where(has_any, u, self.empty_user.expand_as(u))
-
-
 class AdapterRecommender(BaseLearner):
     """Online next-item recommender over a frozen encoder (the default streamrec learner).
 
@@ -194,6 +129,16 @@ class AdapterRecommender(BaseLearner):
         decayed-popularity ranking: ``1/(20 + model rank) + fusion_weight/(20 + kNN rank) +
         fusion_popularity/(20 + popularity rank)`` (both 0: the model's order). 0.5 and 0.3 raised HR@10 by 1.9%
         on the first half of ML-100K (tuned there); the recommendation's scores are then the fused values.
+    early_events, early_steps
+        While the model has learned from fewer than ``early_events`` events, each micro-batch takes
+        ``early_steps`` Adam steps (each with its own replay draw) instead of one: a young model learns from its
+        first few thousand events faster. 5,000 and 4 raised cold-item HR@10 by 13% and HR@10 by 0.6% on the
+        first half of ML-100K (2 seeds), for 60 extra steps in all; a larger learning rate instead did not help.
+    cold_threshold, cold_gate, cold_slots
+        The :class:`~learners.cold.ColdGate`: an item with fewer than ``cold_threshold`` interactions is cold;
+        when the online estimate that a user's next item is cold reaches ``cold_gate``, the last ``cold_slots``
+        places of their list go to the best-scored cold items (``cold_slots`` 0: off). 0.5 and 6 raised
+        cold-item HR@10 by 15% for 0.4% of HR@10 on the first half of ML-100K (2 seeds).
     device
         ``auto``, ``cpu`` or ``cuda[:N]``.
     seed
@@ -218,6 +163,10 @@ class AdapterRecommender(BaseLearner):
     fusion_weight = 0.0
     fusion_recent = 10
     fusion_popularity = 0.0
+    early_events = 0
+    early_steps = 1
+    _n_learned = 0
+    _gate: ColdGate | None = None
 
     def __init__(
         self,
@@ -240,6 +189,11 @@ class AdapterRecommender(BaseLearner):
         fusion_weight: float = 0.5,
         fusion_recent: int = 10,
         fusion_popularity: float = 0.3,
+        early_events: int = 5000,
+        early_steps: int = 4,
+        cold_threshold: int = 5,
+        cold_gate: float = 0.5,
+        cold_slots: int = 6,
         device: str = "auto",
         seed: int = 0,
     ) -> None:
@@ -265,10 +219,17 @@ class AdapterRecommender(BaseLearner):
         self.fusion_weight = fusion_weight
         self.fusion_recent = fusion_recent
         self.fusion_popularity = fusion_popularity
+        self.early_events = early_events
+        self.early_steps = early_steps
+        self.cold_threshold = cold_threshold
+        self.cold_gate = cold_gate
+        self.cold_slots = cold_slots
         self.device = device
         self.seed = seed
         self.replay = ReplayBuffer(replay_capacity, seed=seed)
         self.n_skipped = 0
+        self._n_learned = 0  # events learned from (early_events)
+        self._gate = ColdGate(cold_threshold, cold_gate, cold_slots) if cold_slots > 0 else None
         self._dev = resolve_device(device)
         self._emb: torch.Tensor | None = None  # (capacity, in_dim) frozen embeddings
         self._head: AdapterHead | None = None
@@ -317,6 +278,8 @@ class AdapterRecommender(BaseLearner):
         self._emb[n0:need] = emb
         for i, _ in fresh:
             self._register(i)
+        if self._gate is not None:
+            self._gate.grow(need)
         self._fit_cooccurrence(need)
         self._cache = self._train_table = None
 
@@ -457,15 +420,21 @@ class AdapterRecommender(BaseLearner):
         if not self.item_ids:
             return [[] for _ in qs]
         scores, idx, mask = self._scores(qs)
-        if idx is not None and mask is not None:
-            # a query's history items are usually among its exclusions (checked per query: a C-level set test):
-            # dropping them before the top-k leaves few excluded items among the first candidates
-            gone = mask.cpu().numpy() & np.array([q.exclude.issuperset(q.history) for q in qs])[:, None]
-            dropped = (np.nonzero(gone)[0], idx.cpu().numpy()[gone])
-            scores[dropped] = -np.inf
-            if self.fusion_weight > 0 or self.fusion_popularity > 0:
-                return self._fused(scores, idx, mask, dropped, qs, k)
-        return top_k(scores, qs, self.item_ids, self.item_index, k, extra=16)
+        if idx is None or mask is None:
+            return top_k(scores, qs, self.item_ids, self.item_index, k, extra=16)
+        idx_np, mask_np = idx.cpu().numpy(), mask.cpu().numpy()
+        # a query's history items are usually among its exclusions (checked per query: a C-level set test):
+        # dropping them before the top-k leaves few excluded items among the first candidates
+        gone = mask_np & np.array([q.exclude.issuperset(q.history) for q in qs])[:, None]
+        dropped = (np.nonzero(gone)[0], idx_np[gone])
+        scores[dropped] = -np.inf
+        if self.fusion_weight > 0 or self.fusion_popularity > 0:
+            recs = self._fused(scores, idx, mask, dropped, qs, k)
+        else:
+            recs = top_k(scores, qs, self.item_ids, self.item_index, k, extra=16)
+        if self._gate is not None:
+            recs = self._gate.reshape(recs, scores, idx_np, mask_np, qs, self.item_ids)
+        return recs
 
     def _fused(self, scores: FloatArray, idx: torch.Tensor, mask: torch.Tensor,
                dropped: tuple[np.ndarray, np.ndarray], qs: Sequence[Query], k: int) -> list[Recommendation]:
@@ -492,7 +461,8 @@ class AdapterRecommender(BaseLearner):
         self.learn_many([x], [history])
 
     def learn_many(self, xs: Sequence[Interaction], histories: Sequence[Sequence[str]]) -> None:
-        """One Adam step on these next-item examples plus replayed ones; unknown target items are skipped."""
+        """One Adam step (``early_steps`` while the model is young) on these next-item examples plus replayed
+        ones; unknown target items are skipped."""
         fresh: list[Example] = []
         get = self.item_index.get
         L = self.seq_len
@@ -506,10 +476,16 @@ class AdapterRecommender(BaseLearner):
                                  float(x.weight)))
         if not fresh or self._opt is None:
             return
-        batch = fresh + self.replay.sample(int(round(len(fresh) * self.replay_ratio)))
-        idx, mask = self._batch_tensors(batch)
-        self._step(batch, idx, mask)
+        for _ in range(self.early_steps if self._n_learned < self.early_events else 1):
+            batch = fresh + self.replay.sample(int(round(len(fresh) * self.replay_ratio)))
+            idx, mask = self._batch_tensors(batch)
+            self._step(batch, idx, mask)
+        self._n_learned += len(fresh)
+        self._version += 1  # one version per learning micro-batch, however many steps it took
         self._update_signals(fresh, idx[: len(fresh)], mask[: len(fresh)])
+        if self._gate is not None:
+            self._gate.learn(idx[: len(fresh)].cpu().numpy(), mask[: len(fresh)].cpu().numpy(),
+                             np.array([ex.target for ex in fresh]))
         self.replay.extend(fresh)
 
     def _batch_tensors(self, batch: list[Example]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -547,7 +523,6 @@ class AdapterRecommender(BaseLearner):
                     self._avg[name].lerp_(p.detach(), 1.0 - self.ema_decay)
         self._boost_steps = max(0, self._boost_steps - 1)
         self._cache = None
-        self._version += 1
         self.last_loss = float(loss.detach())
 
     @staticmethod

@@ -103,6 +103,14 @@ class Settings(BaseSettings):
                                      "the model's (0: off).")
     ema_decay: float = Field(0.9, ge=0, lt=1, description="Recommendations use the trained parameters averaged "
                              "as avg = ema_decay * avg + (1 - ema_decay) * new after each update (0: off).")
+    early_events: int = Field(5000, ge=0, description="While the model has learned from fewer events than this, "
+                              "each micro-batch takes `early_steps` Adam steps (0: off).")
+    early_steps: int = Field(4, ge=1, description="Adam steps per micro-batch while the model is young.")
+    cold_threshold: int = Field(5, ge=1, description="An item with fewer interactions than this is cold.")
+    cold_gate: float = Field(0.5, ge=0, le=1, description="Estimated chance that a user's next item is cold at "
+                             "which the last `cold_slots` places of their list go to cold items.")
+    cold_slots: int = Field(6, ge=0, description="Places at the end of a list given to cold items when `cold_gate` "
+                            "is reached (0: off).")
     seed: int = Field(0, description="Seed for model init, replay sampling and exploration.")
     torch_threads: int = Field(0, ge=0, description="Torch intra-op threads in the worker (0: torch's default).")
     catalog_follow: bool = Field(

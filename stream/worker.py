@@ -44,6 +44,11 @@ def build_learner(settings: Settings, encoder: Any) -> AdapterRecommender:
         fusion_weight=settings.fusion_weight,
         fusion_recent=settings.fusion_recent,
         fusion_popularity=settings.fusion_popularity,
+        early_events=settings.early_events,
+        early_steps=settings.early_steps,
+        cold_threshold=settings.cold_threshold,
+        cold_gate=settings.cold_gate,
+        cold_slots=settings.cold_slots,
         device=settings.device,
         seed=settings.seed,
     )

@@ -32,14 +32,15 @@ def test_histories_with_unknown_items_are_right_aligned_and_cut_to_width() -> No
 
 
 def _trained(ema_decay: float) -> AdapterRecommender:
-    m = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=5, device="cpu", ema_decay=ema_decay, seed=3)
+    m = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=5, device="cpu", ema_decay=ema_decay, seed=3,
+                           early_steps=1)
     m.add_items([Item(i, f"item {i} text") for i in "abcdef"])
     m.learn_many([Interaction("u", "b"), Interaction("v", "d")], [("a",), ("c", "e")])
     return m
 
 
 def test_recommendations_are_scored_with_averaged_parameters() -> None:
-    untrained = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=5, device="cpu", seed=3)
+    untrained = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=5, device="cpu", seed=3, early_steps=1)
     untrained.add_items([Item(i, f"item {i} text") for i in "abcdef"])
     start = {k: t.detach().clone() for k, t in untrained._named_params().items()}
     live, averaged = _trained(0.0), _trained(0.75)
@@ -110,3 +111,20 @@ def test_a_user_model_saved_without_position_vectors_still_scores_and_learns() -
     assert len(restored.recommend(q, k=3)) == 3
     restored.learn_many([Interaction("w", "c")], [("a", "b")])
     assert restored.model_version == m.model_version + 1
+
+
+def test_a_young_model_takes_early_steps_per_batch_and_one_version_each() -> None:
+    m = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=5, device="cpu", early_events=3, early_steps=4, seed=0)
+    m.add_items([Item(i, f"item {i} text") for i in "abcdef"])
+    assert m._opt is not None
+    proj = m._named_params()["head.proj"]
+
+    def steps() -> int:
+        return int(m._opt.state[proj]["step"]) if proj in m._opt.state else 0
+
+    m.learn_many([Interaction("u", "b"), Interaction("v", "d")], [("a",), ("c",)])  # 2 learned: still young
+    assert (steps(), m.model_version) == (4, 1)
+    m.learn_many([Interaction("u", "c")], [("a", "b")])  # 3 learned: young no more after this batch
+    assert (steps(), m.model_version) == (8, 2)
+    m.learn_many([Interaction("w", "e")], [("f",)])
+    assert (steps(), m.model_version) == (9, 3)

@@ -1,0 +1,150 @@
+"""Cold-item slots: an online estimate of how likely a user's next item is a cold one, and the lists it reshapes.
+
+An item is *cold* while it has had fewer than ``threshold`` interactions. Cold items rarely win a place in a
+full-catalog top-k: the model's scores favour items it has seen often, which is right on average. Users differ,
+though. On ML-100K, after the first 10,000 events, 2.4% of a user's events are cold when none of their previous
+five were, and 50% when four of the five were. :class:`ColdGate` learns that probability online: a logistic
+regression on a few features of the user's recent items (how often they have been seen) and of the stream (how
+many recent events were cold). When the probability reaches ``min_probability``, the last ``slots`` places of the
+user's list go to the best-scored cold items that are not in it yet.
+
+On the first half of ML-100K (2 seeds) this raised cold-item HR@10 from 0.0497 to 0.0573 with HR@10 down 0.4%
+(``min_probability`` 0.5, 6 slots); most of the gain is early in the stream, while much of the catalog is cold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from learners.types import FloatArray, Query, Recommendation
+
+N_FEATURES = 5
+
+
+class ColdGate:
+    """P(the next item is cold | the user's recent items), learned online, and the cold slots it opens.
+
+    Parameters
+    ----------
+    threshold
+        An item with fewer interactions than this is cold.
+    min_probability
+        Lists whose probability reaches this get cold slots.
+    slots
+        How many of the last places of such a list go to cold items (0: never).
+    recent
+        How many of the user's latest items describe them.
+    learning_rate
+        Adam step size of the logistic regression (3 steps per micro-batch).
+
+    Examples
+    --------
+    >>> g = ColdGate(threshold=2, min_probability=0.5, slots=1)
+    >>> g.grow(4)
+    >>> idx, mask = np.array([[0, 1]]), np.array([[True, True]])
+    >>> for _ in range(50):
+    ...     g.learn(idx, mask, np.array([0]))
+    >>> float(g.counts[0]) >= 2, round(float(g.probability(idx, mask)[0]), 2) < 0.5
+    (True, True)
+    """
+
+    def __init__(self, threshold: int = 5, min_probability: float = 0.5, slots: int = 6, recent: int = 5,
+                 learning_rate: float = 0.05) -> None:
+        self.threshold = threshold
+        self.min_probability = min_probability
+        self.slots = slots
+        self.recent = recent
+        self.learning_rate = learning_rate
+        self.counts = np.zeros(0, dtype=np.float64)  # interactions per item index
+        self.cold_rate = 1.0  # decayed share of cold events in the stream (all is cold at first)
+        self.weights = np.zeros(N_FEATURES)
+        self._m = np.zeros(N_FEATURES)
+        self._v = np.zeros(N_FEATURES)
+        self._t = 0
+
+    def grow(self, n: int) -> None:
+        """Room for ``n`` items (new ones start with no interactions)."""
+        if n > len(self.counts):
+            self.counts = np.concatenate([self.counts, np.zeros(n - len(self.counts))])
+
+    def features(self, idx: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """(rows, 5): bias, mean log-count of the latest ``recent`` items, no such item, log history length,
+        log of the stream's recent cold share. ``idx``/``mask``: right-aligned history indices (rows, L)."""
+        r = min(self.recent, idx.shape[1])
+        last, present = idx[:, -r:], mask[:, -r:]
+        n_last = present.sum(1)
+        mean_log = np.where(present, np.log1p(self.counts[last]), 0.0).sum(1) / np.maximum(n_last, 1)
+        out = np.empty((idx.shape[0], N_FEATURES))
+        out[:, 0] = 1.0
+        out[:, 1] = mean_log
+        out[:, 2] = n_last == 0
+        out[:, 3] = np.log1p(mask.sum(1))
+        out[:, 4] = np.log(self.cold_rate + 1e-3)
+        return out
+
+    def probability(self, idx: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """P(cold next) for each history row."""
+        p: np.ndarray = 1.0 / (1.0 + np.exp(-(self.features(idx, mask) @ self.weights)))
+        return p
+
+    def learn(self, idx: np.ndarray, mask: np.ndarray, targets: np.ndarray, steps: int = 3) -> None:
+        """Learn from events whose histories are ``idx``/``mask`` and items ``targets``, then count them."""
+        if len(targets) == 0:
+            return
+        x = self.features(idx, mask)
+        y = np.empty(len(targets))
+        for k, t in enumerate(targets.tolist()):  # in order: an item's second event in a batch sees the first
+            y[k] = self.counts[t] < self.threshold
+            self.counts[t] += 1
+        for _ in range(steps):
+            grad = x.T @ (1.0 / (1.0 + np.exp(-(x @ self.weights))) - y) / len(y)
+            self._t += 1
+            self._m = 0.9 * self._m + 0.1 * grad
+            self._v = 0.999 * self._v + 0.001 * grad * grad
+            step = (self._m / (1 - 0.9**self._t)) / (np.sqrt(self._v / (1 - 0.999**self._t)) + 1e-8)
+            self.weights = self.weights - self.learning_rate * step
+        keep = 0.99 ** len(y)
+        self.cold_rate = keep * self.cold_rate + (1 - keep) * float(y.mean())
+
+    def reshape(self, recs: list[Recommendation], scores: FloatArray, idx: np.ndarray, mask: np.ndarray,
+                qs: Sequence[Query], item_ids: Sequence[str]) -> list[Recommendation]:
+        """Give the last ``slots`` places of each list whose user is likely to pick a cold item to the
+        best-``scores`` cold items that the query does not exclude and the list does not hold yet.
+
+        An inserted item takes the score of the place it fills, so a list's scores stay in order.
+
+        >>> g = ColdGate(threshold=1, min_probability=0.0, slots=1); g.grow(3); g.counts[:] = [5, 5, 0]
+        >>> recs = [[("a", 0.9), ("b", 0.5)]]
+        >>> g.reshape(recs, np.array([[3.0, 2.0, 1.0]]), np.zeros((1, 1), int), np.zeros((1, 1), bool),
+        ...           [Query("u")], ["a", "b", "c"])
+        [[('a', 0.9), ('c', 0.5)]]
+        """
+        if self.slots <= 0 or not recs:
+            return recs
+        rows = np.nonzero(self.probability(idx, mask) >= self.min_probability)[0]
+        if len(rows) == 0:
+            return recs
+        n = scores.shape[1]
+        cold = self.counts[:n] < self.threshold
+        if not cold.any():
+            return recs
+        pool = np.where(cold, scores[rows], -np.inf)
+        m = min(n, self.slots + 32)
+        cand = np.argpartition(-pool, m - 1, axis=1)[:, :m] if m < n else np.broadcast_to(np.arange(n), pool.shape)
+        out = list(recs)
+        for j, row in enumerate(rows.tolist()):
+            rec = recs[row]
+            k = len(rec)
+            s = min(self.slots, k)
+            if s == 0:
+                continue
+            kept = rec[: k - s]
+            taken = {i for i, _ in kept} | qs[row].exclude
+            order = cand[j][np.argsort(-pool[j, cand[j]], kind="stable")]
+            add = [item_ids[c] for c in order.tolist() if pool[j, c] != -np.inf and item_ids[c] not in taken][:s]
+            tail = [r for r in rec[k - s:] if r[0] not in add]
+            fill = add + tail
+            out[row] = kept + [(iid, v) for iid, (_, v) in zip(fill, rec[k - s:], strict=False)]
+        return out
