@@ -109,7 +109,7 @@ class Settings(BaseSettings):
     cold_threshold: int = Field(5, ge=1, description="An item with fewer interactions than this is cold.")
     cold_gate: float = Field(0.5, ge=0, le=1, description="Estimated chance that a user's next item is cold at "
                              "which the last `cold_slots` places of their list go to cold items.")
-    cold_slots: int = Field(6, ge=0, description="Places at the end of a list given to cold items when `cold_gate` "
+    cold_slots: int = Field(4, ge=0, description="Places at the end of a list given to cold items when `cold_gate` "
                             "is reached (0: off).")
     seed: int = Field(0, description="Seed for model init, replay sampling and exploration.")
     torch_threads: int = Field(0, ge=0, description="Torch intra-op threads in the worker (0: torch's default).")
