@@ -192,29 +192,34 @@ def reciprocal_rank_fusion(primary: FloatArray, others: Sequence[tuple[FloatArra
                            candidates: int = 40) -> tuple[np.ndarray, FloatArray]:
     """Each row's top ``candidates`` of ``primary`` re-ranked by ``1/(k + rank) + sum of weight/(k + other rank)``.
 
-    Ranks start at 0. An ``other`` is either (rows, n) scores, where an item outside a row's top ``candidates``
-    counts as rank ``candidates``, or (n,) scores shared by every row (exact ranks). Returns the candidates'
-    indices, best first, and their fused values (``-inf`` where ``primary`` is).
+    Ranks start at 0. An item's rank in an ``other`` is the number of items scored strictly above it, so tied items
+    share a rank (a ranking that knows nothing of some items, all scored 0, favours none of them; ordering ties by
+    index used to push a new item, the last index, down every such list). An ``other`` is either (rows, n) scores,
+    where ranks are counted among the row's top ``candidates`` (so at most ``candidates``), or (n,) scores shared
+    by every row (exact ranks). Returns the candidates' indices, best first, and their fused values (``-inf``
+    where ``primary`` is).
 
     >>> p = np.array([[3.0, 2.0, 1.0, 0.0]]); s = np.array([[0.0, 1.0, 5.0, 0.5]])
     >>> idx, val = reciprocal_rank_fusion(p, [(s, 1.0)], k=1.0, candidates=3)
     >>> idx.tolist(), [round(v, 3) for v in val[0].tolist()]
     ([[2, 0, 1]], [1.333, 1.25, 1.0])
     >>> reciprocal_rank_fusion(p, [(s, 1.0), (np.array([0.0, 9.0, 0.0, 0.0]), 2.0)], k=1.0, candidates=3)[0].tolist()
-    [[1, 0, 2]]
+    [[1, 2, 0]]
+    >>> tied = np.array([[0.0, 0.0, 0.0, 0.0]])  # knows nothing: the primary's order stands
+    >>> reciprocal_rank_fusion(np.array([[1.0, 2.0, 3.0, 4.0]]), [(tied, 5.0), (tied[0], 5.0)], candidates=4)[0].tolist()
+    [[3, 2, 1, 0]]
     """
     m = min(candidates, primary.shape[1])
     top_i = _top_sorted(primary, m)
     fused = np.broadcast_to(1.0 / (k + np.arange(m, dtype=np.float32)), top_i.shape).astype(np.float32)
     for other, weight in others:
         if other.ndim == 1:
-            rank = np.empty(other.shape[0], dtype=np.int64)
-            rank[np.argsort(-other, kind="stable")] = np.arange(other.shape[0])
-            fused += weight / (k + rank[top_i])
-        else:  # each row's rank of every item: m outside the row's top m (int16: a 0.7 MB fill for 256 x 1682)
-            rank = np.full(other.shape, m, dtype=np.int16 if m < 2**15 else np.int64)
-            np.put_along_axis(rank, _top_sorted(other, m), np.arange(m, dtype=rank.dtype)[None, :], axis=1)
-            fused += weight / (k + np.take_along_axis(rank, top_i, axis=1).astype(np.float64))
+            rank = other.shape[0] - np.searchsorted(np.sort(other), other[top_i], side="right")
+        else:  # counted among the row's top m values (unordered): (rows, m candidates, m values)
+            n = other.shape[1]
+            best = np.partition(other, n - m, axis=1)[:, n - m:] if m < n else other
+            rank = (best[:, None, :] > np.take_along_axis(other, top_i, axis=1)[:, :, None]).sum(axis=2)
+        fused += weight / (k + rank.astype(np.float64))
     fused[np.take_along_axis(primary, top_i, axis=1) == -np.inf] = -np.inf
     order = np.argsort(-fused, axis=1, kind="stable")
     return np.take_along_axis(top_i, order, axis=1), np.take_along_axis(fused, order, axis=1)
