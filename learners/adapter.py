@@ -498,9 +498,6 @@ class AdapterRecommender(BaseLearner):
         self._n_learned += len(fresh)
         self._version += 1  # one version per learning micro-batch, however many steps it took
         self._update_signals(fresh, idx[: len(fresh)], mask[: len(fresh)])
-        if self._gate is not None:
-            self._gate.learn(idx[: len(fresh)].cpu().numpy(), mask[: len(fresh)].cpu().numpy(),
-                             np.array([ex.target for ex in fresh]))
         self.replay.extend(fresh)
 
     def _batch_tensors(self, batch: list[Example]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -515,6 +512,8 @@ class AdapterRecommender(BaseLearner):
                 self._cooc.update(idx, mask, targets)
             if self._pop is not None:
                 self._pop.update(targets)
+        if self._gate is not None:
+            self._gate.learn(idx.cpu().numpy(), mask.cpu().numpy(), targets.cpu().numpy())
         self._cache = None
 
     def _step(self, batch: list[Example], idx: torch.Tensor, mask: torch.Tensor) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from learners.types import FloatArray, Query, Recommendation
+from learners.types import FloatArray, Query, Recommendation, top_sorted
 
 N_FEATURES = 5
 
@@ -132,8 +132,7 @@ class ColdGate:
         if not cold.any():
             return recs
         pool = np.where(cold, scores[rows], -np.inf)
-        m = min(n, self.slots + 32)
-        cand = np.argpartition(-pool, m - 1, axis=1)[:, :m] if m < n else np.broadcast_to(np.arange(n), pool.shape)
+        cand = top_sorted(pool, min(n, self.slots + 32))  # best first
         out = list(recs)
         for j, row in enumerate(rows.tolist()):
             rec = recs[row]
@@ -143,8 +142,7 @@ class ColdGate:
                 continue
             kept = rec[: k - s]
             taken = {i for i, _ in kept} | qs[row].exclude
-            order = cand[j][np.argsort(-pool[j, cand[j]], kind="stable")]
-            add = [item_ids[c] for c in order.tolist() if pool[j, c] != -np.inf and item_ids[c] not in taken][:s]
+            add = [item_ids[c] for c in cand[j].tolist() if pool[j, c] != -np.inf and item_ids[c] not in taken][:s]
             tail = [r for r in rec[k - s:] if r[0] not in add]
             fill = add + tail
             out[row] = kept + [(iid, v) for iid, (_, v) in zip(fill, rec[k - s:], strict=False)]

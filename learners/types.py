@@ -173,11 +173,11 @@ def top_k(
     if kk == 0:
         return [[] for _ in qs]
     k1 = min(n, kk + extra)
-    cand = _top_sorted(s, k1)
+    cand = top_sorted(s, k1)
     return pick_top_k(cand, np.take_along_axis(s, cand, axis=1), s if k1 < n else None, qs, item_ids, item_index, kk)
 
 
-def _top_sorted(s: FloatArray, m: int) -> np.ndarray:
+def top_sorted(s: FloatArray, m: int) -> np.ndarray:
     """Indices of each row's ``m`` largest values, largest first (ties in index order)."""
     n = s.shape[1]
     # the largest m without a negated copy of s
@@ -210,7 +210,7 @@ def reciprocal_rank_fusion(primary: FloatArray, others: Sequence[tuple[FloatArra
     [[3, 2, 1, 0]]
     """
     m = min(candidates, primary.shape[1])
-    top_i = _top_sorted(primary, m)
+    top_i = top_sorted(primary, m)
     fused = np.broadcast_to(1.0 / (k + np.arange(m, dtype=np.float32)), top_i.shape).astype(np.float32)
     for other, weight in others:
         if other.ndim == 1:
@@ -278,7 +278,7 @@ def _top_k_row(
     s = row.copy()
     gone = [j for j in (item_index.get(i) for i in exclude) if j is not None]
     s[gone] = -np.inf
-    order = _top_sorted(s[None, :], min(k, s.shape[0]))[0]
+    order = top_sorted(s[None, :], min(k, s.shape[0]))[0]
     return [(item_ids[c], float(s[c])) for c in order.tolist() if s[c] != -np.inf]
 
 
@@ -304,6 +304,7 @@ __all__ = [
     "TextEncoder",
     "pick_top_k",
     "reciprocal_rank_fusion",
+    "top_sorted",
     "top_k",
 ]
 
