@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -76,6 +77,7 @@ class SchemaError(ValueError):
 
 
 _ID_FIELDS = ("event_id", "user_id", "item_id")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0 controls, DEL and C1 controls
 
 
 def _check_id(name: str, v: Any, max_len: int) -> Rejection | None:
@@ -85,7 +87,7 @@ def _check_id(name: str, v: Any, max_len: int) -> Rejection | None:
         return Rejection(Reason.EMPTY_ID, f"{name}: expected a non-empty string")
     if len(v) > max_len:
         return Rejection(Reason.ID_TOO_LONG, f"{name}: {len(v)} characters, at most {max_len} allowed")
-    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in v):
+    if _CONTROL.search(v):
         return Rejection(Reason.CONTROL_CHARACTERS, f"{name}: contains control characters")
     return None
 

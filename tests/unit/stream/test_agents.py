@@ -45,3 +45,23 @@ def test_events_agent_updates_table_and_emits(tmp_path) -> None:
     assert dlq and dlq[0]["reason"] == "invalid_json"
     assert sr.user_table["u"]["seq"] == ["i1", "i2"]
     assert learner.model_version >= 1
+
+
+def test_worker_logging_stays_at_the_configured_level(tmp_path) -> None:
+    """Faust's spinner would set the root logger to DEBUG, building every debug record of Faust and aiokafka."""
+    import logging
+
+    from stream.worker import faust_worker
+
+    s = load_settings(store_url="memory://", data_dir=tmp_path, app_id="unit-logging")
+    enc = HashingEncoder(16)
+    sr = create_app(s, AdapterRecommender(enc, dim=8, device="cpu"), enc, events_partitions=1, items_partitions=1)
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    try:
+        faust_worker(sr.app, "warning")._setup_logging()
+        assert root.level == logging.WARNING
+        assert not logging.getLogger("aiokafka").isEnabledFor(logging.DEBUG)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
