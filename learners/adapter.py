@@ -553,6 +553,12 @@ class AdapterRecommender(BaseLearner):
         # in place on a sum (whose backward does not need it): 8x cheaper than a (B, n) mask and masked_fill
         return logits.index_put_((rows[keep], cols[keep]), torch.tensor(float("-inf"), device=logits.device))
 
+    @property
+    def cold_places(self) -> tuple[int, int]:
+        """(lists given cold places, cold items placed in them) by the cold gate so far (0, 0 without one)."""
+        g = self._gate
+        return (g.lists, g.placed) if g is not None else (0, 0)
+
     def boost_learning_rate(self, factor: float, steps: int) -> None:
         """Multiply the learning rate by ``factor`` for the next ``steps`` updates (a reaction to drift)."""
         self._boost_factor = factor

@@ -51,6 +51,9 @@ class ColdGate:
     (True, True)
     """
 
+    lists = 0  # lists given cold places (class defaults: gates pickled before these counters load with 0)
+    placed = 0  # cold items placed in them
+
     def __init__(self, threshold: int = 5, min_probability: float = 0.5, slots: int = 4, recent: int = 5,
                  learning_rate: float = 0.05) -> None:
         self.threshold = threshold
@@ -121,6 +124,8 @@ class ColdGate:
         >>> g.reshape(recs, np.array([[3.0, 2.0, 1.0]]), np.zeros((1, 1), int), np.zeros((1, 1), bool),
         ...           [Query("u")], ["a", "b", "c"])
         [[('a', 0.9), ('c', 0.5)]]
+        >>> g.lists, g.placed
+        (1, 1)
         """
         if self.slots <= 0 or not recs:
             return recs
@@ -146,4 +151,7 @@ class ColdGate:
             tail = [r for r in rec[k - s:] if r[0] not in add]
             fill = add + tail
             out[row] = kept + [(iid, v) for iid, (_, v) in zip(fill, rec[k - s:], strict=False)]
+            if add:
+                self.lists += 1
+                self.placed += len(add)
         return out

@@ -55,6 +55,11 @@ class WorkerMetrics:
                                         "Share of recent events whose item is not in the catalog.", registry=r)
         self.new_item_ratio = Gauge("streamrec_new_item_ratio",
                                     "Share of recent events on items first seen in the recent window.", registry=r)
+        self.cold_lists = Counter("streamrec_cold_slot_lists", "Recommendation lists whose last places the cold "
+                                  "gate gave to cold items (users likely to pick a little-seen item next).",
+                                  registry=r)
+        self.cold_items = Counter("streamrec_cold_slot_items", "Cold items the cold gate placed in lists.",
+                                  registry=r)
         self.lag = Gauge("streamrec_consumer_lag_messages", "Messages behind the end of each input partition.",
                          ["topic", "partition"], registry=r)
         self.broker_resets = Counter("streamrec_broker_resets", "Times the broker was found to have lost our topics "

@@ -153,3 +153,16 @@ def test_restart_relearns_what_the_checkpoint_missed_without_touching_state() ->
     no_ids = EventProcessor(load_settings(dedup_window=0), m2, WorkerMetrics())
     no_ids.learned.update(checkpoint[1])
     assert no_ids.rewind({("events", 0): 16}) == {}
+
+
+def test_cold_places_are_counted_for_operators() -> None:
+    """A young gate (weights 0: P(cold) = 0.5, at the default threshold) gives every list its 4 cold places."""
+    p, m, metrics = make()
+    res = p.prepare([msg(event(n, f"u{n}", "i1")) for n in range(3)], lambda u: UserState())
+    assert len(res.recommendations) == 3
+    assert metrics.cold_lists._value.get() == 3  # noqa: SLF001
+    assert metrics.cold_items._value.get() == 12  # noqa: SLF001
+    assert m.cold_places == (3, 12)
+    off = AdapterRecommender(HashingEncoder(16), dim=8, device="cpu", cold_slots=0)
+    off.add_items([Item("a", "item a"), Item("b", "item b")])
+    assert off.cold_places == (0, 0)
