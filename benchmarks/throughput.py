@@ -51,9 +51,12 @@ def main() -> None:
     t.add_column("p50 latency", justify="right")
     t.add_column("p99 latency", justify="right")
     t.add_column("HR@10", justify="right")
+    t.add_column("worker CPU / 1,000 events", justify="right")
     t.add_row("broker + worker (Tansu, Faust, RocksDB)", f"{res.events_in:,}", f"{res.events_per_s:,.0f}",
-              f"{res.latency_p50 * 1e3:,.0f} ms", f"{res.latency_p99 * 1e3:,.0f} ms", f"{res.hr10:.4f}")
-    t.add_row("processor only (no broker)", f"{len(events):,}", f"{offline:,.0f}", "-", "-", "-")
+              f"{res.latency_p50 * 1e3:,.0f} ms", f"{res.latency_p99 * 1e3:,.0f} ms", f"{res.hr10:.4f}",
+              f"{res.cpu_per_1000:.2f} s")
+    t.add_row("processor only (no broker)", f"{len(events):,}", f"{offline:,.0f}", "-", "-", "-",
+              f"{1000 / offline:.2f} s (wall)")
     Console().print(t)
 
 

@@ -42,6 +42,7 @@ class DemoResult:
     ndcg10: float = math.nan
     scored: int = 0
     worker_start_s: float = 0.0
+    worker_cpu_s: float = math.nan  # CPU seconds the worker process used from the first event to the last one out
     extra: dict[str, Any] = field(default_factory=dict)
 
     def rows(self) -> list[tuple[str, str]]:
@@ -55,9 +56,16 @@ class DemoResult:
             ("prequential HR@10 (from the topic)", f"{self.hr10:.4f}"),
             ("prequential NDCG@10 (from the topic)", f"{self.ndcg10:.4f}"),
             ("recommendations scored (had a next event)", f"{self.scored:,}"),
+            ("worker CPU per 1,000 events", f"{self.cpu_per_1000:.2f} s"),
             ("worker ready after", f"{self.worker_start_s:.1f} s"),
             ("wall time of the run", f"{self.seconds:.1f} s"),
         ]
+
+
+    @property
+    def cpu_per_1000(self) -> float:
+        """Worker CPU seconds per 1,000 events in: the worker's cost without the time it waited for the CPU."""
+        return 1000 * self.worker_cpu_s / self.events_in if self.events_in else math.nan
 
 
 def percentile(xs: list[float], q: float) -> float:
@@ -204,7 +212,11 @@ def run_demo(
             asyncio.run(publish_items_ready(cfg, items))
             res.worker_start_s = worker.wait_ready(len({it.item_id for it in items}))
             sent_at: dict[str, float] = {}
+            cpu0 = scrape(mport, "process_cpu_seconds_total")
             recs, dlq, t_first = asyncio.run(_replay_and_collect(cfg, events, rate, sent_at, mport, on_progress))
+            cpu1 = scrape(mport, "process_cpu_seconds_total")
+            if cpu0 is not None and cpu1 is not None:
+                res.worker_cpu_s = cpu1 - cpu0
         finally:
             worker.stop()
     res.recommendations_out = len(recs)
