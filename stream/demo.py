@@ -61,7 +61,6 @@ class DemoResult:
             ("wall time of the run", f"{self.seconds:.1f} s"),
         ]
 
-
     @property
     def cpu_per_1000(self) -> float:
         """Worker CPU seconds per 1,000 events in: the worker's cost without the time it waited for the CPU."""

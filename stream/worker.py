@@ -207,8 +207,8 @@ def faust_worker(app: Any, log_level: str) -> Any:
     """A ``faust.Worker`` for ``app`` whose loggers stay at ``log_level``.
 
     Faust's terminal spinner sets the root logger to DEBUG and spins on every record, so each debug line of
-    Faust and aiokafka (several per message sent) was built and handled at any log level: ~4% of the worker's
-    time at 1,000 events/s. Without the spinner the root logger stays at ``log_level``.
+    Faust and aiokafka (several per message sent) was built and handled at any log level: 3-4% of the worker's
+    py-spy samples at ~1,000 events/s. Without the spinner the root logger stays at ``log_level``.
     """
     import faust
 
