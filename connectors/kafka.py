@@ -276,12 +276,16 @@ async def read_topic(
     from_beginning: bool = True,
     follow: bool = False,
     stop: Callable[[], bool] | None = None,
+    fetch_max_wait_ms: int = 50,
 ) -> AsyncIterator[tuple[bytes | None, bytes | None, dict[str, bytes]]]:
     """Yield ``(key, value, headers)`` of a topic without a consumer group.
 
     Stops after ``until_count`` messages, or once nothing arrived for ``idle_timeout`` seconds (unless ``follow``).
+    ``fetch_max_wait_ms``: Tansu holds every fetch this long even when records are there (aiokafka's default,
+    500 ms, added ~200 ms to the demo's read-back latency at 600 events/s).
     """
     consumer = AIOKafkaConsumer(**cfg.kwargs(), group_id=None, enable_auto_commit=False,
+                                fetch_max_wait_ms=fetch_max_wait_ms,
                                 auto_offset_reset="earliest" if from_beginning else "latest")
     await consumer.start()
     try:

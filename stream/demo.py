@@ -38,6 +38,8 @@ class DemoResult:
     events_per_s: float = 0.0
     latency_p50: float = math.nan
     latency_p99: float = math.nan
+    delivered_p50: float = math.nan  # event sent -> its recommendation read back from the topic by the demo
+    delivered_p99: float = math.nan
     hr10: float = math.nan
     ndcg10: float = math.nan
     scored: int = 0
@@ -53,6 +55,8 @@ class DemoResult:
             ("events/s (first send -> last recommendation)", f"{self.events_per_s:,.0f}"),
             ("p50 event->recommendation latency", f"{self.latency_p50 * 1e3:,.0f} ms"),
             ("p99 event->recommendation latency", f"{self.latency_p99 * 1e3:,.0f} ms"),
+            ("p50 / p99 event->recommendation read back", f"{self.delivered_p50 * 1e3:,.0f} / "
+                                                          f"{self.delivered_p99 * 1e3:,.0f} ms"),
             ("prequential HR@10 (from the topic)", f"{self.hr10:.4f}"),
             ("prequential NDCG@10 (from the topic)", f"{self.ndcg10:.4f}"),
             ("recommendations scored (had a next event)", f"{self.scored:,}"),
@@ -211,8 +215,10 @@ def run_demo(
             asyncio.run(publish_items_ready(cfg, items))
             res.worker_start_s = worker.wait_ready(len({it.item_id for it in items}))
             sent_at: dict[str, float] = {}
+            received_at: dict[str, float] = {}
             cpu0 = scrape(mport, "process_cpu_seconds_total")
-            recs, dlq, t_first = asyncio.run(_replay_and_collect(cfg, events, rate, sent_at, mport, on_progress))
+            recs, dlq, t_first = asyncio.run(_replay_and_collect(cfg, events, rate, sent_at, mport, on_progress,
+                                                                 received_at))
             cpu1 = scrape(mport, "process_cpu_seconds_total")
             if cpu0 is not None and cpu1 is not None:
                 res.worker_cpu_s = cpu1 - cpu0
@@ -224,6 +230,9 @@ def run_demo(
     lat = [r["emitted_ts"] - sent_at[e] for e, r in recs.items() if e in sent_at]
     res.latency_p50 = percentile(lat, 50)
     res.latency_p99 = percentile(lat, 99)
+    got = [received_at[e] - sent_at[e] for e in recs if e in sent_at and e in received_at]
+    res.delivered_p50 = percentile(got, 50)
+    res.delivered_p99 = percentile(got, 99)
     if recs:
         last_emit = max(r["emitted_ts"] for r in recs.values())
         res.events_per_s = len(recs) / max(1e-9, last_emit - t_first)
@@ -243,6 +252,7 @@ async def publish_items_ready(cfg: KafkaClientConfig, items: list[Any]) -> None:
 async def _replay_and_collect(
     cfg: KafkaClientConfig, events: list[dict[str, Any]], rate: float | None, sent_at: dict[str, float],
     mport: int, on_progress: Callable[[str, int, int, dict[str, float]], None] | None,
+    received_at: dict[str, float] | None = None,
 ) -> tuple[dict[str, dict[str, Any]], int, float]:
     import json
 
@@ -265,6 +275,8 @@ async def _replay_and_collect(
                 continue
             r = json.loads(value)
             recs[r["event_id"]] = r
+            if received_at is not None:
+                received_at[r["event_id"]] = time.time()
             if on_progress and time.monotonic() - last_report > 0.25:
                 last_report = time.monotonic()
                 hr = scrape(mport, "streamrec_online_hit_rate") or 0.0
