@@ -117,7 +117,10 @@ def target_lines(rows: list[SummaryRow]) -> list[str]:
     >>> from learners.evaluation import SummaryRow
     >>> r = lambda n, hr, cold: SummaryRow(n, 1, (hr, 0), (hr / 2, 0), (cold, 0), (cold / 2, 0), 1.0, 10)
     >>> target_lines([r("streamrec", 0.12, 0.02), r("popularity", 0.10, 0.0), r("item-knn", 0.09, 0.01)])[0]
-    'streamrec vs best baseline: HR@10 +20.0% (popularity), NDCG@10 +20.0% (popularity); target >= +15% each'
+    'streamrec vs best baseline: HR@10 +20.00% (popularity), NDCG@10 +20.00% (popularity); target >= +15% each: met'
+    >>> line = target_lines([r("streamrec", 0.11498, 0.02), r("item-knn", 0.1, 0.01)])[0]  # +15.0% at 1 decimal
+    >>> line[28:44], line.split("; ")[1]
+    ('HR@10 +14.98% (i', 'target >= +15% each: not met')
     """
     by = {r.name: r for r in rows}
     ours = by.get("streamrec")
@@ -128,8 +131,14 @@ def target_lines(rows: list[SummaryRow]) -> list[str]:
     best_hr = max(base, key=lambda r: r.hr[0])
     best_nd = max(base, key=lambda r: r.ndcg[0])
     best_cold = max(id_only, key=lambda r: r.hr_cold[0])
-    out = [f"streamrec vs best baseline: HR@10 {ours.hr[0] / best_hr.hr[0] - 1:+.1%} ({best_hr.name}), "
-           f"NDCG@10 {ours.ndcg[0] / best_nd.ndcg[0] - 1:+.1%} ({best_nd.name}); target >= +15% each"]
+    gain_hr, gain_nd = ours.hr[0] / best_hr.hr[0] - 1, ours.ndcg[0] / best_nd.ndcg[0] - 1
+    out = [f"streamrec vs best baseline: HR@10 {gain_hr:+.2%} ({best_hr.name}), NDCG@10 {gain_nd:+.2%} "
+           f"({best_nd.name}); target >= +15% each: {_verdict(min(gain_hr, gain_nd) >= 0.15)}"]
     ratio = ours.hr_cold[0] / best_cold.hr_cold[0] if best_cold.hr_cold[0] > 0 else float("inf")
-    out.append(f"cold-item HR@10: {ratio:.2f}x the best ID-only baseline ({best_cold.name}); target >= 2x")
+    out.append(f"cold-item HR@10: {ratio:.2f}x the best ID-only baseline ({best_cold.name}); target >= 2x: "
+               f"{_verdict(ratio >= 2.0)}")
     return out
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "not met"
