@@ -252,7 +252,7 @@ async def publish_items_ready(cfg: KafkaClientConfig, items: list[Any]) -> None:
 async def _replay_and_collect(
     cfg: KafkaClientConfig, events: list[dict[str, Any]], rate: float | None, sent_at: dict[str, float],
     mport: int, on_progress: Callable[[str, int, int, dict[str, float]], None] | None,
-    received_at: dict[str, float] | None = None,
+    received_at: dict[str, float],
 ) -> tuple[dict[str, dict[str, Any]], int, float]:
     import json
 
@@ -275,8 +275,7 @@ async def _replay_and_collect(
                 continue
             r = json.loads(value)
             recs[r["event_id"]] = r
-            if received_at is not None:
-                received_at[r["event_id"]] = time.time()
+            received_at[r["event_id"]] = time.time()
             if on_progress and time.monotonic() - last_report > 0.25:
                 last_report = time.monotonic()
                 hr = scrape(mport, "streamrec_online_hit_rate") or 0.0

@@ -145,12 +145,11 @@ class EventProcessor:
             if known is not None:
                 self._known_window.append(int(ev.item_id in known))
         if accepted:
-            cold_before = getattr(self.learner, "cold_places", None)
+            lists0, placed0 = getattr(self.learner, "cold_places", (0, 0))
             recs = self.learner.recommend_many(queries, s.top_k)
-            if cold_before is not None:
-                lists, placed = self.learner.cold_places  # type: ignore[attr-defined]
-                self.metrics.cold_lists.inc(lists - cold_before[0])
-                self.metrics.cold_items.inc(placed - cold_before[1])
+            lists, placed = getattr(self.learner, "cold_places", (0, 0))
+            self.metrics.cold_lists.inc(lists - lists0)
+            self.metrics.cold_items.inc(placed - placed0)
             version = self.learner.model_version
             now = self.clock()
             for (ev, _), rec in zip(accepted, recs, strict=True):
