@@ -16,11 +16,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from connectors.datasets import load_dataset
+from connectors.datasets import interactions, load_dataset
 from learners.baselines import BASELINES
 from learners.encoder import CachingEncoder
 from learners.evaluation import prequential
-from learners.types import Interaction
 from stream.heap import keep_freed_tensor_memory
 from stream.settings import load_settings
 from stream.worker import build_encoder, build_learner
@@ -51,7 +50,7 @@ def main() -> None:
     keep_freed_tensor_memory()  # as streamrec evaluate does (stream/heap.py)
     s = load_settings(seed=args.seed)
     ds = load_dataset("ml-100k", Path("data"))
-    events = [Interaction(e["user_id"], e["item_id"], e["ts"], 1.0) for e in ds.events]
+    events = interactions(ds.events, s.event_weights)
     kw = {"batch_size": s.batch_max, "seq_len": s.seq_len, "seen_max": s.seen_max, "limit": args.limit}
     knn = BASELINES["item-knn"](seed=args.seed)
     knn.add_items(ds.items)

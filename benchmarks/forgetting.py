@@ -19,7 +19,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from connectors.datasets import genre_phases, load_dataset
+from connectors.datasets import genre_phases, interactions, load_dataset
 from learners.encoder import CachingEncoder
 from learners.evaluation import prequential
 from learners.history import InMemoryHistory
@@ -54,7 +54,7 @@ def run(seed: int, replay_capacity: int, replay_ratio: float, encoder, ds) -> di
             hist.append(e["user_id"], e["item_id"])
     p1 = prequential(m, train1, batch_size=s.batch_max)
     peak = probe_hr(m, probes)
-    p2 = prequential(m, [Interaction(e["user_id"], e["item_id"], e["ts"]) for e in phase2], batch_size=s.batch_max)
+    p2 = prequential(m, interactions(phase2), batch_size=s.batch_max)
     after = probe_hr(m, probes)
     return {"phase1_hr": p1.hr, "peak": peak, "phase2_hr": p2.hr, "after": after, "forgetting": peak - after,
             "n1": len(train1), "n2": len(phase2), "probes": len(probes)}

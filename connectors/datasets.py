@@ -17,12 +17,12 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from learners.types import Item
+from learners.types import Interaction, Item
 
 RECBOLE = "recbole==1.2.1"
 ML100K_MEMBER = "recbole/dataset_example/ml-100k/"
@@ -55,6 +55,16 @@ class Dataset:
     items: list[Item]
     events: list[dict[str, Any]]
     users: dict[str, str] = field(default_factory=dict)
+
+
+def interactions(events: Iterable[dict[str, Any]], weights: Mapping[str, float] | None = None) -> list[Interaction]:
+    """Wire-format events as learner interactions, weighted by event type (1.0 for a type ``weights`` lacks).
+
+    >>> interactions([{"user_id": "u", "item_id": "i", "ts": 2.0, "event_type": "buy"}], {"buy": 3.0})
+    [Interaction(user_id='u', item_id='i', ts=2.0, weight=3.0)]
+    """
+    w = weights or {}
+    return [Interaction(e["user_id"], e["item_id"], e["ts"], w.get(e.get("event_type", ""), 1.0)) for e in events]
 
 
 def movie_text(title: str, year: str = "", genres: Iterable[str] = ()) -> str:

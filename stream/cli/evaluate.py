@@ -39,11 +39,10 @@ def command(dataset: str, names: str, seeds: str, limit: int | None, river_limit
     from rich.console import Console
     from rich.table import Table
 
-    from connectors.datasets import DatasetError, load_dataset
+    from connectors.datasets import DatasetError, interactions, load_dataset
     from learners.baselines import BASELINES, FrozenAfterWarmup
     from learners.encoder import CachingEncoder
     from learners.evaluation import evaluate_many, plot_curves
-    from learners.types import Interaction
     from stream.worker import build_encoder, build_learner
 
     s = settings_from(config)
@@ -62,8 +61,7 @@ def command(dataset: str, names: str, seeds: str, limit: int | None, river_limit
         ds = load_dataset(dataset, Path(dataset_dir))
     except DatasetError as exc:
         raise click.ClickException(str(exc)) from None
-    events = [Interaction(e["user_id"], e["item_id"], e["ts"], s.event_weights.get(e["event_type"], 1.0))
-              for e in ds.events]
+    events = interactions(ds.events, s.event_weights)
     encoder = CachingEncoder(build_encoder(s)) if wanted and set(wanted) & ours else None
 
     def ours_factory(kind: str):  # noqa: ANN202
