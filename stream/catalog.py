@@ -85,7 +85,7 @@ async def follow_catalog(cfg: KafkaClientConfig, changelog_topic: str, on_items:
 
 async def _follow_once(cfg: KafkaClientConfig, changelog_topic: str, on_items: ItemsCallback,
                        stop: Callable[[], bool], max_records: int) -> None:
-    consumer = AIOKafkaConsumer(**cfg.consumer_kwargs(), group_id=None, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(**cfg.kwargs(), group_id=None, enable_auto_commit=False,
                                 auto_offset_reset="earliest")
     try:
         await consumer.start()
