@@ -20,31 +20,17 @@ from learners.types import Item
 
 @dataclass(frozen=True, slots=True)
 class KafkaClientConfig:
-    """Where and how to connect: bootstrap servers plus aiokafka security keyword arguments.
-
-    ``fetch_max_wait_ms``: how long a consumer's fetch may wait. Tansu holds every fetch this long even when
-    records are there, so aiokafka's default (500 ms) delays every record read: the demo read its
-    recommendations back ~200 ms after the worker handed them over at 600 events/s, and ~50-70 ms at 50 ms.
-    """
+    """Where and how to connect: bootstrap servers plus aiokafka security keyword arguments."""
 
     bootstrap_servers: Sequence[str]
     security: dict[str, Any]
-    fetch_max_wait_ms: int = 50
 
     @classmethod
     def from_settings(cls, settings: Any) -> KafkaClientConfig:
-        return cls(tuple(settings.bootstrap_servers), settings.kafka_client_kwargs(), settings.fetch_max_wait_ms)
+        return cls(tuple(settings.bootstrap_servers), settings.kafka_client_kwargs())
 
     def kwargs(self) -> dict[str, Any]:
         return {"bootstrap_servers": list(self.bootstrap_servers), **self.security}
-
-    def consumer_kwargs(self) -> dict[str, Any]:
-        """:meth:`kwargs` plus the fetch wait, for consumers that read records.
-
-        >>> KafkaClientConfig(["h:9092"], {}, fetch_max_wait_ms=20).consumer_kwargs()
-        {'bootstrap_servers': ['h:9092'], 'fetch_max_wait_ms': 20}
-        """
-        return {**self.kwargs(), "fetch_max_wait_ms": self.fetch_max_wait_ms}
 
 
 @contextlib.asynccontextmanager
@@ -295,7 +281,7 @@ async def read_topic(
 
     Stops after ``until_count`` messages, or once nothing arrived for ``idle_timeout`` seconds (unless ``follow``).
     """
-    consumer = AIOKafkaConsumer(**cfg.consumer_kwargs(), group_id=None, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(**cfg.kwargs(), group_id=None, enable_auto_commit=False,
                                 auto_offset_reset="earliest" if from_beginning else "latest")
     await consumer.start()
     try:
