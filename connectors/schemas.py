@@ -43,7 +43,6 @@ class Reason(StrEnum):
     CONTROL_CHARACTERS = "control_characters"
     INVALID_TIMESTAMP = "invalid_timestamp"
     UNKNOWN_EVENT_TYPE = "unknown_event_type"
-    KEY_MISMATCH = "key_mismatch"
     DUPLICATE = "duplicate"
     RATE_LIMITED = "rate_limited"
 
@@ -98,7 +97,6 @@ def parse_event(
     event_types: frozenset[str] | set[str],
     max_bytes: int = 16384,
     max_id_length: int = 256,
-    key: bytes | None = None,
 ) -> Event | Rejection:
     """Validate one raw ``events`` message; return the :class:`Event` or the :class:`Rejection`.
 
@@ -135,8 +133,6 @@ def parse_event(
         ctx = {}
     if not isinstance(ctx, dict):
         return Rejection(Reason.WRONG_TYPE, f"context: expected an object, got {type(ctx).__name__}")
-    if key is not None and key != obj["user_id"].encode():
-        return Rejection(Reason.KEY_MISMATCH, "message key differs from user_id")
     return Event(obj["event_id"], obj["user_id"], obj["item_id"], et, float(ts), ctx)
 
 
