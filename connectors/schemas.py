@@ -14,10 +14,13 @@ All messages are UTF-8 JSON.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import math
 import re
 import time
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -26,6 +29,7 @@ EVENTS_SCHEMA = "streamrec.events.v1"
 ITEMS_SCHEMA = "streamrec.items.v1"
 RECOMMENDATIONS_SCHEMA = "streamrec.recommendations.v1"
 DLQ_SCHEMA = "streamrec.dlq.v1"
+DLQ_MAX_KEPT_BYTES = 64 * 1024  # rejected bytes kept whole in a dead-letter record; the rest is cut
 MAX_TS = 4_102_444_800.0  # 2100-01-01: later event times are rejected as invalid_timestamp
 
 
@@ -45,6 +49,8 @@ class Reason(StrEnum):
     UNKNOWN_EVENT_TYPE = "unknown_event_type"
     DUPLICATE = "duplicate"
     RATE_LIMITED = "rate_limited"
+    UNDECODABLE = "undecodable"  # a record batch the consumer could not decompress or parse
+    EMPTY_TEXT = "empty_text"  # a catalog item whose text is empty or blank (items-dlq only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +186,8 @@ def parse_item(raw: bytes | str | None, *, max_bytes: int = 65536, max_id_length
     CatalogItem(item_id='42', text='Toy Story (1995)', attributes={})
     >>> parse_item(b'{"item_id": "42"}').reason
     <Reason.MISSING_FIELD: 'missing_field'>
+    >>> parse_item(b'{"item_id": "42", "text": "  "}').reason
+    <Reason.EMPTY_TEXT: 'empty_text'>
     """
     obj = decode_object(raw, max_bytes)
     if isinstance(obj, Rejection):
@@ -192,6 +200,8 @@ def parse_item(raw: bytes | str | None, *, max_bytes: int = 65536, max_id_length
         return rej
     if not isinstance(obj["text"], str):
         return Rejection(Reason.WRONG_TYPE, f"text: expected a string, got {type(obj['text']).__name__}")
+    if not obj["text"].strip():
+        return Rejection(Reason.EMPTY_TEXT, "text: expected a non-blank description (the encoder embeds it)")
     attrs = obj.get("attributes") or {}
     if not isinstance(attrs, dict):
         return Rejection(Reason.WRONG_TYPE, "attributes: expected an object")
@@ -218,20 +228,29 @@ def item_json(item_id: str, text: str, attributes: dict[str, Any] | None = None)
     return json.dumps(d, separators=(",", ":")).encode()
 
 
-def recommendation_record(
-    user_id: str, event_id: str, items: list[tuple[str, float]], model_version: int, event_ts: float,
-    emitted_ts: float | None = None,
-) -> dict[str, Any]:
-    """The ``recommendations`` message body.
+def new_rec_id() -> str:
+    """A unique id for one recommendation list (``rec_id``), 32 hex digits."""
+    return uuid.uuid4().hex
 
-    >>> r = recommendation_record("u", "e1", [("i1", 0.5)], 3, 10.0, emitted_ts=11.0)
-    >>> r["items"], r["model_version"], r["emitted_ts"]
-    ([{'item_id': 'i1', 'score': 0.5}], 3, 11.0)
+
+def recommendation_record(
+    user_id: str, event_id: str | None, items: Sequence[tuple[str, float]], model_version: int, event_ts: float,
+    emitted_ts: float | None = None, rec_id: str | None = None,
+) -> dict[str, Any]:
+    """The ``recommendations`` message body (:data:`RECOMMENDATION_JSON_SCHEMA`).
+
+    An item whose score is not a finite number (a place the learner could not fill) is left out: JSON has no
+    NaN or infinity, and such a place means "nothing here".
+
+    >>> r = recommendation_record("u", "e1", [("i1", 0.5), ("i2", float("-inf"))], 3, 10.0, emitted_ts=11.0)
+    >>> r["items"], r["model_version"], r["emitted_ts"], len(r["rec_id"])
+    ([{'item_id': 'i1', 'score': 0.5}], 3, 11.0, 32)
     """
     return {
         "user_id": user_id,
         "event_id": event_id,
-        "items": [{"item_id": i, "score": s} for i, s in items],
+        "rec_id": rec_id or new_rec_id(),
+        "items": [{"item_id": str(i), "score": float(s)} for i, s in items if math.isfinite(s)],
         "model_version": int(model_version),
         "event_ts": float(event_ts),
         "emitted_ts": float(time.time() if emitted_ts is None else emitted_ts),
@@ -240,28 +259,111 @@ def recommendation_record(
 
 def dlq_record(
     raw: bytes | str | None, rejection: Rejection, *, topic: str, partition: int | None = None,
-    offset: int | None = None, key: bytes | None = None,
+    offset: int | None = None, key: bytes | None = None, max_kept_bytes: int = DLQ_MAX_KEPT_BYTES,
 ) -> dict[str, Any]:
-    """The ``events-dlq`` wrapper: reason, detail, origin and the rejected bytes, nothing lost.
+    """The dead-letter wrapper: reason, detail, origin and the rejected bytes.
+
+    The rejected bytes are kept whole up to ``max_kept_bytes``; a larger message keeps its first
+    ``max_kept_bytes`` (``truncated`` true, ``value_bytes`` its full size, ``value_sha256`` its digest), so a
+    dead-letter record always fits the producer's request limit, whatever a producer sent.
 
     >>> d = dlq_record(b"{oops", Rejection(Reason.INVALID_JSON, "bad"), topic="events", partition=0, offset=7)
-    >>> d["reason"], base64.b64decode(d["value_b64"]), d["value"]
-    ('invalid_json', b'{oops', '{oops')
+    >>> d["reason"], base64.b64decode(d["value_b64"]), d["value"], d["truncated"]
+    ('invalid_json', b'{oops', '{oops', False)
+    >>> d = dlq_record(b"x" * 10, Rejection(Reason.TOO_LARGE, "big"), topic="events", max_kept_bytes=4)
+    >>> base64.b64decode(d["value_b64"]), d["value"], d["truncated"], d["value_bytes"]
+    (b'xxxx', 'xxxx', True, 10)
     """
     data = b"" if raw is None else (raw.encode() if isinstance(raw, str) else bytes(raw))
+    kept = data[:max_kept_bytes]
     try:
-        text: str | None = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
+        text: str | None = kept.decode("utf-8")
+    except UnicodeDecodeError as exc:  # a cut through a multi-byte character still gives the text before it
+        text = kept[: exc.start].decode("utf-8") if len(kept) < len(data) and exc.start >= len(kept) - 3 else None
+    key_text = None if key is None else key[:max_kept_bytes].decode("utf-8", "replace")
     return {
         "schema": DLQ_SCHEMA,
         "reason": str(rejection.reason),
-        "detail": rejection.detail,
+        "detail": rejection.detail[:1000],
         "topic": topic,
         "partition": partition,
         "offset": offset,
-        "key": None if key is None else key.decode("utf-8", "replace"),
-        "value_b64": base64.b64encode(data).decode(),
+        "key": key_text,
+        "value_b64": base64.b64encode(kept).decode(),
         "value": text,
+        "truncated": len(kept) < len(data),
+        "value_bytes": len(data),
+        "value_sha256": hashlib.sha256(data).hexdigest(),
         "rejected_ts": time.time(),
     }
+
+
+_NUMBER = {"type": "number"}
+_ITEM_ID = {"type": "string", "minLength": 1}
+
+#: JSON Schema of a ``recommendations`` message value (the README's schema; outside consumers hold us to it).
+RECOMMENDATION_JSON_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": RECOMMENDATIONS_SCHEMA,
+    "type": "object",
+    "required": ["user_id", "event_id", "rec_id", "items", "model_version", "event_ts", "emitted_ts"],
+    "properties": {
+        "user_id": {"type": "string", "minLength": 1},
+        "event_id": {"type": ["string", "null"]},
+        "rec_id": {"type": "string", "minLength": 1},
+        "items": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["item_id", "score"],
+                "properties": {"item_id": _ITEM_ID, "score": _NUMBER},
+            },
+        },
+        "model_version": {"type": "integer", "minimum": 0},
+        "event_ts": _NUMBER,
+        "emitted_ts": _NUMBER,
+    },
+}
+
+#: JSON Schema of a dead-letter record (``events-dlq`` and ``items-dlq``).
+DLQ_JSON_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": DLQ_SCHEMA,
+    "type": "object",
+    "required": ["schema", "reason", "detail", "topic", "partition", "offset", "key", "value_b64", "value",
+                 "truncated", "value_bytes", "value_sha256", "rejected_ts"],
+    "properties": {
+        "schema": {"const": DLQ_SCHEMA},
+        "reason": {"enum": [str(r) for r in Reason]},
+        "detail": {"type": "string"},
+        "topic": {"type": "string"},
+        "partition": {"type": ["integer", "null"]},
+        "offset": {"type": ["integer", "null"]},
+        "key": {"type": ["string", "null"]},
+        "value_b64": {"type": "string", "contentEncoding": "base64"},
+        "value": {"type": ["string", "null"]},
+        "truncated": {"type": "boolean"},
+        "value_bytes": {"type": "integer", "minimum": 0},
+        "value_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "rejected_ts": _NUMBER,
+    },
+}
+
+
+def schema_errors(value: bytes | str | dict[str, Any], schema: dict[str, Any]) -> list[str]:
+    """Every way ``value`` (a message value or its parsed JSON) breaks ``schema``: empty when it conforms.
+
+    Strict JSON: NaN and infinities are errors, as they are for any outside consumer.
+
+    >>> schema_errors(b'{"user_id": "u"}', RECOMMENDATION_JSON_SCHEMA)[:1]
+    ["'event_id' is a required property"]
+    """
+    import jsonschema
+
+    if not isinstance(value, dict):
+        try:
+            value = json.loads(value, parse_constant=_reject_constant)
+        except ValueError as exc:
+            return [f"not JSON: {exc}"]
+    validator = jsonschema.Draft202012Validator(schema)
+    return [e.message for e in validator.iter_errors(value)]

@@ -148,7 +148,7 @@ class ColdGate:
             kept = rec[: k - s]
             taken = {i for i, _ in kept} | qs[row].exclude
             add = [item_ids[c] for c in cand[j].tolist() if pool[j, c] != -np.inf and item_ids[c] not in taken][:s]
-            tail = [r for r in rec[k - s:] if r[0] not in add]
+            tail = [iid for iid, _ in rec[k - s:] if iid not in add]  # the displaced items keep what places remain
             fill = add + tail
             out[row] = kept + [(iid, v) for iid, (_, v) in zip(fill, rec[k - s:], strict=False)]
             if add:
