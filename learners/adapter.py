@@ -432,6 +432,50 @@ class AdapterRecommender(BaseLearner):
         return row
 
     def recommend_many(self, qs: Sequence[Query], k: int = 10) -> list[Recommendation]:
+        return self._recommend(qs, k)
+
+    def recommend_readonly(self, q: Query, k: int = 10) -> Recommendation:
+        """:meth:`recommend` for a request that came with no event: the cold gate's counters stay as they are
+        (the list is not sent on a topic), and nothing else changes but the scoring cache (the item table for
+        the current parameters, which the next call would compute the same). A query with no known item in its
+        history (a user never seen) gets the model's list for an empty history, led by popular items, with its
+        last ``cold_slots`` places given to cold items (new or rarely seen), as if the cold gate had fired.
+
+        >>> from learners.encoder import HashingEncoder
+        >>> m = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=5, device="cpu", cold_threshold=2, cold_slots=1)
+        >>> m.add_items([Item(i, f"item {i}") for i in "abcd"])
+        >>> m.learn_many([Interaction("u", "b")] * 3 + [Interaction("v", "a")] * 2, [("c",)] * 3 + [()] * 2)
+        >>> [i for i, _ in m.recommend_readonly(Query("stranger"), k=3)], m.cold_places  # d: cold
+        (['b', 'a', 'd'], (0, 0))
+        >>> [i for i, _ in m.recommend(Query("stranger"), k=3)], m.cold_places
+        (['b', 'a', 'd'], (1, 1))
+        """
+        with torch.no_grad():
+            return self._recommend([q], k, on_demand=True)[0]
+
+    def similar_items(self, item_id: str, k: int = 10) -> Recommendation | None:
+        """The ``k`` items whose adapted vectors (averaged parameters) have the highest cosine with ``item_id``'s.
+
+        >>> from learners.encoder import HashingEncoder
+        >>> m = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=5, device="cpu")
+        >>> m.add_items([Item("a", "space opera"), Item("b", "space opera two"), Item("c", "cooking show")])
+        >>> [i for i, _ in m.similar_items("a", k=2)], m.similar_items("zz")
+        (['b', 'c'], None)
+        """
+        return super().similar_items(item_id, k)
+
+    def _similarities(self, i: int) -> FloatArray | None:
+        if self._head is None:
+            return None
+        with torch.no_grad():
+            if self._cache is None:
+                self._cache = self._item_table(averaged=True)
+            v = torch.nn.functional.normalize(self._cache[0].float(), dim=1)
+            out: FloatArray = (v @ v[i]).cpu().numpy()
+        return out
+
+    def _recommend(self, qs: Sequence[Query], k: int, on_demand: bool = False) -> list[Recommendation]:
+        """Top-``k`` lists; ``on_demand``: counted nowhere, unknown users get cold places (recommend_readonly)."""
         if not self.item_ids:
             return [[] for _ in qs]
         scores, idx, mask = self._scores(qs)
@@ -448,7 +492,9 @@ class AdapterRecommender(BaseLearner):
         else:
             recs = top_k(scores, qs, self.item_ids, self.item_index, k, extra=16)
         if self._gate is not None:
-            recs = self._gate.reshape(recs, scores, idx_np, mask_np, qs, self.item_ids)
+            no_history = np.logical_not(mask_np.any(axis=1)) if on_demand else None
+            recs = self._gate.reshape(recs, scores, idx_np, mask_np, qs, self.item_ids, count=not on_demand,
+                                      force=no_history)
         return recs
 
     def _fused(self, scores: FloatArray, idx: torch.Tensor, mask: torch.Tensor,

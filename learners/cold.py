@@ -113,11 +113,14 @@ class ColdGate:
         self.cold_rate = keep * self.cold_rate + (1 - keep) * float(y.mean())
 
     def reshape(self, recs: list[Recommendation], scores: FloatArray, idx: np.ndarray, mask: np.ndarray,
-                qs: Sequence[Query], item_ids: Sequence[str]) -> list[Recommendation]:
+                qs: Sequence[Query], item_ids: Sequence[str], *, count: bool = True,
+                force: np.ndarray | None = None) -> list[Recommendation]:
         """Give the last ``slots`` places of each list whose user is likely to pick a cold item to the
         best-``scores`` cold items that the query does not exclude and the list does not hold yet.
 
-        An inserted item takes the score of the place it fills, so a list's scores stay in order.
+        An inserted item takes the score of the place it fills, so a list's scores stay in order. ``force`` (one
+        bool per row) gives a row its cold places whatever its probability; ``count=False`` leaves
+        :attr:`lists` and :attr:`placed` as they are (lists answered on demand, never sent on a topic).
 
         >>> g = ColdGate(threshold=1, min_probability=0.0, slots=1); g.grow(3); g.counts[:] = [5, 5, 0]
         >>> recs = [[("a", 0.9), ("b", 0.5)]]
@@ -129,7 +132,8 @@ class ColdGate:
         """
         if self.slots <= 0 or not recs:
             return recs
-        rows = np.nonzero(self.probability(idx, mask) >= self.min_probability)[0]
+        likely = self.probability(idx, mask) >= self.min_probability
+        rows = np.nonzero(likely if force is None else likely | force)[0]
         if len(rows) == 0:
             return recs
         n = scores.shape[1]
@@ -151,7 +155,7 @@ class ColdGate:
             tail = [iid for iid, _ in rec[k - s:] if iid not in add]  # the displaced items keep what places remain
             fill = add + tail
             out[row] = kept + [(iid, v) for iid, (_, v) in zip(fill, rec[k - s:], strict=False)]
-            if add:
+            if add and count:
                 self.lists += 1
                 self.placed += len(add)
         return out

@@ -79,6 +79,17 @@ class Learner(Protocol):
 
     def score(self, q: Query, item_ids: Sequence[str]) -> list[float]: ...
 
+    def recommend_readonly(self, q: Query, k: int = 10) -> Recommendation:
+        """The list for ``q`` when no event came with it (a request on demand): what :meth:`recommend` gives,
+        without changing the learner in any way (no counters, nothing that changes a later result). A query with
+        no known item in its history (a user never seen) gets popular and fresh items."""
+        ...
+
+    def similar_items(self, item_id: str, k: int = 10) -> Recommendation | None:
+        """The ``k`` items most similar to ``item_id`` (itself left out), best first; None for an unknown item,
+        an empty list from a learner with no notion of item similarity. Changes nothing."""
+        ...
+
 
 class BaseLearner:
     """Shared plumbing: an item index, batch methods defined from single ones, top-k with exclusion.
@@ -148,6 +159,32 @@ class BaseLearner:
         if not self.item_ids:
             return [[] for _ in qs]
         return top_k(self._score_all_many(qs), qs, self.item_ids, self.item_index, k)
+
+    def recommend_readonly(self, q: Query, k: int = 10) -> Recommendation:
+        """:meth:`recommend`, which changes nothing in a learner built on this class unless it overrides it."""
+        return self.recommend(q, k)
+
+    def similar_items(self, item_id: str, k: int = 10) -> Recommendation | None:
+        """The ``k`` best items by :meth:`_similarities` to ``item_id`` (itself left out); None when unknown.
+
+        >>> class Line(BaseLearner):
+        ...     def _similarities(self, i):
+        ...         return -np.abs(np.arange(len(self.item_ids), dtype=np.float32) - i)
+        >>> m = Line(); m.add_items([Item(c, c) for c in "abcd"])
+        >>> m.similar_items("b", k=2), m.similar_items("zz")
+        ([('a', -1.0), ('c', -1.0)], None)
+        """
+        i = self.item_index.get(item_id)
+        if i is None:
+            return None
+        sims = self._similarities(i)
+        if sims is None:
+            return []
+        return top_k(sims[None, :], [Query("", exclude=frozenset({item_id}))], self.item_ids, self.item_index, k)[0]
+
+    def _similarities(self, i: int) -> FloatArray | None:
+        """Similarity of item index ``i`` to every known item, in index order (None: no notion of it)."""
+        return None
 
 
 def top_k(

@@ -57,6 +57,13 @@ class ItemKNN(BaseLearner):
         row: FloatArray = self._score_all_many([q])[0]
         return row
 
+    def _similarities(self, i: int) -> FloatArray:
+        """Cosine-normalised co-occurrence of item ``i`` with every item (the kNN neighbourhood)."""
+        n = len(self.item_ids)
+        inv = 1.0 / np.sqrt(self.counts[:n] + 1.0)
+        out: FloatArray = (self.cooc[i, :n] * inv * inv[i]).astype(np.float32)
+        return out
+
     def _score_all_many(self, qs: Sequence[Query]) -> FloatArray:
         n = len(self.item_ids)
         inv = 1.0 / np.sqrt(self.counts[:n] + 1.0)

@@ -46,3 +46,9 @@ class FrozenAfterWarmup:
 
     def score(self, q: Query, item_ids: Sequence[str]) -> list[float]:
         return self.learner.score(q, item_ids)
+
+    def recommend_readonly(self, q: Query, k: int = 10) -> Recommendation:
+        return self.learner.recommend_readonly(q, k)
+
+    def similar_items(self, item_id: str, k: int = 10) -> Recommendation | None:
+        return self.learner.similar_items(item_id, k)

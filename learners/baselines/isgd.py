@@ -58,6 +58,13 @@ class ISGD(BaseLearner):
         self.users[x.user_id] = u_new
         self._version += 1
 
+    def _similarities(self, i: int) -> FloatArray:
+        """Cosine of item ``i``'s factor vector with every item's."""
+        v = self.items[: len(self.item_ids)]
+        norms = np.linalg.norm(v, axis=1) + 1e-12
+        out: FloatArray = ((v @ v[i]) / (norms * norms[i])).astype(np.float32)
+        return out
+
     def _score_all(self, q: Query) -> FloatArray:
         u = self.users.get(q.user_id)
         n = len(self.item_ids)

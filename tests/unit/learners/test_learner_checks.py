@@ -123,3 +123,17 @@ def test_replay_examples_are_mixed_in() -> None:
     for t in range(30):
         m.learn_one(Interaction("u", f"i{t % 30}"), ())
     assert len(m.replay) == 10 and m.replay.seen == 30
+
+
+@pytest.mark.parametrize("name", sorted(factories()))
+def test_on_demand_calls_change_nothing(name: str) -> None:
+    """recommend_readonly and similar_items (the worker's HTTP routes) leave the learner exactly as it was."""
+    m = trained(factories()[name])
+    before = pickle.dumps(m)
+    for _ in range(3):
+        lists = [m.recommend_readonly(q, 5) for q in QUERIES]
+        similar = m.similar_items("i3", 4)
+    assert pickle.dumps(m) == before
+    assert lists[0] == m.recommend(QUERIES[0], 5)  # a known user: the list an event would have got
+    assert all(lists) and m.similar_items("nope") is None
+    assert similar is not None and "i3" not in {i for i, _ in similar} and len(similar) <= 4
