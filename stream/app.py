@@ -10,27 +10,49 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import sys
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
 
 import faust
 import numpy as np
 from faust.streams import _current_event  # the context Faust's tables read the partition from
 
 from connectors.kafka import KafkaClientConfig, topic_names
-from connectors.schemas import RECOMMENDATIONS_SCHEMA, CatalogItem, Reason, Rejection, parse_item
+from connectors.schemas import RECOMMENDATIONS_SCHEMA, CatalogItem, Reason, Rejection, dlq_record, parse_item
 from learners.history import UserState
 from learners.types import Learner, TextEncoder
 from stream.broker_watch import BrokerResetDetector, epoch_topic
 from stream.catalog import catalog_entries, encode_embedding, follow_catalog
+from stream.health import WorkerHealth
 from stream.metrics import WorkerMetrics
 from stream.processor import EventProcessor, RawMessage
+from stream.records import undecodable_reason
 from stream.settings import Settings
 from stream.transport import worker_transport
+from stream.web import install_routes, web_server_options
 
 log = logging.getLogger("streamrec.worker")
+
+EXIT_AGENT_CRASHED = 70  # EX_SOFTWARE: an agent failed; the orchestrator restarts the worker
+
+
+def exit_process(reason: str) -> NoReturn:
+    """End the worker at once with :data:`EXIT_AGENT_CRASHED`, committing nothing more.
+
+    No graceful shutdown: Faust would commit the offsets of the failed batch's events, and they would never be
+    processed. Exiting hard leaves them uncommitted, so the restarted worker reads them again (recommendations
+    already sent are answered again for redelivered events; consumers deduplicate by ``event_id``).
+    """
+    log.critical("%s; exiting with status %d so that a restart reads the uncommitted events again", reason,
+                 EXIT_AGENT_CRASHED)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_AGENT_CRASHED)
 
 
 @contextlib.contextmanager
@@ -80,10 +102,25 @@ class StreamrecApp:
     dlq_topic: Any
     user_table: Any
     item_table: Any
+    items_dlq_topic: Any = None
     events_agent: Any = None
     items_agent: Any = None
     on_broker_reset: Callable[[str], Awaitable[None]] | None = None  # set by the worker runner
     broker_reset_reason: str | None = None
+    health: WorkerHealth = field(default_factory=WorkerHealth)
+    on_fatal: Callable[[str], None] = exit_process  # tests replace it: an agent crash must not end pytest
+    catalog_read: asyncio.Event = field(default_factory=asyncio.Event)  # the events agent waits for it
+    items_read: dict[int, int] = field(default_factory=dict)  # items partition -> offset after the last item read
+    catalog_followed: bool = False  # the item-table changelog was read to the end it had at start
+
+    def fail(self, agent: str, exc: BaseException) -> None:
+        """An agent raised: log it with its traceback, mark the worker failed (``/healthz``, ``/readyz``) and
+        hand over to :attr:`on_fatal` (which ends the process in a worker)."""
+        reason = f"{agent} agent crashed: {exc!r}"
+        log.critical("%s", reason, exc_info=exc)
+        self.health.set_failed(reason)
+        self.metrics.ready.set(0)
+        self.on_fatal(reason)
 
     def tables(self) -> list[Any]:
         return [self.user_table, self.item_table]
@@ -135,7 +172,7 @@ def create_app(
         topic_replication_factor=s.replication_factor,
         topic_partitions=n_events,
         consumer_auto_offset_reset="earliest",
-        web_enabled=False,
+        **web_server_options(s),
         autodiscover=False,
         producer_linger_ms=5,
         stream_wait_empty=False,
@@ -148,16 +185,19 @@ def create_app(
     recs_topic = app.topic(s.topic_recommendations, key_serializer="raw", value_serializer="raw",
                            partitions=n_events)
     dlq_topic = app.topic(s.topic_dlq, key_serializer="raw", value_serializer="raw", partitions=n_events)
+    items_dlq_topic = app.topic(s.topic_items_dlq, key_serializer="raw", value_serializer="raw", partitions=n_items)
     user_table = app.Table("user-sequences", default=None, partitions=n_events, options=rocksdb_options(s),
                            help="Per-user recent items and seen set (learners.history.UserState as dict).")
     item_table = app.Table("item-embeddings", default=None, partitions=n_items, options=rocksdb_options(s),
                            help="Catalog items: text and frozen embedding (base64 float32).")
     sr = StreamrecApp(app, s, learner, encoder, metrics, processor, events_topic, items_topic, recs_topic,
-                      dlq_topic, user_table, item_table)
+                      dlq_topic, user_table, item_table, items_dlq_topic)
     model_name = getattr(encoder, "model_path", type(encoder).__name__ if encoder else "none")
     metrics.info.labels(version="0.1.0", model=str(model_name).rsplit("/", 1)[-1]).set(1)
     metrics.model_version.set(learner.model_version)
     metrics.init_labels(sorted(s.event_weights), [str(r) for r in Reason], [s.topic_events, s.topic_items])
+    for reason in ITEM_REASONS:
+        metrics.items_invalid.labels(str(reason))
     metrics.catalog_items.set(len(getattr(learner, "item_ids", ())))
 
     async def load_catalog_from_table() -> None:
@@ -172,6 +212,7 @@ def create_app(
         if add is not None:
             add(ids, vecs)
         metrics.catalog_items.set(len(getattr(learner, "item_ids", ())))
+        processor.learn_arrived(ids)  # events that named these items before they arrived
 
     item_table.on_recover(load_catalog_from_table)
 
@@ -179,24 +220,42 @@ def create_app(
         @app.task
         async def follow_whole_catalog() -> None:
             """Items encoded by other workers (their ``items`` partitions) reach this worker's learner too."""
+            def caught_up() -> None:
+                sr.catalog_followed = True
+
             await follow_catalog(client_cfg, item_table.changelog_topic.get_topic_name(),
-                                 learner_add, stop=lambda: app.should_stop)
+                                 learner_add, stop=lambda: app.should_stop, on_caught_up=caught_up)
 
     @app.agent(items_topic, name="items")
     async def items_agent(stream: Any) -> None:
         async for batch in stream.take_events(s.encoder_batch_size, within=0.5):
-            fresh: list[tuple[CatalogItem, Any]] = []
-            for event in batch:
-                parsed = parse_item(event.value, max_id_length=s.max_id_length)
-                if isinstance(parsed, Rejection):
-                    log.warning("items: rejected message at offset %s: %s", event.message.offset, parsed.detail)
-                    continue
-                old = item_table.get(parsed.item_id)
-                if old is not None and old.get("text") == parsed.text and parsed.item_id in learner_ids():
-                    continue
-                fresh.append((parsed, event))
-            if not fresh:
+            try:
+                await take_items(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a crashed agent must end the worker, not idle in it
+                sr.fail("items", exc)
+                raise
+
+    async def take_items(batch: list[Any]) -> None:
+        fresh: list[tuple[CatalogItem, Any]] = []
+        for event in batch:
+            m = event.message
+            parsed = parse_item(event.value, max_id_length=s.max_id_length)
+            if isinstance(parsed, Rejection):
+                record = dlq_record(event.value, parsed, topic=m.topic, partition=m.partition, offset=m.offset,
+                                    key=event.key)
+                await items_dlq_topic.send(key=event.key, value=json.dumps(record).encode(),
+                                           headers={"reason": str(parsed.reason).encode()})
+                metrics.items_invalid.labels(str(parsed.reason)).inc()
+                log.warning("items: %s[%s]@%s to %s: %s", m.topic, m.partition, m.offset, s.topic_items_dlq,
+                            parsed.detail)
                 continue
+            old = item_table.get(parsed.item_id)
+            if old is not None and old.get("text") == parsed.text and parsed.item_id in learner_ids():
+                continue
+            fresh.append((parsed, event))
+        if fresh:
             if encoder is None:
                 raise RuntimeError("encoder: the worker has no encoder, cannot embed new items")
             texts = [it.text for it, _ in fresh]
@@ -205,6 +264,9 @@ def create_app(
                 with event_context(event):
                     item_table[it.item_id] = {"text": it.text, "emb": encode_embedding(vec)}
             learner_add([it.item_id for it, _ in fresh], vecs)
+        for event in batch:  # read (and added to the learner) up to here
+            m = event.message
+            sr.items_read[m.partition] = max(sr.items_read.get(m.partition, 0), m.offset + 1)
 
     def learner_ids() -> dict[str, int]:
         return getattr(learner, "item_index", {})
@@ -212,8 +274,28 @@ def create_app(
     @app.agent(events_topic, name="events")
     async def events_agent(stream: Any) -> None:
         async for batch in stream.take_events(s.batch_max, within=s.batch_within_s):
-            with metrics.batch_seconds.time():
-                await process_batch(sr, batch)
+            try:
+                if not sr.catalog_read.is_set():
+                    await sr.catalog_read.wait()  # never answer from a catalog not read to its end
+                with metrics.batch_seconds.time():
+                    await process_batch(sr, batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a crashed agent must end the worker, not idle in it
+                sr.fail("events", exc)
+                raise
+
+    @app.task
+    async def become_ready() -> None:
+        """Open the events agent once the catalog is read (:func:`wait_for_catalog`), and say so once."""
+        await wait_for_catalog(sr)
+        sr.catalog_read.set()
+        parts = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == s.topic_events)
+        n_items = len(getattr(learner, "item_ids", ()))
+        sr.health.set_ready(catalog_items=n_items, partitions=parts, model_version=learner.model_version)
+        metrics.ready.set(1)
+        log.warning("ready: catalog of %d items, %s partitions %s, model version %d", n_items, s.topic_events,
+                    parts, learner.model_version)
 
     @app.timer(interval=5.0)
     async def report_lag() -> None:
@@ -252,7 +334,39 @@ def create_app(
 
     sr.events_agent = events_agent
     sr.items_agent = items_agent
+    install_routes(sr)
     return sr
+
+
+ITEM_REASONS = (Reason.TOO_LARGE, Reason.INVALID_UTF8, Reason.INVALID_JSON, Reason.NOT_AN_OBJECT, Reason.MISSING_FIELD,
+                Reason.WRONG_TYPE, Reason.EMPTY_ID, Reason.ID_TOO_LONG, Reason.CONTROL_CHARACTERS, Reason.EMPTY_TEXT)
+
+
+async def wait_for_catalog(sr: StreamrecApp, poll_s: float = 0.1) -> None:
+    """Return once this worker has read the catalog as it stood when its partitions were assigned.
+
+    That is: every assigned ``items`` partition read by the items agent up to the end offset it had then, and
+    (with ``catalog_follow``) the item table's changelog, which holds the items other workers encoded, read to its
+    end. Gives up after ``catalog_wait_s`` with a warning (a catalog still being encoded must not hold events
+    back for hours).
+    """
+    s, app = sr.settings, sr.app
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + s.catalog_wait_s
+    sr.health.set_waiting("partition assignment")
+    while not any(tp.topic == s.topic_events for tp in app.consumer.assignment()):
+        await asyncio.sleep(poll_s)
+    items_tps = [tp for tp in app.consumer.assignment() if tp.topic == s.topic_items]
+    ends = await app.consumer.highwaters(*items_tps) if items_tps else {}
+    behind = {tp.partition: end for tp, end in ends.items() if end}
+    sr.health.set_waiting(f"catalog: {s.topic_items} partitions read up to {behind}")
+    while loop.time() < deadline:
+        items_done = all(sr.items_read.get(p, 0) >= end for p, end in behind.items())
+        if items_done and (sr.catalog_followed or not s.catalog_follow):
+            return
+        await asyncio.sleep(poll_s)
+    log.warning("catalog: not read to its end after catalog_wait_s=%.0f s (read %s of %s); taking events anyway",
+                s.catalog_wait_s, sr.items_read, behind)
 
 
 def rocksdb_options(s: Settings) -> dict[str, Any] | None:
@@ -276,7 +390,7 @@ async def process_batch(sr: StreamrecApp, batch: list[Any]) -> None:
     """Run one micro-batch of Faust events through the processor and do its I/O."""
     msgs = [
         RawMessage(e.key, e.value, e.message.topic, e.message.partition, e.message.offset,
-                   e.message.timestamp, e)
+                   e.message.timestamp, e, undecodable_reason(e.message.headers))
         for e in batch
     ]
     sr.metrics.batch_size.observe(len(msgs))

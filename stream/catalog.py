@@ -66,8 +66,11 @@ def changelog_pairs(records: Iterable[Any]) -> Iterable[tuple[str, Any]]:
 
 
 async def follow_catalog(cfg: KafkaClientConfig, changelog_topic: str, on_items: ItemsCallback,
-                         stop: Callable[[], bool], max_records: int = 2000, retry_s: float = 2.0) -> None:
+                         stop: Callable[[], bool], max_records: int = 2000, retry_s: float = 2.0,
+                         on_caught_up: Callable[[], None] | None = None) -> None:
     """Hand every item in ``changelog_topic`` (all partitions, from the beginning) to ``on_items``, then follow.
+
+    ``on_caught_up`` is called once every partition was read to the end offset it had when reading began.
 
     Runs until ``stop()`` is true or the task is cancelled. A broker that is unreachable or an error while
     reading starts the follower over after ``retry_s`` (from the beginning: adding known items is a no-op);
@@ -75,7 +78,7 @@ async def follow_catalog(cfg: KafkaClientConfig, changelog_topic: str, on_items:
     """
     while not stop():
         try:
-            await _follow_once(cfg, changelog_topic, on_items, stop, max_records)
+            await _follow_once(cfg, changelog_topic, on_items, stop, max_records, on_caught_up)
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - keep following; the worker must not run on a partial catalog
@@ -84,16 +87,21 @@ async def follow_catalog(cfg: KafkaClientConfig, changelog_topic: str, on_items:
 
 
 async def _follow_once(cfg: KafkaClientConfig, changelog_topic: str, on_items: ItemsCallback,
-                       stop: Callable[[], bool], max_records: int) -> None:
+                       stop: Callable[[], bool], max_records: int,
+                       on_caught_up: Callable[[], None] | None = None) -> None:
     consumer = AIOKafkaConsumer(**cfg.kwargs(), group_id=None, enable_auto_commit=False,
                                 auto_offset_reset="earliest")
     try:
         await consumer.start()
-        while not await assign_all_partitions(consumer, changelog_topic):
+        while not (tps := await assign_all_partitions(consumer, changelog_topic)):
             if stop():
                 return
             await asyncio.sleep(1.0)
+        ends = await consumer.end_offsets(tps)  # Tansu may under-report them: then the position passes them
         while not stop():
+            if on_caught_up is not None and all(await consumer.position(tp) >= ends[tp] for tp in tps):
+                on_caught_up()
+                on_caught_up = None
             batch = await consumer.getmany(timeout_ms=500, max_records=max_records)
             ids, vecs = catalog_entries(changelog_pairs(r for records in batch.values() for r in records))
             if vecs is None:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import threading
 from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+from wsgiref.simple_server import make_server
 
 from prometheus_client import (
     CollectorRegistry,
@@ -11,8 +16,11 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
-    start_http_server,
+    make_wsgi_app,
 )
+from prometheus_client.exposition import ThreadingWSGIServer
+
+from stream.health import WorkerHealth
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
@@ -64,6 +72,22 @@ class WorkerMetrics:
                          ["topic", "partition"], registry=r)
         self.broker_resets = Counter("streamrec_broker_resets", "Times the broker was found to have lost our topics "
                                      "(the worker then restarted itself).", registry=r)
+        self.items_invalid = Counter("streamrec_items_invalid", "Catalog items sent to the items dead-letter topic, "
+                                     "by reason.", ["reason"], registry=r)
+        self.empty_lists = Counter("streamrec_empty_recommendations", "Recommendation messages with no items "
+                                   "(nothing could be recommended: an empty catalog, or a user who has every item).",
+                                   registry=r)
+        self.pending_events = Gauge("streamrec_pending_events", "Events about items not in the catalog yet, held to "
+                                    "be learned when the item arrives.", registry=r)
+        self.pending_learned = Counter("streamrec_pending_events_learned", "Held events learned once their item "
+                                       "arrived.", registry=r)
+        self.pending_dropped = Counter("streamrec_pending_events_dropped", "Held events dropped unlearned (the "
+                                       "bound `pending_max_events` was reached).", registry=r)
+        self.answered_again = Counter("streamrec_redelivered_answered", "Events read again after a crash whose "
+                                      "answer was not known to be on the topic, answered again (consumers "
+                                      "deduplicate by event_id).", registry=r)
+        self.ready = Gauge("streamrec_ready", "1 once the worker has read its catalog and takes events; 0 while "
+                           "starting or after a fatal error.", registry=r)
         self.info = Gauge("streamrec_worker_info", "Worker build information.", ["version", "model"], registry=r)
         self._hits: deque[int] = deque(maxlen=hit_window)
         self._hit_sum = 0
@@ -93,7 +117,38 @@ class WorkerMetrics:
     def rolling_hit_rate(self) -> float:
         return self._hit_sum / len(self._hits) if self._hits else 0.0
 
-    def serve(self, host: str, port: int) -> None:
-        """Start the ``/metrics`` HTTP endpoint (port 0: don't)."""
-        if port:
-            start_http_server(port, addr=host, registry=self.registry)
+    def serve(self, host: str, port: int, health: WorkerHealth | None = None) -> ThreadingWSGIServer | None:
+        """Serve ``/metrics``, and with ``health`` also ``/healthz`` and ``/readyz``, in a daemon thread (port 0:
+        don't). Returns the server (``shutdown()`` stops it)."""
+        if not port:
+            return None
+        app = health_wsgi_app(make_wsgi_app(self.registry), health)
+        server = make_server(host, port, app, ThreadingWSGIServer)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+        return server
+
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def health_wsgi_app(metrics_app: WsgiApp, health: WorkerHealth | None) -> WsgiApp:
+    """A WSGI app answering ``/healthz`` and ``/readyz`` from ``health`` (JSON) and everything else as ``/metrics``.
+
+    >>> h = WorkerHealth(); app = health_wsgi_app(lambda env, start: [b"m"], h); got = []
+    >>> body = app({"PATH_INFO": "/readyz"}, lambda status, headers: got.append(status))
+    >>> got, json.loads(b"".join(body))["status"]
+    (['503 Service Unavailable'], 'waiting')
+    """
+    routes = {"/healthz": health.liveness, "/readyz": health.readiness} if health is not None else {}
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        probe = routes.get(environ.get("PATH_INFO", ""))
+        if probe is None:
+            return metrics_app(environ, start_response)
+        code, body = probe()
+        text = {200: "OK", 500: "Internal Server Error", 503: "Service Unavailable"}[code]
+        start_response(f"{code} {text}", [("Content-Type", "application/json")])
+        return [json.dumps(body).encode()]
+
+    return app

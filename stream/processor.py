@@ -41,6 +41,7 @@ class RawMessage:
     offset: int | None = None
     timestamp: float | None = None  # produce time, epoch seconds
     handle: Any = None
+    undecodable: str | None = None  # why the consumer could not decode this record's batch (see stream.records)
 
 
 @dataclass(slots=True)
@@ -55,6 +56,8 @@ class BatchResult:
     histories: list[tuple[str, ...]] = field(default_factory=list)
     ends: dict[tuple[str, int], int] = field(default_factory=dict)  # per partition: offset after the batch
     relearned: int = 0
+    pending: list[tuple[Interaction, tuple[str, ...]]] = field(default_factory=list)  # items not in the catalog yet
+    answered_again: int = 0  # redelivered events answered again (their first answer was not known to be out)
 
 
 class EventProcessor:
@@ -74,6 +77,7 @@ class EventProcessor:
         self.limiter = UserRateLimiter(settings.user_rate_per_s, settings.user_burst, clock=clock)
         self.learned: dict[tuple[str, int], int] = {}  # per partition: offset after the last event learned
         self.replaying: dict[tuple[str, int], int] = {}  # per partition: committed offset the rewind replays up to
+        self.pending = PendingEvents(settings.pending_max_events)
 
     def rewind(self, committed: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
         """Where to start reading each of these partitions so the model learns what it missed; sets up replay.
@@ -110,8 +114,8 @@ class EventProcessor:
             if tp is not None:
                 res.ends[tp] = max(res.ends.get(tp, 0), msg.offset + 1)  # type: ignore[operator]
             replayed = tp is not None and msg.offset < self.replaying.get(tp, -1)  # type: ignore[operator]
-            parsed = parse_event(msg.value, event_types=self.event_types, max_bytes=s.max_event_bytes,
-                                 max_id_length=s.max_id_length)
+            parsed = Rejection(Reason.UNDECODABLE, msg.undecodable) if msg.undecodable is not None else parse_event(
+                msg.value, event_types=self.event_types, max_bytes=s.max_event_bytes, max_id_length=s.max_id_length)
             if isinstance(parsed, Rejection):
                 if not replayed:  # a replayed bad event went to the DLQ the first time
                     self.reject(res, msg, parsed)
@@ -122,10 +126,16 @@ class EventProcessor:
             valid.append((parsed, msg))
         known = getattr(self.learner, "item_index", None)
         accepted: list[tuple[Event, RawMessage]] = []
+        again: list[tuple[Event, Query]] = []
         for ev, msg in valid:
             state = state_of(ev.user_id)
             if s.dedup_window and state.has_event(ev.event_id):
-                self.reject(res, msg, Rejection(Reason.DUPLICATE, f"event_id: {ev.event_id!r} was already processed"))
+                later = state.later_than(ev.event_id, msg.offset)
+                if later is not None:  # this very record again: read after a crash, its answer may never have gone out
+                    again.append((ev, self._query_at(ev, state, later)))
+                else:
+                    self.reject(res, msg, Rejection(Reason.DUPLICATE,
+                                                    f"event_id: {ev.event_id!r} was already processed"))
                 self._relearn(res, ev, msg, state)
                 continue
             if not self.limiter.allow(ev.user_id):
@@ -137,22 +147,26 @@ class EventProcessor:
             state.append(ev.item_id, s.seq_len, s.seen_max, ev.event_id, s.dedup_window, msg.offset)
             res.states[ev.user_id] = (state, msg.handle)
             queries.append(Query(ev.user_id, tuple(state.seq), frozenset(state.seen)))
-            res.examples.append(Interaction(ev.user_id, ev.item_id, ev.ts, s.event_weights[ev.event_type]))
-            res.histories.append(history)
+            example = Interaction(ev.user_id, ev.item_id, ev.ts, s.event_weights[ev.event_type])
+            if known is not None and ev.item_id not in known:
+                res.pending.append((example, history))  # learned when the item arrives (bounded)
+            else:
+                res.examples.append(example)
+                res.histories.append(history)
             res.produce_ts.append(msg.timestamp)
             self.metrics.events.labels(ev.event_type).inc()
             self.drift.observe_event(ev.item_id, ev.event_type)
             if known is not None:
                 self._known_window.append(int(ev.item_id in known))
-        if accepted:
+        if accepted or again:
             lists0, placed0 = getattr(self.learner, "cold_places", (0, 0))
-            recs = self.learner.recommend_many(queries, s.top_k)
+            recs = self.learner.recommend_many(queries + [q for _, q in again], s.top_k)
             lists, placed = getattr(self.learner, "cold_places", (0, 0))
             self.metrics.cold_lists.inc(lists - lists0)
             self.metrics.cold_items.inc(placed - placed0)
             version = self.learner.model_version
             now = self.clock()
-            for (ev, _), rec in zip(accepted, recs, strict=True):
+            for (ev, _), rec in zip(accepted, recs, strict=False):
                 res.recommendations.append(
                     (ev.user_id, recommendation_record(ev.user_id, ev.event_id, rec, version, ev.ts, now))
                 )
@@ -160,9 +174,21 @@ class EventProcessor:
                 # the first one (not the stale list from before the batch)
                 self._observe_hit(ev)
                 self._remember(ev.user_id, tuple(i for i, _ in rec))
+            for (ev, _), rec in zip(again, recs[len(accepted):], strict=True):
+                res.recommendations.append(
+                    (ev.user_id, recommendation_record(ev.user_id, ev.event_id, rec, version, ev.ts, now))
+                )
+            res.answered_again = len(again)
             if self._known_window:
                 self.metrics.unknown_item_ratio.set(1.0 - sum(self._known_window) / len(self._known_window))
         return res
+
+    def _query_at(self, ev: Event, state: UserState, later: int) -> Query:
+        """The query of an event already in ``state`` with ``later`` events after it: its history prefix and the
+        event's item (the whole stored sequence when that prefix is no longer known); everything seen excluded."""
+        before = state.history_before(later)
+        seq = (*before, ev.item_id) if before is not None else tuple(state.seq)
+        return Query(ev.user_id, seq, frozenset(state.seen))
 
     def _relearn(self, res: BatchResult, ev: Event, msg: RawMessage, state: UserState) -> None:
         """Learn from an already processed event the model has not learned (a replay or redelivery after restart)."""
@@ -190,12 +216,27 @@ class EventProcessor:
             self.learned[tp] = end  # a partition is read in offset order (a rewind starts at the learned offset)
             if end >= self.replaying.get(tp, end + 1):
                 del self.replaying[tp]
-        if not res.examples:
+        dropped = self.pending.hold(res.pending)
+        self.metrics.pending_dropped.inc(dropped)
+        self.metrics.pending_events.set(len(self.pending))
+        self._learn(res.examples, res.histories)
+        self.metrics.relearned.inc(res.relearned)
+
+    def learn_arrived(self, item_ids: Sequence[str]) -> int:
+        """Learn the held events about ``item_ids``, which just joined the catalog; returns how many."""
+        examples, histories = self.pending.release(item_ids)
+        self.metrics.pending_events.set(len(self.pending))
+        if examples:
+            self._learn(examples, histories)
+            self.metrics.pending_learned.inc(len(examples))
+        return len(examples)
+
+    def _learn(self, examples: list[Interaction], histories: list[tuple[str, ...]]) -> None:
+        if not examples:
             return
         before = self.learner.model_version
-        self.learner.learn_many(res.examples, res.histories)
+        self.learner.learn_many(examples, histories)
         m = self.metrics
-        m.relearned.inc(res.relearned)
         if self.learner.model_version != before:
             m.model_updates.inc(self.learner.model_version - before)
             loss = float(getattr(self.learner, "last_loss", float("nan")))
@@ -215,6 +256,8 @@ class EventProcessor:
             if ts is not None:
                 m.latency.observe(max(0.0, now - ts))
         m.recommendations.inc(len(res.recommendations))
+        m.empty_lists.inc(sum(1 for _, r in res.recommendations if not r["items"]))
+        m.answered_again.inc(res.answered_again)
 
     def _observe_hit(self, ev: Event) -> None:
         last = self._last_recs.get(ev.user_id)
@@ -230,6 +273,61 @@ class EventProcessor:
         lr.move_to_end(user_id)
         if len(lr) > self._last_recs_max:
             lr.popitem(last=False)
+
+
+class PendingEvents:
+    """Events about items not in the catalog yet, held (oldest dropped first past ``max_events``) to be learned
+    when their item arrives.
+
+    >>> p = PendingEvents(max_events=2)
+    >>> p.hold([(Interaction("u", "x", 1.0), ()), (Interaction("u", "y", 2.0), ("x",)),
+    ...         (Interaction("v", "x", 3.0), ())])
+    1
+    >>> len(p), [x.ts for x in p.release(["x"])[0]], len(p)
+    (2, [3.0], 1)
+    """
+
+    def __init__(self, max_events: int) -> None:
+        self.max_events = max_events
+        self._by_item: OrderedDict[str, list[tuple[int, Interaction, tuple[str, ...]]]] = OrderedDict()
+        self._order: deque[tuple[int, str]] = deque()  # (sequence number, item) oldest first
+        self._alive: set[int] = set()
+        self._seq = 0
+
+    def __len__(self) -> int:
+        return len(self._alive)
+
+    def hold(self, events: Sequence[tuple[Interaction, tuple[str, ...]]]) -> int:
+        """Hold these (example, history) pairs; returns how many older ones were dropped to stay bounded."""
+        for example, history in events:
+            self._seq += 1
+            self._by_item.setdefault(example.item_id, []).append((self._seq, example, history))
+            self._order.append((self._seq, example.item_id))
+            self._alive.add(self._seq)
+        dropped = 0
+        while len(self._alive) > self.max_events:
+            seq, item = self._order.popleft()
+            if seq not in self._alive:
+                continue  # released earlier
+            self._alive.discard(seq)
+            held = self._by_item[item]
+            held.pop(0)  # the oldest of this item is the oldest overall among its own
+            if not held:
+                del self._by_item[item]
+            dropped += 1
+        return dropped
+
+    def release(self, item_ids: Sequence[str]) -> tuple[list[Interaction], list[tuple[str, ...]]]:
+        """The held events about ``item_ids`` in arrival order, no longer held."""
+        got: list[tuple[int, Interaction, tuple[str, ...]]] = []
+        for item in item_ids:
+            for entry in self._by_item.pop(item, ()):
+                got.append(entry)
+                self._alive.discard(entry[0])
+        got.sort(key=lambda e: e[0])
+        if len(self._order) > 2 * len(self._alive) + 1024:  # drop the released entries from the drop order
+            self._order = deque(e for e in self._order if e[0] in self._alive)
+        return [e[1] for e in got], [e[2] for e in got]
 
 
 class UserRateLimiter:

@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     topic_items: str = Field("items", description="Input topic of catalog items.")
     topic_recommendations: str = Field("recommendations", description="Output topic of recommendations.")
     topic_dlq: str = Field("events-dlq", description="Rejected input with its reason.")
+    topic_items_dlq: str = Field("items-dlq", description="Rejected catalog items with their reason.")
     topic_partitions: int = Field(4, ge=1, description="Partitions of new topics (an existing `events` count wins).")
     replication_factor: int = Field(1, ge=1, description="Replication factor of topics the worker creates.")
     # -- Kafka client security (passed through to aiokafka) --
@@ -79,6 +80,10 @@ class Settings(BaseSettings):
     seen_max: int = Field(2000, ge=1, description="Items remembered per user for exclusion from recommendations.")
     dedup_window: int = Field(128, ge=0, description="Event ids remembered per user; a repeated id goes to the DLQ.")
     user_rate_per_s: float = Field(50.0, gt=0, description="Sustained events/s accepted per user (token bucket).")
+    pending_max_events: int = Field(
+        100000, ge=0, description="Events about items not in the catalog yet held to be learned when the item "
+        "arrives (oldest dropped first; 0: none held)."
+    )
     user_burst: int = Field(1000, ge=1, description="Events a user may send in a burst above the sustained rate.")
     # -- recommendation and learning -----------------------------------------------------------------------
     top_k: int = Field(10, ge=1, le=1000, description="Items per recommendation message.")
@@ -115,6 +120,10 @@ class Settings(BaseSettings):
     torch_threads: int = Field(0, ge=0, description="Torch intra-op threads in the worker (0: torch's default).")
     catalog_follow: bool = Field(
         True, description="Follow every partition of the item table's changelog, so each worker ranks the whole catalog."
+    )
+    catalog_wait_s: float = Field(
+        900.0, ge=0, description="Longest wait at start-up for the catalog to be read to its end before events are "
+        "taken (0: don't wait)."
     )
     checkpoint_interval_s: float = Field(30.0, ge=0, description="Seconds between model checkpoints (0: off).")
     relearn_max_events: int = Field(

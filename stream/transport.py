@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaConsumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from connectors.kafka import true_highwaters
+from stream.records import dead_letter_undecodable
 
 Rewind = Callable[[dict[Any, int]], Mapping[Any, int]]
 
@@ -40,6 +41,11 @@ def worker_transport(fetch_max_wait_ms: int, probe_kwargs: dict[str, Any] | None
             consumer = super()._create_worker_consumer(transport)
             consumer._fetch_max_wait_ms = fetch_max_wait_ms  # noqa: SLF001 - read when the fetcher starts
             return consumer
+
+        async def on_start(self) -> None:
+            await super().on_start()
+            # made by start(), nothing assigned or fetched yet: undecodable batches become dead letters from now on
+            dead_letter_undecodable(self._consumer._fetcher)  # noqa: SLF001
 
         async def _highwaters(self, partitions: Any) -> Mapping[Any, int]:
             reported = await super()._highwaters(partitions)

@@ -67,7 +67,7 @@ def prepare_topics(settings: Settings) -> dict[str, int]:
     return asyncio.run(ensure_topics(
         cfg,
         {settings.topic_events: p, settings.topic_items: p, settings.topic_recommendations: p,
-         settings.topic_dlq: p, epoch_topic(settings.app_id): 1},
+         settings.topic_dlq: p, settings.topic_items_dlq: p, epoch_topic(settings.app_id): 1},
         settings.replication_factor,
     ))
 
@@ -228,7 +228,7 @@ def run_worker(settings: Settings) -> None:
         torch.set_num_threads(settings.torch_threads)
     sr = build_worker_app(settings)
     schedule_malloc_trim(sr, settings.malloc_trim_interval_s)
-    sr.metrics.serve(settings.metrics_host, settings.metrics_port)  # before a republish: it is the liveness probe
+    sr.metrics.serve(settings.metrics_host, settings.metrics_port, sr.health)  # before a republish: liveness probe
     tables = table_files(sr)
     if (settings.data_dir / REPUBLISH_MARKER).exists():
         log.error("broker: an earlier republish of the local tables did not finish; republishing them now")

@@ -27,6 +27,8 @@ def test_events_agent_updates_table_and_emits(tmp_path) -> None:
         name = topic.get_topic_name()
         topic.send = lambda key=None, value=None, headers=None, _n=name, **kw: capture(_n, key, value, headers)
 
+    sr.catalog_read.set()  # the catalog was handed to the learner above
+
     async def go() -> None:
         async with sr.events_agent.test_context() as agent:
             for n, item in enumerate(["i1", "i2"]):
@@ -65,3 +67,85 @@ def test_worker_logging_stays_at_the_configured_level(tmp_path) -> None:
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
+
+
+def _app_capturing_sends(tmp_path, **settings):  # noqa: ANN001, ANN202
+    s = load_settings(store_url="memory://", data_dir=tmp_path, app_id="unit-agent", batch_within_s=0.01, **settings)
+    enc = HashingEncoder(16)
+    learner = AdapterRecommender(enc, dim=8, seq_len=s.seq_len, device="cpu")
+    learner.add_items([Item(f"i{j}", f"item {j}") for j in range(12)])
+    sr = create_app(s, learner, enc, events_partitions=1, items_partitions=1)
+    sent: list[tuple[str, bytes, bytes]] = []
+    for topic in (sr.recommendations_topic, sr.dlq_topic, sr.items_dlq_topic):
+        async def capture(key=None, value=None, headers=None, _n=topic.get_topic_name(), **kw):  # noqa: ANN001
+            sent.append((_n, key, value))
+        topic.send = capture
+    return sr, sent
+
+
+async def _wait_for(cond, tries: int = 200) -> None:  # noqa: ANN001
+    for _ in range(tries):
+        if cond():
+            return
+        await asyncio.sleep(0.02)
+
+
+def test_events_wait_until_the_catalog_is_read(tmp_path) -> None:
+    """Issue 16, fault 3: no answer from a catalog not read to its end (lists were empty at start-up)."""
+    sr, sent = _app_capturing_sends(tmp_path)
+    answered_before: list[int] = []
+
+    async def go() -> None:
+        async with sr.events_agent.test_context() as agent:
+            ev = {"event_id": "e0", "user_id": "u", "item_id": "i1", "event_type": "click", "ts": 1.0}
+            await agent.put(json.dumps(ev).encode(), key=b"u")
+            await _wait_for(lambda: False, tries=10)
+            answered_before.append(len(sent))
+            sr.catalog_read.set()
+            await _wait_for(lambda: len(sent) >= 1)
+
+    asyncio.run(go())
+    assert answered_before == [0]
+    [(topic, _, value)] = sent
+    assert topic == "recommendations" and len(json.loads(value)["items"]) == 10
+
+
+def test_a_crashing_events_agent_fails_the_worker(tmp_path) -> None:
+    """Issue 16, fault 7: an agent that raises must take the worker down, never idle in a live-looking process."""
+    sr, _ = _app_capturing_sends(tmp_path)
+    sr.catalog_read.set()
+    fatal: list[str] = []
+    sr.on_fatal = fatal.append
+
+    def broken(*a, **kw):  # noqa: ANN002, ANN003, ANN202
+        raise RuntimeError("producer gave up")
+
+    sr.processor.prepare = broken
+
+    async def go() -> None:
+        async with sr.events_agent.test_context() as agent:
+            ev = {"event_id": "e0", "user_id": "u", "item_id": "i1", "event_type": "click", "ts": 1.0}
+            await agent.put(json.dumps(ev).encode(), key=b"u")
+            await _wait_for(lambda: bool(fatal))
+
+    asyncio.run(go())
+    assert fatal and "events agent crashed" in fatal[0] and "producer gave up" in fatal[0]
+    assert sr.health.liveness()[0] == 500 and sr.health.readiness()[0] == 503
+
+
+def test_bad_catalog_items_go_to_the_items_dead_letter_topic(tmp_path) -> None:
+    """Issue 16, fault 5: a malformed or blank item is a dead letter with its reason, not only a log line."""
+    sr, sent = _app_capturing_sends(tmp_path)
+
+    async def go() -> None:
+        async with sr.items_agent.test_context() as agent:
+            await agent.put(b'{"item_id": "x1", "text": "   "}', key=b"x1")
+            await agent.put(b'{"item_id": "x2"', key=b"x2")
+            await agent.put(b'{"item_id": "x3", "text": "a fine new item"}', key=b"x3")
+            await _wait_for(lambda: len(sent) >= 2 and "x3" in sr.learner.item_index)
+
+    asyncio.run(go())
+    reasons = [json.loads(v)["reason"] for t, _, v in sent if t == "items-dlq"]
+    assert reasons == ["empty_text", "invalid_json"]
+    assert "x1" not in sr.learner.item_index and "x3" in sr.learner.item_index
+    assert sr.metrics.items_invalid.labels("empty_text")._value.get() == 1  # noqa: SLF001

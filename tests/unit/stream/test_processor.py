@@ -69,13 +69,51 @@ def test_event_weights_by_type_and_unknown_type_rejected() -> None:
     assert res.dlq[0][1]["reason"] == "unknown_event_type"
 
 
-def test_unknown_item_kept_in_sequence_but_not_trained() -> None:
+def test_unknown_item_kept_in_sequence_and_learned_when_it_arrives() -> None:
+    """Issue 16, fault 3: an event about an item that arrives later is learned once the item arrives."""
     p, m, metrics = make()
     res = p.prepare([msg(event(1, "u", "not-in-catalog"))], lambda u: UserState())
     assert res.states["u"][0].seq == ["not-in-catalog"]
     p.learn(res)
-    assert m.model_version == 0 and m.n_skipped == 1
+    assert m.model_version == 0 and len(p.pending) == 1
     assert metrics.unknown_item_ratio._value.get() == 1.0  # noqa: SLF001
+    assert metrics.pending_events._value.get() == 1  # noqa: SLF001
+    m.add_items([Item("not-in-catalog", "a late item")])
+    assert p.learn_arrived(["not-in-catalog"]) == 1
+    assert m.model_version == 1 and len(p.pending) == 0
+    assert metrics.pending_learned._value.get() == 1  # noqa: SLF001
+
+
+def test_held_events_are_bounded_and_the_dropped_counted() -> None:
+    p, m, metrics = make(pending_max_events=3)
+    res = p.prepare([msg(event(n, "u", f"late{n}"), offset=n) for n in range(5)], lambda u: UserState())
+    p.learn(res)
+    assert len(p.pending) == 3 and metrics.pending_dropped._value.get() == 2  # noqa: SLF001
+    m.add_items([Item("late0", "dropped"), Item("late4", "kept")])
+    assert p.learn_arrived(["late0", "late4"]) == 1
+
+
+def test_empty_lists_only_when_nothing_can_be_recommended_and_counted() -> None:
+    s = load_settings()
+    m = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=s.seq_len, device="cpu")
+    metrics = WorkerMetrics()
+    p = EventProcessor(s, m, metrics, clock=lambda: 200.0)
+    res = p.prepare([msg(event(1, "u", "i1"))], lambda u: UserState())  # an empty catalog
+    p.observe_emitted(res)
+    assert res.recommendations[0][1]["items"] == [] and metrics.empty_lists._value.get() == 1  # noqa: SLF001
+    m.add_items([Item("i1", "one"), Item("i2", "two")])
+    res = p.prepare([msg(event(2, "v", "i1"), offset=1)], lambda u: UserState())
+    p.observe_emitted(res)
+    assert [i["item_id"] for i in res.recommendations[0][1]["items"]] == ["i2"]
+    assert metrics.empty_lists._value.get() == 1  # noqa: SLF001
+
+
+def test_an_undecodable_record_is_a_dead_letter() -> None:
+    p, _, metrics = make()
+    bad = RawMessage(None, b"\x00garbled batch", "events", 0, 9, 100.0, undecodable="codec 0x07 unknown")
+    res = p.prepare([bad, msg(event(1, "u", "i1"), offset=10)], lambda u: UserState())
+    assert [(d["reason"], d["offset"], d["detail"]) for _, d in res.dlq] == [("undecodable", 9, "codec 0x07 unknown")]
+    assert [r["event_id"] for _, r in res.recommendations] == ["e1"]
 
 
 def test_online_hit_rate_counts_next_event_against_last_recommendation() -> None:
@@ -88,13 +126,35 @@ def test_online_hit_rate_counts_next_event_against_last_recommendation() -> None
 
 def test_duplicate_event_id_goes_to_dlq_and_changes_nothing() -> None:
     p, m, metrics = make()
-    res = p.prepare([msg(event(1, "u", "i1")), msg(event(1, "u", "i1"))], lambda u: UserState())
+    res = p.prepare([msg(event(1, "u", "i1"), offset=1), msg(event(1, "u", "i1"), offset=2)], lambda u: UserState())
     assert [r["event_id"] for _, r in res.recommendations] == ["e1"]
-    assert [d["reason"] for _, d in res.dlq] == ["duplicate"]
+    assert [d["reason"] for _, d in res.dlq] == ["duplicate"]  # a producer sending the id twice
     state = res.states["u"][0]
-    again = p.prepare([msg(event(1, "u", "i1"))], lambda u: state)  # redelivered after a crash
-    assert again.dlq[0][1]["reason"] == "duplicate" and not again.examples
     assert state.seq == ["i1"] and state.n == 1
+
+
+def test_a_redelivered_event_is_answered_again_without_a_state_change() -> None:
+    """Issue 16, fault 8: the worker died after the user's state was written and before the answer went out.
+
+    The first run prepares the batch and writes the state (as the agent does) but its recommendations are never
+    sent; after the restart the same records come again: each is answered, from the history it had, and nothing
+    else changes (no second state append, no DLQ, nothing learned twice).
+    """
+    p, m, _ = make()
+    first = [msg(event(1, "u", "i1"), offset=1), msg(event(2, "u", "i2"), offset=2), msg(event(3, "v", "i3"), offset=3)]
+    states: dict[str, UserState] = {}
+    res = p.prepare(first, lambda u: UserState())
+    states.update({u: st for u, (st, _) in res.states.items()})  # state written ... then kill -9, nothing sent
+    saved = {u: st.to_dict() for u, st in states.items()}
+
+    p2 = EventProcessor(load_settings(), m, WorkerMetrics(), clock=lambda: 300.0)  # the restarted worker
+    again = p2.prepare(first, lambda u: UserState.from_dict(states[u].to_dict()) if u in states else UserState())
+    assert [r["event_id"] for _, r in again.recommendations] == ["e1", "e2", "e3"]
+    assert not again.dlq and not again.states and not again.examples
+    assert again.answered_again == 3
+    first_list = [i["item_id"] for i in again.recommendations[0][1]["items"]]
+    assert "i1" not in first_list and "i2" not in first_list  # everything the user has stays excluded
+    assert {u: st.to_dict() for u, st in states.items()} == saved
 
 
 def test_flooding_user_is_capped_and_others_are_not() -> None:
@@ -137,8 +197,8 @@ def test_restart_relearns_what_the_checkpoint_missed_without_touching_state() ->
     results = run_batches(p2, states, stream[8:24])  # 8..15 replayed, 16..19 redelivered, 20..23 new
     recs = [r["event_id"] for res in results for _, r in res.recommendations]
     dlq = [d["reason"] for res in results for _, d in res.dlq]
-    assert recs == [f"e{n}" for n in range(20, 24)]  # nothing answered twice from the replay
-    assert dlq == ["duplicate"] * 4  # the redeliveries, as before
+    assert recs == [f"e{n}" for n in range(16, 24)]  # the replay (below the commit) is not answered again
+    assert dlq == []  # the redeliveries 16..19 (not committed: maybe never answered) are answered again
     assert sum(res.relearned for res in results) == 12  # 8..19 learned once each
     assert m2.model_version > version
     assert {u: states[u].to_dict()["seq"][: len(before[u]["seq"])] for u in before} == \
