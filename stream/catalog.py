@@ -99,7 +99,7 @@ async def _follow_once(cfg: KafkaClientConfig, changelog_topic: str, on_items: I
             await asyncio.sleep(1.0)
         ends = await consumer.end_offsets(tps)  # Tansu may under-report them: then the position passes them
         while not stop():
-            if on_caught_up is not None and all(await consumer.position(tp) >= ends[tp] for tp in tps):
+            if on_caught_up is not None and all([await consumer.position(tp) >= ends[tp] for tp in tps]):
                 on_caught_up()
                 on_caught_up = None
             batch = await consumer.getmany(timeout_ms=500, max_records=max_records)
