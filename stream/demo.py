@@ -143,11 +143,12 @@ class WorkerProcess:
         self.metrics_port = metrics_port
         self.log_path = log_path
         self.env = env or {}
+        self.web_port = int(self.env.get("STREAMREC_WEB_PORT") or free_port())  # several workers: one port each
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "STREAMREC_METRICS_PORT": str(self.metrics_port),
-               "PYTHONUNBUFFERED": "1", **self.env}
+               "STREAMREC_WEB_PORT": str(self.web_port), "PYTHONUNBUFFERED": "1", **self.env}
         self.log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "stream.cli.main", "worker", "--broker", self.broker_url,

@@ -141,6 +141,11 @@ class Settings(BaseSettings):
     # -- operations ------------------------------------------------------------------------------------------
     metrics_host: str = Field("127.0.0.1", description="Address the /metrics endpoint binds to.")
     metrics_port: int = Field(9108, ge=0, le=65535, description="Port of the /metrics endpoint (0: disabled).")
+    web_port: int = Field(6066, ge=0, le=65535, description="Port of the HTTP routes: recommendations on demand, "
+                          "similar items, /openapi.json, /healthz, /readyz (0: no web server).")
+    web_host: str = Field("127.0.0.1", description="Address the web server binds to (`0.0.0.0`: every interface).")
+    web_canonical_url: str = Field("", description="URL other workers forward a user's request to (empty: "
+                                   "`http://web_host:web_port`, this machine's host name when `web_host` is 0.0.0.0).")
     broker_check_interval_s: float = Field(
         5.0, ge=0, description="Seconds between checks that the broker still holds our topics (0: off; see README)."
     )
