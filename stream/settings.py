@@ -7,7 +7,13 @@ generated from :data:`Settings.model_fields` and a test keeps the two in sync.
 
 from __future__ import annotations
 
+import difflib
+import json
+import logging
 import os
+import re
+import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +24,14 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from pydantic_settings.exceptions import SettingsError
 
 ENV_PREFIX = "STREAMREC_"
+#: ``STREAMREC_*`` variables read outside :class:`Settings`: the config file, and the ML-100K folder of
+#: ``connectors.datasets``. Variables starting with ``_STREAMREC`` are private to the worker and never checked.
+OTHER_ENV_VARS = frozenset({f"{ENV_PREFIX}CONFIG", f"{ENV_PREFIX}ML100K_DIR"})
+
+log = logging.getLogger("streamrec.settings")
 
 DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
     "view": 0.5,
@@ -149,6 +161,9 @@ class Settings(BaseSettings):
     broker_check_interval_s: float = Field(
         5.0, ge=0, description="Seconds between checks that the broker still holds our topics (0: off; see README)."
     )
+    broker_connect_timeout_s: float = Field(
+        30.0, ge=0, description="Seconds the worker retries an unreachable broker at start-up before it stops (0: one try)."
+    )
     hit_window: int = Field(1000, ge=1, description="Events in the rolling online HR@10 window.")
     log_level: str = Field("warning", description="Worker log level.")
     probe_highwaters: bool = Field(
@@ -250,8 +265,13 @@ class Settings(BaseSettings):
 
 
 def load_settings(config: Path | str | None = None, **overrides: Any) -> Settings:
-    """Build :class:`Settings`, turning validation errors into a one-line :class:`ConfigError` naming the field."""
+    """Build :class:`Settings`, turning validation errors into a one-line :class:`ConfigError` naming the field.
+
+    A ``STREAMREC_*`` environment variable that names no setting is logged as a warning with the closest one.
+    """
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    for line in unknown_env_vars(os.environ):
+        log.warning("%s", line)
     old = os.environ.get(f"{ENV_PREFIX}CONFIG")
     try:
         if config is not None:
@@ -263,12 +283,55 @@ def load_settings(config: Path | str | None = None, **overrides: Any) -> Setting
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err.get("loc", ())) or "settings"
         raise ConfigError(f"{field}: {err.get('msg', 'invalid value')} (got {err.get('input')!r})") from None
+    except SettingsError as exc:  # a source could not decode a value (bad JSON in an env var)
+        raise ConfigError(settings_error_line(exc)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config: {os.environ.get(f'{ENV_PREFIX}CONFIG')}: expected a TOML file ({exc})") from None
     finally:
         if config is not None:
             if old is None:
                 os.environ.pop(f"{ENV_PREFIX}CONFIG", None)
             else:
                 os.environ[f"{ENV_PREFIX}CONFIG"] = old
+
+
+def settings_error_line(exc: SettingsError) -> str:
+    """One line naming the field, where its value came from and why it could not be decoded.
+
+    >>> try:
+    ...     json.loads('{"click": 1')
+    ... except ValueError as cause:
+    ...     err = SettingsError('error parsing value for field "event_weights" from source "EnvSettingsSource"')
+    ...     err.__cause__ = cause
+    >>> settings_error_line(err)
+    "event_weights: STREAMREC_EVENT_WEIGHTS: expected JSON (Expecting ',' delimiter: line 1 column 12 (char 11))"
+    """
+    m = re.search(r'field "(\w+)" from source "(\w+)"', str(exc))
+    if m is None:
+        return f"settings: {exc}"
+    field, source = m.groups()
+    where = f"{ENV_PREFIX}{field.upper()}" if source.startswith("Env") else source
+    cause = exc.__cause__
+    what = f"expected JSON ({cause})" if isinstance(cause, json.JSONDecodeError) else str(cause or exc)
+    return f"{field}: {where}: {what}"
+
+
+def unknown_env_vars(environ: Mapping[str, str]) -> list[str]:
+    """One line for each ``STREAMREC_*`` variable that names no setting, with the closest setting's variable.
+
+    >>> unknown_env_vars({"STREAMREC_TOPK": "5", "STREAMREC_TOP_K": "5", "_STREAMREC_X": "1", "HOME": "/"})
+    ['STREAMREC_TOPK is not a streamrec setting and is ignored (did you mean STREAMREC_TOP_K?)']
+    """
+    known = [f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields]
+    out = []
+    for key in sorted(environ):
+        name = key.upper()  # pydantic-settings matches env names case-insensitively
+        if not name.startswith(ENV_PREFIX) or name in known or name in OTHER_ENV_VARS:
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        out.append(f"{key} is not a streamrec setting and is ignored{hint}")
+    return out
 
 
 def settings_table() -> str:
@@ -285,8 +348,6 @@ def settings_table() -> str:
 
 
 def json_default(v: Any) -> str:
-    import json
-
     if isinstance(v, Path):
         return str(v)
     if isinstance(v, dict):
