@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from connectors.schemas import CatalogItem
 from learners.types import Interaction, Item
 
 RECBOLE = "recbole==1.2.1"
@@ -369,10 +370,43 @@ def _records(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict[
         raise DatasetError(f"{path.name}: expected a .csv or .jsonl file")
 
 
+def load_catalog_file(path: Path) -> list[CatalogItem]:
+    """Catalog items from a ``.jsonl``/``.csv`` file, whatever its name: fields ``item_id`` and ``text`` (not blank),
+    optional ``attributes`` (a JSON object in ``.jsonl``; in ``.csv`` every other column is an attribute).
+
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "products.csv"
+    >>> _ = p.write_text("item_id,text,brand\\nsku-1,Red kettle,Acme\\n")
+    >>> load_catalog_file(p)
+    [CatalogItem(item_id='sku-1', text='Red kettle', attributes={'brand': 'Acme'})]
+    """
+    out = []
+    for n, r in _records(path, ("item_id", "text")):
+        text = r["text"]
+        if not isinstance(text, str) or not text.strip():
+            raise DatasetError(f"{path.name} line {n}: text: expected a non-blank description, got {text!r}")
+        if path.suffix == ".csv":
+            attrs = {k: v for k, v in r.items() if k not in ("item_id", "text") and k and v != ""}
+        else:
+            attrs = r.get("attributes") or {}
+            if not isinstance(attrs, dict):
+                raise DatasetError(f"{path.name} line {n}: attributes: expected a JSON object, got {attrs!r}")
+        out.append(CatalogItem(_ident(path, n, "item_id", r["item_id"]), text, attrs))
+    return out
+
+
 def load_items_file(path: Path) -> list[Item]:
-    """Catalog items from a ``.jsonl``/``.csv`` file with fields ``item_id`` and ``text``."""
-    return [Item(_ident(path, n, "item_id", r["item_id"]), str(r["text"]))
-            for n, r in _records(path, ("item_id", "text"))]
+    """Catalog items from a ``.jsonl``/``.csv`` file with fields ``item_id`` and ``text`` (for the encoder)."""
+    return [Item(c.item_id, c.text) for c in load_catalog_file(path)]
+
+
+def load_catalog(spec: str, data_dir: Path = Path("data")) -> list[CatalogItem]:
+    """Catalog items of ``spec``: any ``.jsonl``/``.csv`` file is read as a catalog (:func:`load_catalog_file`);
+    ``ml-100k`` or a MovieLens folder gives its movies (see :func:`load_dataset`)."""
+    p = Path(spec)
+    if p.is_file():
+        return load_catalog_file(p)
+    return [CatalogItem(it.item_id, it.text) for it in load_dataset(spec, data_dir).items]
 
 
 def _present(v: Any) -> bool:
