@@ -61,15 +61,31 @@ def build_encoder(settings: Settings) -> FrozenTransformerEncoder:
 
 
 def prepare_topics(settings: Settings) -> dict[str, int]:
-    """Create missing topics; an ``events`` topic made by producers keeps its own partition count."""
+    """Create missing topics; an ``events`` topic made by producers keeps its own partition count.
+
+    The first contact with the broker: an unreachable one is retried for ``broker_connect_timeout_s`` (a log line
+    per retry), then :class:`~connectors.clients.BrokerUnavailable` says in one line what failed.
+    """
+    from aiokafka.errors import KafkaConnectionError
+
+    from connectors.clients import BrokerUnavailable, wait_for_broker
+
+    def retrying(reason: str, pause: float, elapsed: float) -> None:
+        log.warning("broker: %s not reachable (%s); retrying in %.1f s (%.0f of %.0f s)", settings.broker_url,
+                    reason, pause, elapsed, settings.broker_connect_timeout_s)
+
+    wait_for_broker(settings.bootstrap_servers, settings.broker_connect_timeout_s, on_retry=retrying)
     cfg = KafkaClientConfig.from_settings(settings)
     p = settings.topic_partitions
-    return asyncio.run(ensure_topics(
-        cfg,
-        {settings.topic_events: p, settings.topic_items: p, settings.topic_recommendations: p,
-         settings.topic_dlq: p, settings.topic_items_dlq: p, epoch_topic(settings.app_id): 1},
-        settings.replication_factor,
-    ))
+    try:
+        return asyncio.run(ensure_topics(
+            cfg,
+            {settings.topic_events: p, settings.topic_items: p, settings.topic_recommendations: p,
+             settings.topic_dlq: p, settings.topic_items_dlq: p, epoch_topic(settings.app_id): 1},
+            settings.replication_factor,
+        ))
+    except KafkaConnectionError as exc:  # it listens, but does not answer as a Kafka broker
+        raise BrokerUnavailable(f"broker {','.join(settings.bootstrap_servers)}: creating topics failed ({exc})") from None
 
 
 def load_or_build_learner(settings: Settings, encoder: Any) -> tuple[AdapterRecommender, dict[tuple[str, int], int]]:

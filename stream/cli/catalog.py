@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from stream.cli.options import broker_option, config_option, settings_from
+from stream.cli.options import broker_errors, broker_option, client_kwargs, config_option, settings_from
 
 
 @click.command("catalog")
@@ -17,22 +17,21 @@ from stream.cli.options import broker_option, config_option, settings_from
               help="Dataset cache folder.")
 @config_option
 def command(source: str, broker_url: str | None, dataset_dir: str, config: str | None) -> None:
-    """Publish items of SOURCE (ml-100k, a GroupLens folder, or an items .jsonl/.csv file)."""
-    from connectors.datasets import DatasetError, load_dataset, load_items_file
-    from connectors.kafka import KafkaClientConfig, ensure_topics, publish_items
+    """Publish the items of SOURCE: ml-100k, a GroupLens folder, or any .jsonl/.csv file of items
+    (item_id, text, optional attributes)."""
+    from connectors.clients import ItemProducer
+    from connectors.datasets import DatasetError, load_catalog
+    from connectors.kafka import KafkaClientConfig, ensure_topics
 
     s = settings_from(config, broker_url=broker_url)
     try:
-        p = Path(source)
-        items = load_items_file(p) if p.is_file() and p.stem.startswith("items") else load_dataset(
-            source, Path(dataset_dir)).items
+        items = load_catalog(source, Path(dataset_dir))
     except DatasetError as exc:
         raise click.ClickException(str(exc)) from None
-    cfg = KafkaClientConfig.from_settings(s)
-
-    async def go() -> int:
-        await ensure_topics(cfg, {s.topic_items: s.topic_partitions}, s.replication_factor)
-        return await publish_items(cfg, s.topic_items, items)
-
-    n = asyncio.run(go())
-    click.echo(f"published {n} items to {s.topic_items} on {s.broker_url}")
+    with broker_errors(s):
+        asyncio.run(ensure_topics(KafkaClientConfig.from_settings(s), {s.topic_items: s.topic_partitions},
+                                  s.replication_factor))
+        with ItemProducer(topic=s.topic_items, **client_kwargs(s)) as producer:
+            for item in items:
+                producer.send_item(item)
+    click.echo(f"published {len(items)} items to {s.topic_items} on {s.broker_url}")

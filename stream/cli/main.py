@@ -40,6 +40,15 @@ class LazyGroup(click.Group):
         cmd: click.Command = module.command
         return cmd
 
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the subcommand; a broker that cannot be reached ends it with one line naming the broker."""
+        from connectors.clients import BrokerUnavailable
+
+        try:
+            return super().invoke(ctx)
+        except BrokerUnavailable as exc:
+            raise click.ClickException(str(exc)) from None
+
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
