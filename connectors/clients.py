@@ -369,8 +369,11 @@ def parse_recommendation(raw: bytes | str | None, validator: Any = None) -> Reco
     errors = list((validator or recommendation_validator()).iter_errors(obj))
     if errors:
         first = min(errors, key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
-        reason = Reason.MISSING_FIELD if first.validator == "required" else Reason.WRONG_TYPE
-        raise SchemaError(Rejection(reason, f"{_path(first.absolute_path) or 'message'}: {first.message}"[:300]))
+        path = list(first.absolute_path)
+        if first.validator == "required":  # name the missing field itself
+            missing = next(p for p in first.validator_value if p not in first.instance)
+            raise SchemaError(Rejection(Reason.MISSING_FIELD, f"{_path([*path, missing])}: required field is missing"))
+        raise SchemaError(Rejection(Reason.WRONG_TYPE, f"{_path(path) or 'message'}: {first.message}"[:300]))
     return Recommendation(obj["user_id"], obj["event_id"], obj["rec_id"],
                           tuple(ScoredItem(it["item_id"], float(it["score"])) for it in obj["items"]),
                           obj["model_version"], float(obj["event_ts"]), float(obj["emitted_ts"]), obj)
