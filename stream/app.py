@@ -360,8 +360,16 @@ async def wait_for_catalog(sr: StreamrecApp, poll_s: float = 0.1) -> None:
     ends = await app.consumer.highwaters(*items_tps) if items_tps else {}
     behind = {tp.partition: end for tp, end in ends.items() if end}
     sr.health.set_waiting(f"catalog: {s.topic_items} partitions read up to {behind}")
+    by_partition = {tp.partition: tp for tp in items_tps}
+
+    def read_up_to(p: int) -> int:
+        """Where this worker's reading of items partition ``p`` stands: what the items agent read since it started,
+        or the group's committed offset (items read before a restart; Faust sets it when it seeks there)."""
+        committed = app.consumer._committed_offset.get(by_partition[p])  # noqa: SLF001 - Faust's own bookkeeping
+        return max(sr.items_read.get(p, 0), committed or 0)
+
     while loop.time() < deadline:
-        items_done = all(sr.items_read.get(p, 0) >= end for p, end in behind.items())
+        items_done = all(read_up_to(p) >= end for p, end in behind.items())
         if items_done and (sr.catalog_followed or not s.catalog_follow):
             return
         await asyncio.sleep(poll_s)

@@ -7,7 +7,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
-from wsgiref.simple_server import make_server
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import (
     CollectorRegistry,
@@ -123,10 +123,17 @@ class WorkerMetrics:
         if not port:
             return None
         app = health_wsgi_app(make_wsgi_app(self.registry), health)
-        server = make_server(host, port, app, ThreadingWSGIServer)
+        server = make_server(host, port, app, ThreadingWSGIServer, handler_class=QuietRequestHandler)
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
         return server
+
+
+class QuietRequestHandler(WSGIRequestHandler):
+    """A request handler that does not log every scrape and probe (wsgiref's logs each to stderr)."""
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        pass
 
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]

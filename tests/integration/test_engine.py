@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from connectors.kafka import KafkaClientConfig, ensure_topics, publish_items, read_topic, replay_events
+from connectors.schemas import DLQ_JSON_SCHEMA, RECOMMENDATION_JSON_SCHEMA, schema_errors
 from stream.demo import scrape
 from tests.conftest import make_catalog
 
@@ -69,7 +70,8 @@ def test_events_in_recommendations_out_with_schema_and_dlq(worker_factory: Any, 
     recs, dlq = asyncio.run(go())
     assert {r["event_id"] for r in recs} == {e["event_id"] for e in good}
     for r in recs:
-        assert set(r) == {"user_id", "event_id", "items", "model_version", "event_ts", "emitted_ts"}
+        assert schema_errors(r, RECOMMENDATION_JSON_SCHEMA) == []
+        assert set(r) == {"user_id", "event_id", "rec_id", "items", "model_version", "event_ts", "emitted_ts"}
         assert isinstance(r["model_version"], int) and r["emitted_ts"] >= time.time() - 600
         assert len(r["items"]) == 10
         assert all(set(i) == {"item_id", "score"} and isinstance(i["score"], float) for i in r["items"])
@@ -81,6 +83,7 @@ def test_events_in_recommendations_out_with_schema_and_dlq(worker_factory: Any, 
         assert not seen[e["user_id"]] & {i["item_id"] for i in by_id[e["event_id"]]["items"]}
     assert sorted(d["reason"] for d in dlq) == ["invalid_json", "missing_field", "unknown_event_type"]
     assert all(d["detail"] and d["value_b64"] for d in dlq)
+    assert all(schema_errors(d, DLQ_JSON_SCHEMA) == [] for d in dlq)
 
 
 def test_user_sequences_survive_restart(worker_factory: Any, kafka: KafkaClientConfig, tmp_path: Path) -> None:
