@@ -27,9 +27,11 @@ from pydantic_settings import (
 from pydantic_settings.exceptions import SettingsError
 
 ENV_PREFIX = "STREAMREC_"
-#: ``STREAMREC_*`` variables read outside :class:`Settings`: the config file, and the ML-100K folder of
-#: ``connectors.datasets``. Variables starting with ``_STREAMREC`` are private to the worker and never checked.
-OTHER_ENV_VARS = frozenset({f"{ENV_PREFIX}CONFIG", f"{ENV_PREFIX}ML100K_DIR"})
+#: ``STREAMREC_*`` variables read outside :class:`Settings`: the config file, the ML-100K folder of
+#: ``connectors.datasets``, Kafka's jars (``connectors.kafka_broker``) and the brokers the tests run on.
+#: Variables starting with ``_STREAMREC`` are private to the worker and never checked.
+OTHER_ENV_VARS = frozenset({f"{ENV_PREFIX}CONFIG", f"{ENV_PREFIX}ML100K_DIR", f"{ENV_PREFIX}KAFKA_LIB",
+                            f"{ENV_PREFIX}TEST_BROKERS"})
 
 log = logging.getLogger("streamrec.settings")
 

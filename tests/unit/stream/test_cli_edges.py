@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -108,3 +109,19 @@ def test_misspelled_env_setting_is_named_with_the_closest_one(monkeypatch: pytes
         "STREAMREC_EVNET_WEIGHTS is not a streamrec setting and is ignored (did you mean STREAMREC_EVENT_WEIGHTS?)",
         "STREAMREC_TOPK is not a streamrec setting and is ignored (did you mean STREAMREC_TOP_K?)",
     ]
+
+
+def test_every_streamrec_variable_the_project_reads_is_a_setting_or_listed() -> None:
+    """A STREAMREC_* name used anywhere in the project is a setting or in OTHER_ENV_VARS (else it would be warned
+    about as a misspelling)."""
+    from stream.settings import OTHER_ENV_VARS, Settings
+
+    known = {f"STREAMREC_{n.upper()}" for n in Settings.model_fields} | OTHER_ENV_VARS
+    here = Path(__file__).resolve()
+    files = [p for d in ("connectors", "stream", "tests", "benchmarks", "deploy") for p in (ROOT / d).rglob("*")
+             if p.is_file() and p.suffix in (".py", ".yaml", ".yml", ".toml", ".md", "") and p != here]
+    lines = [ln for p in [*files, ROOT / "Makefile", ROOT / "README.md"]
+             for ln in p.read_text(errors="replace").splitlines()
+             if "did you mean" not in ln and "unknown_env_vars(" not in ln]  # typos shown as examples
+    used = {m for ln in lines for m in re.findall(r"(?<![_A-Z])STREAMREC_[A-Z0-9_]*[A-Z0-9]", ln)}
+    assert sorted(used - known) == []
