@@ -48,6 +48,9 @@ GROUP_SETTINGS: dict[str, Any] = {"session_timeout_ms": 6000, "heartbeat_interva
 
 Servers = str | Sequence[str]
 
+#: Kafka's compression codecs and the package kafka-python needs for each (gzip is in the standard library).
+CODEC_PACKAGES: dict[str, str | None] = {"gzip": None, "snappy": "python-snappy", "lz4": "lz4", "zstd": "zstandard"}
+
 
 class BrokerUnavailable(ConnectionError):
     """The broker could not be reached; the message is one line naming its address and what failed."""
@@ -106,6 +109,27 @@ def wait_for_broker(bootstrap_servers: Servers, timeout_s: float = 0.0, *,
             on_retry(reason, pause, elapsed)
         time.sleep(pause)
         pause = min(5.0, pause * 2)
+
+
+def check_codec(compression_type: str | None) -> None:
+    """Raise ``ValueError`` (one line) unless kafka-python can compress with ``compression_type`` here.
+
+    >>> check_codec("gzip"), check_codec(None)
+    (None, None)
+    >>> check_codec("brotli")
+    Traceback (most recent call last):
+    ...
+    ValueError: compression_type: expected none, gzip, snappy, lz4 or zstd, got 'brotli'
+    """
+    if compression_type is None:
+        return
+    if compression_type not in CODEC_PACKAGES:
+        raise ValueError(f"compression_type: expected none, gzip, snappy, lz4 or zstd, got {compression_type!r}")
+    from kafka import codec
+
+    if not getattr(codec, f"has_{compression_type}")():
+        raise ValueError(f"compression_type: {compression_type} needs the {CODEC_PACKAGES[compression_type]} package "
+                         f"(pip install 'kafka-python[{compression_type}]')")
 
 
 def _connect(factory: Callable[[], Any], servers: list[str], what: str) -> Any:
@@ -189,6 +213,7 @@ class _JsonProducer:
                  connect_timeout_s: float, **config: Any) -> None:
         from kafka import KafkaProducer
 
+        check_codec(compression_type)
         self.topic = topic
         self.servers = _servers(bootstrap_servers)
         self.sent = 0
