@@ -112,6 +112,7 @@ class StreamrecApp:
     catalog_read: asyncio.Event = field(default_factory=asyncio.Event)  # the events agent waits for it
     items_read: dict[int, int] = field(default_factory=dict)  # items partition -> offset after the last item read
     catalog_followed: bool = False  # the item-table changelog was read to the end it had at start
+    items_tracked: bool = False  # the consumer runs, so the events agent can see what the items agent has read
 
     def fail(self, agent: str, exc: BaseException) -> None:
         """An agent raised: log it with its traceback, mark the worker failed (``/healthz``, ``/readyz``) and
@@ -277,6 +278,7 @@ def create_app(
             try:
                 if not sr.catalog_read.is_set():
                     await sr.catalog_read.wait()  # never answer from a catalog not read to its end
+                await catch_up_items(sr)
                 with metrics.batch_seconds.time():
                     await process_batch(sr, batch)
             except asyncio.CancelledError:
@@ -289,6 +291,7 @@ def create_app(
     async def become_ready() -> None:
         """Open the events agent once the catalog is read (:func:`wait_for_catalog`), and say so once."""
         await wait_for_catalog(sr)
+        sr.items_tracked = True
         sr.catalog_read.set()
         parts = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == s.topic_events)
         n_items = len(getattr(learner, "item_ids", ()))
@@ -342,6 +345,21 @@ ITEM_REASONS = (Reason.TOO_LARGE, Reason.INVALID_UTF8, Reason.INVALID_JSON, Reas
                 Reason.WRONG_TYPE, Reason.EMPTY_ID, Reason.ID_TOO_LONG, Reason.CONTROL_CHARACTERS, Reason.EMPTY_TEXT)
 
 
+def items_unread(sr: StreamrecApp, ends: dict[Any, int]) -> dict[int, int]:
+    """The ``items`` partitions of ``ends`` (partition -> end offset) this worker has not read up to their end.
+
+    Read means: by the items agent since it started, or below the group's committed offset (items read before a
+    restart; Faust sets that offset when it seeks to it).
+    """
+    committed = sr.app.consumer._committed_offset  # noqa: SLF001 - Faust's own bookkeeping of the seek
+    return {tp.partition: end for tp, end in ends.items()
+            if end and max(sr.items_read.get(tp.partition, 0), committed.get(tp) or 0) < end}
+
+
+def items_partitions(sr: StreamrecApp) -> list[Any]:
+    return [tp for tp in sr.app.consumer.assignment() if tp.topic == sr.settings.topic_items]
+
+
 async def wait_for_catalog(sr: StreamrecApp, poll_s: float = 0.1) -> None:
     """Return once this worker has read the catalog as it stood when its partitions were assigned.
 
@@ -356,25 +374,35 @@ async def wait_for_catalog(sr: StreamrecApp, poll_s: float = 0.1) -> None:
     sr.health.set_waiting("partition assignment")
     while not any(tp.topic == s.topic_events for tp in app.consumer.assignment()):
         await asyncio.sleep(poll_s)
-    items_tps = [tp for tp in app.consumer.assignment() if tp.topic == s.topic_items]
-    ends = await app.consumer.highwaters(*items_tps) if items_tps else {}
-    behind = {tp.partition: end for tp, end in ends.items() if end}
-    sr.health.set_waiting(f"catalog: {s.topic_items} partitions read up to {behind}")
-    by_partition = {tp.partition: tp for tp in items_tps}
-
-    def read_up_to(p: int) -> int:
-        """Where this worker's reading of items partition ``p`` stands: what the items agent read since it started,
-        or the group's committed offset (items read before a restart; Faust sets it when it seeks there)."""
-        committed = app.consumer._committed_offset.get(by_partition[p])  # noqa: SLF001 - Faust's own bookkeeping
-        return max(sr.items_read.get(p, 0), committed or 0)
-
+    tps = items_partitions(sr)
+    ends = dict(await app.consumer.highwaters(*tps)) if tps else {}
+    sr.health.set_waiting(f"catalog: {s.topic_items} partitions to read up to {items_unread(sr, ends)}")
     while loop.time() < deadline:
-        items_done = all(read_up_to(p) >= end for p, end in behind.items())
-        if items_done and (sr.catalog_followed or not s.catalog_follow):
+        if not items_unread(sr, ends) and (sr.catalog_followed or not s.catalog_follow):
             return
         await asyncio.sleep(poll_s)
-    log.warning("catalog: not read to its end after catalog_wait_s=%.0f s (read %s of %s); taking events anyway",
-                s.catalog_wait_s, sr.items_read, behind)
+    log.warning("catalog: not read to its end after catalog_wait_s=%.0f s (still to read: %s); taking events anyway",
+                s.catalog_wait_s, items_unread(sr, ends))
+
+
+async def catch_up_items(sr: StreamrecApp, poll_s: float = 0.02) -> None:
+    """Before an events batch: while the assigned ``items`` partitions hold records not read yet (by the high
+    watermarks the consumer last saw), let the items agent read them first, for at most ``catalog_lag_wait_s``.
+
+    Items published just before events (a catalog and its first events, a new product and its first clicks)
+    are then in the catalog when the events are answered. Costs a dictionary look-up per batch otherwise.
+    """
+    wait_s = sr.settings.catalog_lag_wait_s
+    if wait_s <= 0 or not sr.items_tracked:
+        return
+    consumer = sr.app.consumer
+    ends = {tp: consumer.highwater(tp) or 0 for tp in items_partitions(sr)}
+    if not items_unread(sr, ends):
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while items_unread(sr, ends) and loop.time() < deadline:
+        await asyncio.sleep(poll_s)
 
 
 def rocksdb_options(s: Settings) -> dict[str, Any] | None:

@@ -139,6 +139,10 @@ class Settings(BaseSettings):
         900.0, ge=0, description="Longest wait at start-up for the catalog to be read to its end before events are "
         "taken (0: don't wait)."
     )
+    catalog_lag_wait_s: float = Field(
+        5.0, ge=0, description="Longest wait before an events batch while the `items` partitions hold items not read "
+        "yet, so items published just before events are known when those are answered (0: don't wait)."
+    )
     checkpoint_interval_s: float = Field(30.0, ge=0, description="Seconds between model checkpoints (0: off).")
     relearn_max_events: int = Field(
         50000, ge=0, description="Events per partition re-read after a restart for the resumed model to learn (0: off)."

@@ -66,6 +66,7 @@ def worker_factory(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Callable[
             "STREAMREC_TOPIC_ITEMS": f"{app_id}-items",
             "STREAMREC_TOPIC_RECOMMENDATIONS": f"{app_id}-recommendations",
             "STREAMREC_TOPIC_DLQ": f"{app_id}-events-dlq",
+            "STREAMREC_TOPIC_ITEMS_DLQ": f"{app_id}-items-dlq",
             "STREAMREC_BATCH_WITHIN_S": "0.02",
             "STREAMREC_LOG_LEVEL": "info",
         }

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from learners.adapter import AdapterRecommender
 from learners.encoder import HashingEncoder
 from learners.types import Item
@@ -28,6 +30,7 @@ def test_events_agent_updates_table_and_emits(tmp_path) -> None:
         topic.send = lambda key=None, value=None, headers=None, _n=name, **kw: capture(_n, key, value, headers)
 
     sr.catalog_read.set()  # the catalog was handed to the learner above
+    sr.on_fatal = pytest.fail  # an agent crash fails the test instead of ending the process
 
     async def go() -> None:
         async with sr.events_agent.test_context() as agent:
@@ -75,6 +78,7 @@ def _app_capturing_sends(tmp_path, **settings):  # noqa: ANN001, ANN202
     learner = AdapterRecommender(enc, dim=8, seq_len=s.seq_len, device="cpu")
     learner.add_items([Item(f"i{j}", f"item {j}") for j in range(12)])
     sr = create_app(s, learner, enc, events_partitions=1, items_partitions=1)
+    sr.on_fatal = pytest.fail
     sent: list[tuple[str, bytes, bytes]] = []
     for topic in (sr.recommendations_topic, sr.dlq_topic, sr.items_dlq_topic):
         async def capture(key=None, value=None, headers=None, _n=topic.get_topic_name(), **kw):  # noqa: ANN001
