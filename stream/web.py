@@ -27,6 +27,7 @@ from faust.exceptions import NotReady
 from faust.types.core import K
 from faust.web import Request, Response, View, Web
 from faust.web.exceptions import ServiceUnavailable
+from yarl import URL
 
 from connectors.schemas import RECOMMENDATION_JSON_SCHEMA, recommendation_record
 from learners.history import UserState
@@ -170,8 +171,13 @@ def install_routes(sr: StreamrecApp) -> None:
 
 
 class WorkerRouter(Router):
-    """Faust's router (``app.router``), which answers 503 while the producer is not started (Faust raises
-    ``NotReady``: a 500) and makes sure the producer can place the key.
+    """Faust's router (``app.router``), placing a user as its events were placed; it answers 503 while the
+    producer is not started (Faust raises ``NotReady``: a 500) and makes sure the producer can place the key.
+
+    A user's state lives in the partition of the user's events, which producers key by the user id's UTF-8 bytes
+    (murmur2, Kafka's default partitioner); the table writes under each event's partition. Faust's router hashes
+    the key as the changelog serialises it, JSON (``b'"user0"'``), which lands elsewhere: asked for ``user0``, the
+    worker owning another partition answered as if the user were unknown (two workers, Tansu).
 
     Faust places a table key with the producer's partitioner, which raises ``TypeError`` for a topic missing from
     the producer's metadata. aiokafka's metadata has held every topic in the tests (a worker that had processed no
@@ -187,6 +193,20 @@ class WorkerRouter(Router):
         if producer.client.cluster.partitions_for_topic(topic) is None:
             await producer.partitions_for(topic)
         return await super().route_req(table_name, key, web, request)
+
+    def key_store(self, table_name: str, key: K) -> URL:
+        """The canonical URL of the worker owning ``key``'s partition of the table, placed by :func:`event_key`."""
+        topic = self._get_table_topic(self._get_table(table_name))
+        return self._assignor.key_store(topic, event_key(key))
+
+
+def event_key(key: Any) -> bytes:
+    """A table key as producers key the events it comes from: the id's UTF-8 bytes.
+
+    >>> event_key("user0"), event_key(b"raw")
+    (b'user0', b'raw')
+    """
+    return key if isinstance(key, bytes) else str(key).encode()
 
 
 def openapi_document(s: Settings) -> dict[str, Any]:
