@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
@@ -25,7 +26,7 @@ from connectors.kafka import KafkaClientConfig, topic_names
 from connectors.schemas import RECOMMENDATIONS_SCHEMA, CatalogItem, Reason, Rejection, dlq_record, parse_item
 from learners.history import UserState
 from learners.types import Learner, TextEncoder
-from stream.broker_watch import BrokerResetDetector, epoch_topic
+from stream.broker_watch import TopicWatch, epoch_topic
 from stream.catalog import catalog_entries, encode_embedding, follow_catalog
 from stream.health import WorkerHealth
 from stream.metrics import WorkerMetrics
@@ -37,6 +38,7 @@ from stream.web import install_routes, web_server_options
 
 log = logging.getLogger("streamrec.worker")
 
+CRASH_AFTER_STATE_WRITES_ENV = "_STREAMREC_CRASH_AFTER_STATE_WRITES"
 EXIT_AGENT_CRASHED = 70  # EX_SOFTWARE: an agent failed; the orchestrator restarts the worker
 
 
@@ -113,6 +115,9 @@ class StreamrecApp:
     items_read: dict[int, int] = field(default_factory=dict)  # items partition -> offset after the last item read
     catalog_followed: bool = False  # the item-table changelog was read to the end it had at start
     items_tracked: bool = False  # the consumer runs, so the events agent can see what the items agent has read
+    crash_after_state_writes: int | None = field(  # fault injection for tests: see crash_point
+        default_factory=lambda: int(os.environ[CRASH_AFTER_STATE_WRITES_ENV])
+        if os.environ.get(CRASH_AFTER_STATE_WRITES_ENV) else None)
 
     def fail(self, agent: str, exc: BaseException) -> None:
         """An agent raised: log it with its traceback, mark the worker failed (``/healthz``, ``/readyz``) and
@@ -151,9 +156,10 @@ def create_app(
                         starts, {tp: committed[tp] for tp in starts})
         return starts
 
+    quirks = s.broker_quirks()  # what this broker needs (broker_profile; stream.broker_watch)
     transport_cls = worker_transport(
         s.fetch_max_wait_ms,
-        client_cfg.kwargs() if s.probe_highwaters else None,
+        client_cfg.kwargs() if quirks.probe_highwaters else None,
         rewind,
     )
 
@@ -177,7 +183,7 @@ def create_app(
         autodiscover=False,
         producer_linger_ms=5,
         stream_wait_empty=False,
-        recovery_consistency_check=s.recovery_consistency_check,
+        recovery_consistency_check=quirks.recovery_consistency_check,
     )
     events_topic = app.topic(s.topic_events, key_type=bytes, value_type=bytes, key_serializer="raw",
                              value_serializer="raw", partitions=n_events)
@@ -318,21 +324,24 @@ def create_app(
                 metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, hw - pos))
 
     if s.broker_check_interval_s > 0:
-        detector = BrokerResetDetector([epoch_topic(s.app_id), s.topic_events, s.topic_items,
-                                        *(t.changelog_topic.get_topic_name() for t in sr.tables())])
+        watch = TopicWatch([*([epoch_topic(s.app_id)] if quirks.reset_recovery else []), s.topic_events,
+                            s.topic_items, s.topic_recommendations, s.topic_dlq, s.topic_items_dlq,
+                            *(t.changelog_topic.get_topic_name() for t in sr.tables())],
+                           reset_recovery=quirks.reset_recovery, gauge=metrics.topic_missing)
 
         @app.timer(interval=s.broker_check_interval_s)
         async def watch_broker() -> None:
-            """Detect a broker that lost our topics (see stream.broker_watch) and hand over to the runner."""
-            if sr.on_broker_reset is None or sr.broker_reset_reason is not None:
+            """Notice topics gone from the broker (see stream.broker_watch): a reset to hand over to the runner
+            (Tansu), or topics to report missing (Apache Kafka)."""
+            if sr.broker_reset_reason is not None or (quirks.reset_recovery and sr.on_broker_reset is None):
                 return
             try:
                 present = await asyncio.wait_for(topic_names(client_cfg), timeout=s.broker_check_interval_s + 5.0)
             except Exception as exc:  # noqa: BLE001 - an unreachable broker is an outage, not a reset
                 log.info("broker check skipped: %r", exc)
                 return
-            reason = detector.check(present)
-            if reason is not None:
+            reason = watch.check(present)
+            if reason is not None and sr.on_broker_reset is not None:
                 await sr.on_broker_reset(reason)
 
     sr.events_agent = events_agent
@@ -418,6 +427,16 @@ def rocksdb_options(s: Settings) -> dict[str, Any] | None:
             "block_cache_size": s.rocksdb_block_cache_mb * 2**20}
 
 
+async def crash_point(sr: StreamrecApp) -> None:
+    """Fault injection for the crash tests: after the n-th batch's state writes reach the broker and before its
+    recommendations are sent, die as ``kill -9`` would (n from :data:`CRASH_AFTER_STATE_WRITES_ENV`)."""
+    sr.crash_after_state_writes = (sr.crash_after_state_writes or 1) - 1
+    if sr.crash_after_state_writes == 0:
+        await sr.app.producer.flush()  # the users' state is on the changelog; the answers never leave
+        log.critical("fault injection: killed after the state writes of a batch, before its recommendations")
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def load_user_state(table: Any, user_id: str) -> UserState:
     return UserState.from_dict(table.get(user_id))
 
@@ -431,6 +450,11 @@ async def process_batch(sr: StreamrecApp, batch: list[Any]) -> None:
     ]
     sr.metrics.batch_size.observe(len(msgs))
     res = sr.processor.prepare(msgs, lambda u: load_user_state(sr.user_table, u))
+    for user_id, (state, event) in res.states.items():
+        with event_context(event):
+            sr.user_table[user_id] = state.to_dict()
+    if sr.crash_after_state_writes is not None:
+        await crash_point(sr)
     headers = {"schema": RECOMMENDATIONS_SCHEMA.encode()}
     for user_id, record in res.recommendations:
         await sr.recommendations_topic.send(key=user_id.encode(), value=json.dumps(record).encode(),
@@ -438,8 +462,5 @@ async def process_batch(sr: StreamrecApp, batch: list[Any]) -> None:
     for key, record in res.dlq:
         await sr.dlq_topic.send(key=key, value=json.dumps(record).encode(),
                                 headers={"reason": record["reason"].encode()})
-    for user_id, (state, event) in res.states.items():
-        with event_context(event):
-            sr.user_table[user_id] = state.to_dict()
     sr.processor.observe_emitted(res)
     sr.processor.learn(res)

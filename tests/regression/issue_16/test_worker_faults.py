@@ -147,3 +147,39 @@ def test_compressed_events_large_events_and_bad_items(worker_factory: Any, kafka
     assert sorted(d["reason"] for d in items_dlq) == ["empty_text", "invalid_json"]  # fault 5
     assert all(schema_errors(d, DLQ_JSON_SCHEMA) == [] for d in items_dlq)
     assert scrape(w.metrics_port, "streamrec_items_invalid_total") is not None
+
+
+def test_events_in_flight_when_the_worker_dies_are_answered_after_the_restart(worker_factory: Any,
+                                                                               kafka: KafkaClientConfig,
+                                                                               tmp_path: Any) -> None:
+    """Fault 8: killed after a batch's state writes reached the broker and before its answers were sent.
+
+    The restarted worker reads that batch again; every event of it must be answered (before the fix they were
+    dead letters as ``duplicate``, never answered).
+    """
+    import time
+
+    app = "t-inflight"
+    data = tmp_path / "state"
+    catalog = make_catalog()
+    asyncio.run(publish_items(kafka, f"{app}-items", catalog))
+    w = worker_factory(app, data, _STREAMREC_CRASH_AFTER_STATE_WRITES="3")
+    wait_probe(w, "/readyz", 200)
+    evs = events("f", 120, [it.item_id for it in catalog])
+    asyncio.run(replay_events(kafka, f"{app}-events", evs, rate=200))
+    deadline = time.monotonic() + 120
+    while w.alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not w.alive() and w.proc.returncode == -9, "the fault injection should have killed the worker"
+    assert "fault injection: killed after the state writes" in w.log_path.read_text()
+    w2 = worker_factory(app, data)
+    wait_probe(w2, "/readyz", 200)
+    want = {e["event_id"] for e in evs}
+    answered: set[str] = set()
+    deadline = time.monotonic() + 120
+    while not want <= answered and time.monotonic() < deadline:
+        answered = {r["event_id"] for r in asyncio.run(read_json(kafka, f"{app}-recommendations", 10**6, idle=3))}
+    dlq = asyncio.run(read_json(kafka, f"{app}-events-dlq", 10**6, idle=2))
+    assert want - answered == set(), f"{len(want - answered)} events never answered"
+    assert dlq == []
+    assert (scrape(w2.metrics_port, "streamrec_redelivered_answered_total") or 0) > 0
