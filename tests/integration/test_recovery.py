@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from connectors.kafka import KafkaClientConfig, publish_items, read_topic, replay_events
+from connectors.kafka import KafkaClientConfig, publish_items, read_topic, replay_events, topic_partitions
 from stream.demo import scrape
 from stream.tables import TableFiles, digest
 from tests.conftest import make_catalog
@@ -78,17 +78,16 @@ def test_kill_9_under_load_loses_nothing(worker_factory: Any, kafka: KafkaClient
     while time.monotonic() < deadline:
         answered = asyncio.run(collect(kafka, f"{app}-recommendations", idle=2))
         dlq = asyncio.run(collect(kafka, f"{app}-events-dlq", idle=1))
-        if want <= {r["event_id"] for r in answered} | {json.loads(d["value"])["event_id"] for d in dlq}:
+        if want <= {r["event_id"] for r in answered}:
             break
     recovered_s = time.monotonic() - restarted_at
     ids = [r["event_id"] for r in answered]
-    dlq_ids = {json.loads(d["value"])["event_id"] for d in dlq}
-    lost = want - set(ids) - dlq_ids
-    assert not lost, f"{len(lost)} events neither answered nor in the DLQ"
-    assert all(d["reason"] == "duplicate" for d in dlq), [d["reason"] for d in dlq]
+    lost = want - set(ids)
+    assert not lost, f"{len(lost)} events never answered"  # delivered means: read back from the topic
+    assert dlq == [], [d["reason"] for d in dlq]  # a redelivery is answered again, never a dead letter
     duplicates = len(ids) - len(set(ids))
     print(f"kill -9: {len(want)} events, {len(set(ids))} answered, {duplicates} answered twice, "
-          f"{len(dlq_ids)} redeliveries in the DLQ as duplicates, recovered and drained in {recovered_s:.1f} s")
+          f"recovered and drained in {recovered_s:.1f} s")
     state = changelog_state(kafka, app)
     for user, seq in expected_sequences(events).items():
         assert state[user]["seq"] == seq, f"{user}: state differs from an uninterrupted run"
@@ -146,11 +145,12 @@ def committed_total(cfg: KafkaClientConfig, group: str, topic: str) -> int:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     async def go() -> int:  # OffsetFetch through a consumer (aiokafka's admin call does not parse Tansu's answer)
+        partitions = (await topic_partitions(cfg, [topic]))[topic]  # Kafka sends no metadata of unasked topics
         consumer = AIOKafkaConsumer(**cfg.kwargs(), group_id=group, enable_auto_commit=False)
         await consumer.start()
         try:
             total = 0
-            for p in consumer.partitions_for_topic(topic) or set():
+            for p in range(partitions):
                 total += max(0, await consumer.committed(TopicPartition(topic, p)) or 0)
             return total
         finally:
