@@ -153,3 +153,14 @@ def test_bad_catalog_items_go_to_the_items_dead_letter_topic(tmp_path) -> None:
     assert reasons == ["empty_text", "invalid_json"]
     assert "x1" not in sr.learner.item_index and "x3" in sr.learner.item_index
     assert sr.metrics.items_invalid.labels("empty_text")._value.get() == 1  # noqa: SLF001
+
+
+def test_a_fatal_error_exits_the_process_with_status_70() -> None:
+    """Issue 16, fault 7: the worker process ends (non-zero, so an orchestrator restarts it) with one clear line."""
+    import subprocess
+    import sys
+
+    code = "import logging; logging.basicConfig(); from stream.app import exit_process; exit_process('events agent crashed: X')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 70
+    assert "events agent crashed: X; exiting with status 70" in done.stderr
