@@ -116,3 +116,11 @@ def test_every_alert_has_a_runbook_section_in_the_readme() -> None:
 @pytest.mark.parametrize("path", sorted(str(p.relative_to(ROOT)) for p in DEPLOY.rglob("*.y*ml")))
 def test_every_yaml_file_parses(path: str) -> None:
     assert list(yaml.safe_load_all((ROOT / path).read_text()))
+
+
+def test_k8s_probes_use_the_workers_health_endpoints() -> None:
+    """Issue 16, fault 4: orchestrators see readiness (/readyz) and a crashed agent (/healthz), not just a port."""
+    doc = yaml.safe_load((ROOT / "deploy" / "k8s" / "statefulset.yaml").read_text())
+    [container] = doc["spec"]["template"]["spec"]["containers"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
