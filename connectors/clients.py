@@ -86,7 +86,7 @@ def wait_for_broker(bootstrap_servers: Servers, timeout_s: float = 0.0, *,
                     on_retry: Callable[[str, float, float], None] | None = None) -> str:
     """Block until one bootstrap server accepts TCP connections; return it.
 
-    Retries with growing pauses (0.5 s doubling up to 5 s) for up to ``timeout_s`` seconds (0: one try), calling
+    Retries with growing pauses (0.5 s doubling up to 5 s, the last one at ``timeout_s``; 0: one try), calling
     ``on_retry(reason, pause, elapsed)`` before each pause; then raises :class:`BrokerUnavailable`. A bare TCP
     check, so it says "not listening" without the Kafka clients' own retry logs.
     """
@@ -102,12 +102,13 @@ def wait_for_broker(bootstrap_servers: Servers, timeout_s: float = 0.0, *,
             reasons[server] = why
         reason = "; ".join(f"{s}: {w}" for s, w in reasons.items())
         elapsed = time.monotonic() - t0
-        if elapsed + pause > timeout_s:
+        if elapsed >= timeout_s:
             waited = f" after {elapsed:.0f} s of retries" if timeout_s > 0 else ""
             raise BrokerUnavailable(f"broker {','.join(servers)}: not reachable{waited} ({reason})")
+        wait = min(pause, timeout_s - elapsed)  # the last try at the deadline
         if on_retry is not None:
-            on_retry(reason, pause, elapsed)
-        time.sleep(pause)
+            on_retry(reason, wait, elapsed)
+        time.sleep(wait)
         pause = min(5.0, pause * 2)
 
 
