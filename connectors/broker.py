@@ -13,7 +13,7 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
@@ -47,6 +47,14 @@ class BrokerProfile:
     probe_highwaters: bool
     recovery_consistency_check: bool
     reset_recovery: bool
+
+    def overridden(self, **explicit: bool | None) -> BrokerProfile:
+        """This profile with the workarounds given a value (not None) set to it.
+
+        >>> TANSU.overridden(probe_highwaters=False, reset_recovery=None).probe_highwaters
+        False
+        """
+        return replace(self, **{k: v for k, v in explicit.items() if v is not None})
 
 
 TANSU = BrokerProfile("tansu", probe_highwaters=True, recovery_consistency_check=False, reset_recovery=True)

@@ -72,6 +72,9 @@ class WorkerMetrics:
                          ["topic", "partition"], registry=r)
         self.broker_resets = Counter("streamrec_broker_resets", "Times the broker was found to have lost our topics "
                                      "(the worker then restarted itself).", registry=r)
+        self.topic_missing = Gauge("streamrec_topic_missing", "1 while a topic the worker uses is gone from the "
+                                   "broker (deleted by hand?), by topic; against Apache Kafka the worker does not "
+                                   "re-create it.", ["topic"], registry=r)
         self.items_invalid = Counter("streamrec_items_invalid", "Catalog items sent to the items dead-letter topic, "
                                      "by reason.", ["reason"], registry=r)
         self.empty_lists = Counter("streamrec_empty_recommendations", "Recommendation messages with no items "
@@ -104,6 +107,7 @@ class WorkerMetrics:
             self.drift_alarms.labels(det, sig)
         for t in topics:
             self.lag.labels(t, "0")
+            self.topic_missing.labels(t)
 
     def observe_hit(self, hit: bool) -> None:
         """Add one online hit/miss to the rolling window."""

@@ -26,6 +26,8 @@ from pydantic_settings import (
 )
 from pydantic_settings.exceptions import SettingsError
 
+from connectors.broker import KAFKA, PROFILES, BrokerProfile
+
 ENV_PREFIX = "STREAMREC_"
 #: ``STREAMREC_*`` variables read outside :class:`Settings`: the config file, the ML-100K folder of
 #: ``connectors.datasets``, Kafka's jars (``connectors.kafka_broker``) and the brokers the tests run on.
@@ -58,6 +60,10 @@ class Settings(BaseSettings):
 
     # -- where things live ---------------------------------------------------------------------------------
     broker_url: str = Field("kafka://127.0.0.1:9092", description="Kafka bootstrap URL(s), `kafka://host:port[;host:port]`.")
+    broker_profile: str = Field(
+        "auto", description="Broker whose quirks the worker works around: `tansu`, `kafka`, or `auto` (asked at "
+        "start: Tansu's cluster id `tansu_cluster` means `tansu`, any other `kafka`; see README, Brokers)."
+    )
     data_dir: Path = Field(Path(".streamrec"), description="Worker state folder (RocksDB tables).")
     app_id: str = Field("streamrec", description="Faust app id: consumer group and internal topic prefix.")
     store_url: str = Field("rocksdb://", description="Faust table store: `rocksdb://` or `memory://`.")
@@ -167,16 +173,22 @@ class Settings(BaseSettings):
     broker_check_interval_s: float = Field(
         5.0, ge=0, description="Seconds between checks that the broker still holds our topics (0: off; see README)."
     )
+    broker_reset_recovery: bool | None = Field(
+        None, description="A watched topic gone means the broker lost our data: republish the tables, rewind the "
+        "group, restart (empty: the profile's, on for tansu only; off: log an error, set `streamrec_topic_missing`)."
+    )
     broker_connect_timeout_s: float = Field(
         30.0, ge=0, description="Seconds the worker retries an unreachable broker at start-up before it stops (0: one try)."
     )
     hit_window: int = Field(1000, ge=1, description="Events in the rolling online HR@10 window.")
     log_level: str = Field("warning", description="Worker log level.")
-    probe_highwaters: bool = Field(
-        True, description="Read past reported end offsets (Tansu 0.6.0 under-reports them after multi-record batches)."
+    probe_highwaters: bool | None = Field(
+        None, description="Read past reported end offsets (empty: the profile's, on for tansu only: Tansu 0.6.0 "
+        "under-reports them after multi-record batches)."
     )
-    recovery_consistency_check: bool = Field(
-        False, description="Faust's changelog-offset check at recovery (off: Tansu 0.6.0 under-reports high watermarks)."
+    recovery_consistency_check: bool | None = Field(
+        None, description="Faust's changelog-offset check at recovery (empty: the profile's, on for kafka only: Tansu "
+        "0.6.0 under-reports high watermarks)."
     )
 
     @field_validator("broker_url")
@@ -184,6 +196,13 @@ class Settings(BaseSettings):
     def _check_broker(cls, v: str) -> str:
         if not v.startswith(("kafka://", "aiokafka://")):
             raise ValueError("expected kafka://host:port")
+        return v
+
+    @field_validator("broker_profile")
+    @classmethod
+    def _check_profile(cls, v: str) -> str:
+        if v != "auto" and v not in PROFILES:
+            raise ValueError(f"expected auto, {' or '.join(PROFILES)}")
         return v
 
     @field_validator("store_url")
@@ -197,6 +216,19 @@ class Settings(BaseSettings):
     def store_on_disk(self) -> bool:
         """True when tables live in RocksDB on this machine (``store_url`` is ``rocksdb://``)."""
         return self.store_url.startswith("rocksdb://")
+
+    def broker_quirks(self) -> BrokerProfile:
+        """What the worker does for this broker: the ``broker_profile``'s workarounds with the explicit settings
+        applied (``auto`` before the worker has asked the broker: Kafka's).
+
+        >>> Settings(broker_profile="tansu").broker_quirks().probe_highwaters
+        True
+        >>> Settings(broker_profile="tansu", probe_highwaters=False).broker_quirks().probe_highwaters
+        False
+        """
+        return PROFILES.get(self.broker_profile, KAFKA).overridden(
+            probe_highwaters=self.probe_highwaters, recovery_consistency_check=self.recovery_consistency_check,
+            reset_recovery=self.broker_reset_recovery)
 
     @field_validator("device")
     @classmethod

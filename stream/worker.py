@@ -16,7 +16,7 @@ from connectors.kafka import KafkaClientConfig, ensure_topics, rewind_stale_offs
 from learners.adapter import AdapterRecommender
 from learners.encoder import FrozenTransformerEncoder
 from stream.app import StreamrecApp, create_app
-from stream.broker_watch import epoch_topic
+from stream.broker_watch import epoch_topic, resolve_broker_profile
 from stream.checkpoint import CheckpointStore
 from stream.heap import glibc, keep_freed_tensor_memory, limit_malloc_arenas
 from stream.metrics import WorkerMetrics
@@ -81,7 +81,7 @@ def prepare_topics(settings: Settings) -> dict[str, int]:
         return asyncio.run(ensure_topics(
             cfg,
             {settings.topic_events: p, settings.topic_items: p, settings.topic_recommendations: p,
-             settings.topic_dlq: p, settings.topic_items_dlq: p, epoch_topic(settings.app_id): 1},
+             settings.topic_dlq: p, settings.topic_items_dlq: p},
             settings.replication_factor,
         ))
     except KafkaConnectionError as exc:  # it listens, but does not answer as a Kafka broker
@@ -105,6 +105,11 @@ def load_or_build_learner(settings: Settings, encoder: Any) -> tuple[AdapterReco
 
 def build_worker_app(settings: Settings) -> StreamrecApp:
     parts = prepare_topics(settings)
+    settings = resolve_broker_profile(settings)  # `auto`: ask the broker which one it is
+    reset_recovery = settings.broker_quirks().reset_recovery
+    if reset_recovery:  # the marker topic only a broker that lost its data loses (stream.broker_watch)
+        asyncio.run(ensure_topics(KafkaClientConfig.from_settings(settings), {epoch_topic(settings.app_id): 1},
+                                  settings.replication_factor))
     encoder = build_encoder(settings)
     learner, learned = load_or_build_learner(settings, encoder)
     metrics = WorkerMetrics(hit_window=settings.hit_window)
@@ -115,7 +120,8 @@ def build_worker_app(settings: Settings) -> StreamrecApp:
     save = checkpoint_saver(sr, CheckpointStore(settings.data_dir / "checkpoints", settings.checkpoint_keep))
     if settings.checkpoint_interval_s > 0:
         install_checkpoints(sr, save)
-    install_broker_reset_recovery(sr, save)
+    if reset_recovery:
+        install_broker_reset_recovery(sr, save)
     return sr
 
 
