@@ -1,27 +1,40 @@
-"""Worker throughput with learning on: embedded broker + one worker process, events replayed as fast as possible.
+"""Worker throughput with learning on: embedded broker + one worker process, events replayed as fast as possible;
+then the latency of the on-demand HTTP routes while a worker consumes ML-100K at a steady rate.
 
-Usage: python benchmarks/throughput.py [--events N] [--rate R]
-Prints one table: the broker path (events/s from first send to last recommendation, latency percentiles) and
-the learner alone (the same EventProcessor the worker runs, no broker) for comparison.
+Usage: python benchmarks/throughput.py [--events N] [--rate R] [--route-events N] [--route-rate R]
+Prints one table: the broker path (events/s from first send to last recommendation, latency percentiles), the
+learner alone (the same EventProcessor the worker runs, no broker) for comparison, and each HTTP route (p50/p99 of
+single requests for one user or item, sent one after another by a separate process while the worker consumes
+``--route-rate`` events/s, past its first ``early_events``); then one ``ROUTE`` line per route.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
+import math
+import multiprocessing as mp
+import random
 import sys
 import time
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 from rich.console import Console
 from rich.table import Table
 
+from connectors.broker import free_port
 from connectors.datasets import load_dataset
-from stream.demo import run_demo
+from stream.demo import percentile, run_demo
 from stream.heap import keep_freed_tensor_memory
 from stream.metrics import WorkerMetrics
 from stream.processor import EventProcessor, run_offline
 from stream.settings import load_settings
 from stream.worker import build_encoder, build_learner
+
+ROUTES = ("/users/{id}/recommendations", "/items/{id}/similar")
+TARGET_P99_MS = 20.0
 
 
 def processor_only(events: list[dict], items: list, batch: int) -> float:
@@ -34,10 +47,72 @@ def processor_only(events: list[dict], items: list, batch: int) -> float:
     return len(events) / (time.perf_counter() - t0)
 
 
+def probe_routes(port: int, users: list[str], items: list[str], start: Any, stop: Any, out: Any,
+                 pause_s: float = 0.02) -> None:
+    """In its own process: between ``start`` and ``stop``, GET each route in turn for a random user / item, one
+    request at a time on a kept-alive connection, and put {route: ([seconds of 200 answers], other answers)}."""
+    rng = random.Random(0)
+    result: dict[str, tuple[list[float], int]] = {r: ([], 0) for r in ROUTES}
+    start.wait()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        while not stop.is_set():
+            for route, path in ((ROUTES[0], f"/users/{quote(rng.choice(users), safe='')}/recommendations?k=10"),
+                                (ROUTES[1], f"/items/{quote(rng.choice(items), safe='')}/similar?k=10")):
+                t0 = time.perf_counter()
+                conn.request("GET", path)
+                resp = conn.getresponse()
+                resp.read()
+                took = time.perf_counter() - t0
+                ok, bad = result[route]
+                if resp.status == 200:
+                    ok.append(took)
+                else:
+                    result[route] = (ok, bad + 1)
+            time.sleep(pause_s)
+    except OSError as exc:  # the worker went away early: report what was measured
+        print(f"route probe stopped: {exc!r}", file=sys.stderr)
+    finally:
+        conn.close()
+        out.put(result)
+
+
+def route_latency(events: list[dict], items: list, rate: float) -> tuple[Any, dict[str, tuple[list[float], int]]]:
+    """Replay ``events`` at ``rate`` through a worker while a probe process times the routes, from the first
+    answered event past the young model's extra learning steps (``early_events`` + 1,000: the steady state) to the
+    last 5% (so the worker is consuming all along). Returns the run and the timings."""
+    ctx = mp.get_context("fork")
+    start, stop, out = ctx.Event(), ctx.Event(), ctx.Queue()
+    port = free_port()
+    begin = min(load_settings().early_events + 1000, len(events) // 2)
+    users = sorted({e["user_id"] for e in events[:begin]})  # known to the worker once the probe starts
+    probe = ctx.Process(target=probe_routes, args=(port, users, [it.item_id for it in items], start, stop, out),
+                        daemon=True)
+    probe.start()
+
+    def progress(stage: str, done: int, total: int, stats: dict[str, float]) -> None:
+        if done >= begin:
+            start.set()
+        if done >= 0.95 * total:
+            stop.set()
+
+    try:
+        res = run_demo(events, items, rate=rate, worker_env={"STREAMREC_WEB_PORT": str(port)}, on_progress=progress)
+    finally:
+        start.set()
+        stop.set()
+    timings = out.get(timeout=60)
+    probe.join(10)
+    return res, timings
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--rate", type=float, default=0.0, help="0: as fast as possible")
+    ap.add_argument("--route-events", type=int, default=30_000, help="events replayed while the routes are timed "
+                    "(0: skip)")
+    ap.add_argument("--route-rate", type=float, default=500.0, help="events/s the worker consumes meanwhile")
     args = ap.parse_args()
     keep_freed_tensor_memory()  # as the worker and streamrec evaluate do (stream/heap.py)
     ds = load_dataset("ml-100k", Path("data"))
@@ -57,7 +132,21 @@ def main() -> None:
               f"{res.cpu_per_1000:.2f} s")
     t.add_row("processor only (no broker)", f"{len(events):,}", f"{offline:,.0f}", "-", "-", "-",
               f"{1000 / offline:.2f} s (wall)")
-    Console().print(t)
+    summaries = []
+    if args.route_events:
+        run, timings = route_latency(ds.events[: args.route_events], ds.items, args.route_rate)
+        for route in ROUTES:
+            ok, bad = timings[route]
+            p50, p99 = percentile(ok, 50) * 1e3, percentile(ok, 99) * 1e3
+            t.add_row(f"GET {route} (while consuming)", f"{run.events_in:,}",
+                      f"{run.events_per_s:,.0f}", f"{p50:.1f} ms", f"{p99:.1f} ms", "-", f"{run.cpu_per_1000:.2f} s")
+            met = "yes" if math.isfinite(p99) and p99 <= TARGET_P99_MS else "no"
+            summaries.append(f"ROUTE path={route} p50_ms={p50:.1f} p99_ms={p99:.1f} requests={len(ok)} "
+                             f"not_200={bad} events_per_s={run.events_per_s:.0f} "
+                             f"target_p99_ms={TARGET_P99_MS:g} met={met}")
+    Console(width=150).print(t)
+    for line in summaries:
+        print(line)
 
 
 if __name__ == "__main__":
