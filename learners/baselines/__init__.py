@@ -8,6 +8,7 @@ from learners.baselines.cooccurrence import ItemKNN
 from learners.baselines.frozen import FrozenAfterWarmup
 from learners.baselines.isgd import ISGD
 from learners.baselines.popularity import DecayedPopularity, Popularity
+from learners.baselines.retrain import PeriodicRetrain
 from learners.baselines.river_mf import RiverBiasedMF
 from learners.types import BaseLearner
 
@@ -19,4 +20,5 @@ BASELINES: dict[str, Callable[..., BaseLearner]] = {
     "river-mf": RiverBiasedMF,
 }
 
-__all__ = ["BASELINES", "DecayedPopularity", "FrozenAfterWarmup", "ISGD", "ItemKNN", "Popularity", "RiverBiasedMF"]
+__all__ = ["BASELINES", "DecayedPopularity", "FrozenAfterWarmup", "ISGD", "ItemKNN", "PeriodicRetrain", "Popularity",
+           "RiverBiasedMF"]

@@ -32,9 +32,12 @@ def factories() -> dict[str, Callable[[int], BaseLearner]]:
                                                    replay_capacity=50),
     }
     try:
-        from learners.baselines import BASELINES
+        from learners.baselines import BASELINES, PeriodicRetrain
     except ImportError:
         return out
+    out["retrain"] = lambda seed: PeriodicRetrain(  # type: ignore[assignment,return-value]  # a wrapper, no BaseLearner
+        AdapterRecommender(HashingEncoder(16), dim=8, seq_len=10, device="cpu", seed=seed), every=40, epochs=2,
+        seed=seed)
     for name, make in BASELINES.items():
         if name != "river-mf":
             out[name] = lambda seed, make=make: make(seed=seed)
