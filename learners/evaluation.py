@@ -4,6 +4,10 @@ Events are taken in order in micro-batches. For each batch: every event's query 
 history *including earlier events of the same batch* (per-event prefixes) and excluding everything the user
 already has; the learner recommends for the whole batch with the model as it was before the batch; HR@k and
 NDCG@k are recorded against each event's item; then the learner learns from the batch.
+
+``score_from`` keeps the protocol whole (every event is recommended and learned from) but counts HR@k and
+NDCG@k only from that event on: the part of a stream no hyper-parameter was tuned on. The counts over every
+event come with it (:attr:`PrequentialResult.whole`), so one run gives both.
 """
 
 from __future__ import annotations
@@ -22,9 +26,13 @@ from learners.types import Interaction, Learner, Query
 
 @dataclass
 class PrequentialResult:
-    """Accuracy of one learner on one stream."""
+    """Accuracy of one learner on one stream: counted over the events from ``score_from`` on (``n`` of them),
+    while ``events`` were processed in all (recommended and learned from); ``whole`` holds the counts over every
+    event when ``score_from`` > 0 (None otherwise: these counts are the whole stream's)."""
 
     name: str = ""
+    score_from: int = 0
+    events: int = 0
     n: int = 0
     hits: int = 0
     ndcg_sum: float = 0.0
@@ -34,6 +42,20 @@ class PrequentialResult:
     repeats: int = 0
     seconds: float = 0.0
     curve: list[tuple[int, float, float]] = field(default_factory=list)
+    whole: PrequentialResult | None = None
+
+    def add(self, gain: float, cold: bool, repeat: bool) -> None:
+        """Count one scored event: its NDCG gain (0: a miss), whether its item was cold, whether it was a repeat."""
+        self.n += 1
+        self.repeats += repeat
+        if gain:
+            self.hits += 1
+            self.ndcg_sum += gain
+        if cold:
+            self.n_cold += 1
+            if gain:
+                self.hits_cold += 1
+                self.ndcg_cold_sum += gain
 
     @property
     def hr(self) -> float:
@@ -53,7 +75,8 @@ class PrequentialResult:
 
     @property
     def events_per_s(self) -> float:
-        return self.n / self.seconds if self.seconds else math.nan
+        """Every event processed (scored or not) per second of the run."""
+        return (self.events or self.n) / self.seconds if self.seconds else math.nan
 
 
 def prequential(
@@ -70,8 +93,10 @@ def prequential(
     learn: bool | Callable[[int], bool] = True,
     progress: Callable[[int], None] | None = None,
     name: str = "",
+    score_from: int = 0,
 ) -> PrequentialResult:
-    """Run the protocol (module doc). ``learn`` may be a function of the event index (e.g. a warm-up cut-off).
+    """Run the protocol (module doc). ``learn`` may be a function of the event index (e.g. a warm-up cut-off);
+    HR/NDCG count the events from index ``score_from`` on, and the result's ``whole`` every event.
 
     >>> from learners.types import BaseLearner, Item
     >>> import numpy as np
@@ -83,8 +108,14 @@ def prequential(
     >>> r = prequential(m, evs, k=1, batch_size=2)
     >>> r.hits, r.n, r.repeats
     (2, 3, 1)
+    >>> r = prequential(m, evs, k=1, batch_size=2, score_from=1)
+    >>> (r.hits, r.n, r.events), (r.whole.hits, r.whole.n)
+    ((1, 2, 3), (2, 3))
     """
-    res = PrequentialResult(name=name)
+    if score_from < 0:
+        raise ValueError(f"score_from: expected an event index >= 0, got {score_from}")
+    res = PrequentialResult(name=name, score_from=score_from)
+    whole = res.whole = PrequentialResult(name=name) if score_from > 0 else None
     history = InMemoryHistory(seq_len, seen_max)
     item_counts: Counter[str] = Counter()
     win_hits = 0
@@ -104,32 +135,28 @@ def prequential(
             queries.append(Query(x.user_id, h, frozenset(st.seen)))
             st.append(x.item_id, seq_len, seen_max)
         recs = learner.recommend_many(queries, k)
-        for x, q, rec in zip(batch, queries, recs, strict=True):
+        for j, (x, q, rec) in enumerate(zip(batch, queries, recs, strict=True)):
             ids = [i for i, _ in rec]
             cold = item_counts[x.item_id] < cold_threshold
             gain = 1.0 / math.log2(ids.index(x.item_id) + 2) if x.item_id in ids else 0.0
-            res.n += 1
-            res.repeats += x.item_id in q.exclude
-            if gain:
-                res.hits += 1
-                res.ndcg_sum += gain
-            if cold:
-                res.n_cold += 1
-                if gain:
-                    res.hits_cold += 1
-                    res.ndcg_cold_sum += gain
+            repeat = x.item_id in q.exclude
+            res.events += 1
+            if start + j >= score_from:
+                res.add(gain, cold, repeat)
+            if whole is not None:
+                whole.add(gain, cold, repeat)
             win_n += 1
             win_hits += gain > 0
             win_ndcg += gain
             if win_n == window:
-                res.curve.append((res.n, win_hits / win_n, win_ndcg / win_n))
+                res.curve.append((res.events, win_hits / win_n, win_ndcg / win_n))
                 win_hits, win_ndcg, win_n = 0, 0.0, 0
             item_counts[x.item_id] += 1
         do_learn = learn(start) if callable(learn) else learn
         if do_learn:
             learner.learn_many(batch, hists)
         if progress:
-            progress(res.n)
+            progress(res.events)
 
     start = 0
     for i, x in enumerate(events):
@@ -143,8 +170,10 @@ def prequential(
     if batch:
         run(batch, start)
     if win_n:
-        res.curve.append((res.n, win_hits / win_n, win_ndcg / win_n))
+        res.curve.append((res.events, win_hits / win_n, win_ndcg / win_n))
     res.seconds = time.perf_counter() - t0
+    if whole is not None:
+        whole.events, whole.seconds, whole.curve = res.events, res.seconds, res.curve
     return res
 
 
@@ -161,6 +190,16 @@ class SummaryRow:
     events_per_s: float
     n: int
     note: str = ""
+    score_from: int = 0
+
+    def eval_line(self) -> str:
+        """The machine-readable summary line of this row (means over seeds).
+
+        >>> SummaryRow("item-knn", 1, (0.2, 0), (0.1, 0), (0.05, 0), (0.02, 0), 812.4, 50, score_from=50).eval_line()
+        'EVAL learner=item-knn hr10=0.2000 ndcg10=0.1000 cold_hr10=0.0500 events_per_s=812 score_from=50'
+        """
+        return (f"EVAL learner={self.name} hr10={self.hr[0]:.4f} ndcg10={self.ndcg[0]:.4f} "
+                f"cold_hr10={self.hr_cold[0]:.4f} events_per_s={self.events_per_s:.0f} score_from={self.score_from}")
 
 
 def _mean_std(xs: Sequence[float]) -> tuple[float, float]:
@@ -173,7 +212,14 @@ def summarise(name: str, results: Sequence[PrequentialResult], note: str = "") -
         name, len(results), _mean_std([r.hr for r in results]), _mean_std([r.ndcg for r in results]),
         _mean_std([r.hr_cold for r in results]), _mean_std([r.ndcg_cold for r in results]),
         statistics.fmean(r.events_per_s for r in results), results[0].n if results else 0, note,
+        results[0].score_from if results else 0,
     )
+
+
+def whole_stream_rows(rows: Sequence[SummaryRow], raw: Mapping[str, Sequence[PrequentialResult]]) -> list[SummaryRow]:
+    """The rows of :func:`evaluate_many` counted over every event instead of from ``score_from`` on (the same
+    runs: a scored range is only a narrower count)."""
+    return [summarise(r.name, [x.whole or x for x in raw[r.name]], r.note) for r in rows]
 
 
 def evaluate_many(
@@ -193,7 +239,10 @@ def evaluate_many(
         runs = [prequential(make(seed), events, name=name, limit=lim, **kw) for seed in seeds]  # type: ignore[arg-type]
         raw[name] = runs
         partial = lim is not None and lim < len(events)
-        rows.append(summarise(name, runs, note=f"first {lim:,} events only" if partial else ""))
+        note = f"first {lim:,} events only" if partial else ""
+        if partial and runs and runs[0].n == 0:
+            note += f"; none from event {runs[0].score_from:,}"
+        rows.append(summarise(name, runs, note=note))
     return rows, raw
 
 
