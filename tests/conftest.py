@@ -1,4 +1,9 @@
-"""Shared fixtures: a real Tansu broker, worker processes, a small catalog with distinct texts."""
+"""Shared fixtures: a real broker (Tansu and Apache Kafka), worker processes, a small catalog with distinct texts.
+
+The session fixture ``broker`` is parametrised over the brokers in ``STREAMREC_TEST_BROKERS`` (comma-separated,
+default ``tansu,kafka``), so every test that uses it runs once per broker (ids ``[tansu]`` and ``[kafka]``).
+A test marked ``@pytest.mark.brokers("tansu")`` runs only on the brokers it names.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from connectors.broker import EmbeddedBroker, free_port  # noqa: E402
+from connectors.broker import BrokerProcess, EmbeddedBroker, free_port  # noqa: E402
 from connectors.kafka import KafkaClientConfig  # noqa: E402
 from learners.types import Item  # noqa: E402
 
@@ -34,15 +39,61 @@ def make_catalog(per_theme: int = 8) -> list[Item]:
     return out
 
 
-@pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
-    log = tmp_path_factory.mktemp("broker") / "tansu.log"
-    with EmbeddedBroker(port=0, log_path=log) as b:
+BROKERS_ENV = "STREAMREC_TEST_BROKERS"
+BROKERS = ("tansu", "kafka")
+
+
+def selected_brokers() -> list[str]:
+    """The brokers ``STREAMREC_TEST_BROKERS`` names (default: all of :data:`BROKERS`)."""
+    names = [n.strip() for n in os.environ.get(BROKERS_ENV, ",".join(BROKERS)).split(",") if n.strip()]
+    unknown = sorted(set(names) - set(BROKERS))
+    if unknown or not names:
+        raise pytest.UsageError(f"{BROKERS_ENV}: unknown broker {', '.join(unknown) or '(none)'} "
+                                f"(expected a comma-separated subset of {', '.join(BROKERS)})")
+    return names
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "brokers(*names): run only on these brokers (tansu, kafka)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect a test on a broker its ``brokers`` marker does not name, or one that is not selected."""
+    selected = set(selected_brokers())
+    keep, drop = [], []
+    for item in items:
+        marker = item.get_closest_marker("brokers")
+        allowed = set(marker.args) if marker else set(BROKERS)
+        callspec = getattr(item, "callspec", None)
+        param = callspec.params.get("broker") if callspec is not None else None
+        runs_on = {param} if param is not None else allowed
+        (keep if runs_on & allowed & selected else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def start_broker(name: str, log: Path) -> BrokerProcess:
+    """A started broker of this kind on a free loopback port."""
+    if name == "kafka":
+        from connectors.kafka_broker import ApacheKafkaBroker
+
+        return ApacheKafkaBroker(port=0, log_path=log).start()
+    return EmbeddedBroker(port=0, log_path=log).start()
+
+
+@pytest.fixture(scope="session", params=selected_brokers(), ids=str)
+def broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    """A real broker for the whole session, one per selected kind (started once, stopped at the end)."""
+    b = start_broker(request.param, tmp_path_factory.mktemp(f"broker-{request.param}") / f"{request.param}.log")
+    try:
         yield b
+    finally:
+        b.stop()
 
 
 @pytest.fixture
-def kafka(broker: EmbeddedBroker) -> KafkaClientConfig:
+def kafka(broker: BrokerProcess) -> KafkaClientConfig:
     return KafkaClientConfig([broker.bootstrap], {})
 
 
@@ -53,7 +104,7 @@ def run() -> Callable[[Any], Any]:
 
 
 @pytest.fixture
-def worker_factory(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+def worker_factory(broker: BrokerProcess, tmp_path: Path) -> Iterator[Callable[..., Any]]:
     """Start ``streamrec worker`` processes against the test broker; all are stopped at teardown."""
     from stream.demo import WorkerProcess
 

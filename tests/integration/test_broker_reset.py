@@ -18,7 +18,7 @@ from connectors.kafka import KafkaClientConfig, ensure_topics, publish_items, re
 from stream.demo import WorkerProcess, scrape
 from tests.conftest import make_catalog
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.brokers("tansu")]
 
 
 def wait_for(pred: Any, timeout: float, what: str) -> None:
@@ -110,7 +110,9 @@ def test_worker_recovers_when_the_broker_restarts_empty(tmp_path: Path) -> None:
         assert rec["model_version"] >= 1, "the model resumed from its checkpoint"
         seq = changelog(rig.cfg)["alice"]["seq"]
         assert seq == [f"space-{i}" for i in range(6)], "the fresh changelog holds the whole sequence"
-    assert "lost its data" in (tmp_path / "worker.log").read_text()
+    log = (tmp_path / "worker.log").read_text()
+    assert "so broker_profile tansu" in log, "broker_profile auto recognised Tansu"
+    assert "lost its data" in log
 
 
 def commit_stale_offsets(cfg: KafkaClientConfig, group: str, topic: str, partitions: int, offset: int) -> None:

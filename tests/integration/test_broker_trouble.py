@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from connectors.broker import EmbeddedBroker
+from connectors.broker import BrokerProcess
 from connectors.kafka import KafkaClientConfig, publish_items, read_topic, replay_events
 from tests.conftest import make_catalog
 
@@ -28,7 +28,7 @@ async def answered(cfg: KafkaClientConfig, topic: str, want: set[str], timeout: 
     return got
 
 
-def test_worker_survives_broker_pause(worker_factory: Any, broker: EmbeddedBroker, kafka: KafkaClientConfig) -> None:
+def test_worker_survives_broker_pause(worker_factory: Any, broker: BrokerProcess, kafka: KafkaClientConfig) -> None:
     app = "t-pause"
     w = worker_factory(app)
     asyncio.run(publish_items(kafka, f"{app}-items", make_catalog()))

@@ -11,7 +11,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
-from connectors.broker import EmbeddedBroker
+from connectors.broker import BrokerProcess
 from connectors.kafka import KafkaClientConfig, ensure_topics, rewind_stale_offsets
 
 pytestmark = pytest.mark.integration
@@ -45,7 +45,7 @@ def committed(kafka: KafkaClientConfig, group: str, tps: list[TopicPartition]) -
     return asyncio.run(go())
 
 
-def test_offsets_past_the_end_are_rewound_past_a_dead_member(broker: EmbeddedBroker,
+def test_offsets_past_the_end_are_rewound_past_a_dead_member(broker: BrokerProcess,
                                                               kafka: KafkaClientConfig) -> None:
     asyncio.run(ensure_topics(kafka, {"t-rewind": 3}))
     tps = [TopicPartition("t-rewind", p) for p in range(3)]

@@ -7,13 +7,13 @@ import asyncio
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from connectors.broker import EmbeddedBroker
+from connectors.broker import BrokerProcess
 from connectors.kafka import KafkaClientConfig, ensure_topics, true_highwaters
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.brokers("tansu")]
 
 
-def test_probe_returns_true_end_offsets(broker: EmbeddedBroker, kafka: KafkaClientConfig) -> None:
+def test_probe_returns_true_end_offsets(broker: BrokerProcess, kafka: KafkaClientConfig) -> None:
     async def go() -> tuple[int, int]:
         await ensure_topics(kafka, {"t-hw": 1})
         prod = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=50)

@@ -27,6 +27,7 @@ def test_readme_settings_table_matches_code() -> None:
     ({"device": "gpu"}, "device"),
     ({"event_weights": {"click": -1}}, "event_weights"),
     ({"store_url": "redis://"}, "store_url"),
+    ({"broker_profile": "redpanda"}, "broker_profile"),
 ])
 def test_bad_values_name_the_field(overrides: dict, field: str) -> None:
     with pytest.raises(ConfigError) as exc:
