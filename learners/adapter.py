@@ -13,6 +13,7 @@ smooths the noise of single online steps.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -38,6 +39,8 @@ from learners.types import (
     reciprocal_rank_fusion,
     top_k,
 )
+
+log = logging.getLogger(__name__)
 
 
 def right_aligned(codes: Sequence[int], lengths: Sequence[int], width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -570,9 +573,7 @@ class AdapterRecommender(BaseLearner):
         """Empty the stream statistics :meth:`count_many` fills (the trained parameters, the blend weights
         among them, stay); their sizes and hyper-parameters are kept."""
         if self._cooc is not None:
-            c = self._cooc
-            self._cooc = CooccurrenceSignal(c.counts.shape[0], c.window, c.recent, c.device, c.log_scale,
-                                            c.distance_decay)
+            self._cooc = self._cooc.empty_like()
         if self._pop is not None:
             self._pop = PopularitySignal(self._pop.decayed.shape[0], self._pop.half_life, self._pop.device)
         if self._gate is not None:
@@ -656,6 +657,15 @@ class AdapterRecommender(BaseLearner):
         return out
 
     # -- state -----------------------------------------------------------------------------------------------
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "cooccurrence_dense_items" not in state:  # saved when the signal was dense up to cooccurrence_max_items
+            state["cooccurrence_dense_items"] = state.pop("cooccurrence_max_items", 10000)
+            if state.get("_cooc") is None and state.get("cooccurrence_window", 0) > 0 and state.get("item_ids"):
+                log.warning("co-occurrence: this checkpoint (%d items) was saved without its co-occurrence signal "
+                            "(an earlier version dropped it above %d items); it stays off for this model",
+                            len(state["item_ids"]), state["cooccurrence_dense_items"])
+        self.__dict__.update(state)
+
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["encoder"] = None  # frozen and large: re-attach after loading

@@ -3,14 +3,22 @@
 * :class:`CooccurrenceSignal`: incremental item-item co-occurrence within users' recent sequences, scored as a
   cosine-normalised sum over the user's latest items (an item-kNN signal), optionally compressed by
   ``log1p(log_scale * score)`` so that one shared neighbour of a rarely seen item still counts (cold items).
+  A dense (items x items) tensor for small catalogs; past a size the owner picks (:meth:`~CooccurrenceSignal.bound`)
+  the per-item top neighbours of :class:`~learners.cooccurrence.BoundedCooccurrence`, O(items x neighbours).
 * :class:`PopularitySignal`: exponentially decayed item counts (half-life in events), as ``log1p``.
 
-Both are dense tensors that grow with the catalog; they are model state (pickled with the learner).
+Both grow with the catalog; they are model state (pickled with the learner).
 """
 
 from __future__ import annotations
 
+import logging
+
 import torch
+
+from learners.cooccurrence import BoundedCooccurrence
+
+log = logging.getLogger(__name__)
 
 
 class CooccurrenceSignal:
@@ -24,7 +32,8 @@ class CooccurrenceSignal:
     (True, 0.0)
     """
 
-    distance_decay = 0.0  # class default: signals pickled before it existed
+    distance_decay = 0.0  # class defaults: signals pickled before these existed
+    bounded: BoundedCooccurrence | None = None  # set by bound(): the per-item top-neighbour counts
 
     def __init__(self, capacity: int, window: int = 20, recent: int = 10,
                  device: torch.device | None = None, log_scale: float = 0.0, distance_decay: float = 0.0) -> None:
@@ -36,7 +45,40 @@ class CooccurrenceSignal:
         self.counts = torch.zeros(capacity, capacity, device=self.device)
         self.item_counts = torch.zeros(capacity, device=self.device)
 
+    @property
+    def capacity(self) -> int:
+        return self.bounded.capacity if self.bounded is not None else int(self.counts.shape[0])
+
+    def bound(self, neighbours: int) -> None:
+        """Switch to :class:`~learners.cooccurrence.BoundedCooccurrence` with ``neighbours`` slots per item, each
+        item keeping its heaviest neighbours of the dense counts so far (exact); the dense matrix is freed."""
+        if self.bounded is not None:
+            return
+        counts = self.counts.cpu().numpy()
+        self.bounded = BoundedCooccurrence.from_dense(counts, self.item_counts.cpu().numpy(), neighbours)
+        log.info("co-occurrence: %d items, from a dense matrix (%.0f MB) to %d neighbours per item (%.0f MB)",
+                 counts.shape[0], counts.nbytes / 1e6, neighbours, self.bounded.nbytes / 1e6)
+        self.counts = torch.zeros(0, 0, device=self.device)
+        self.item_counts = torch.zeros(0, device=self.device)
+
+    def empty_like(self) -> CooccurrenceSignal:
+        """A signal with no counts, of the same capacity, kind (dense or bounded) and hyper-parameters."""
+        out = CooccurrenceSignal(0 if self.bounded is not None else self.capacity, self.window, self.recent,
+                                 self.device, self.log_scale, self.distance_decay)
+        if self.bounded is not None:
+            out.bounded = BoundedCooccurrence(self.bounded.neighbours, self.capacity, self.bounded.score_lower_bound)
+        return out
+
+    def item_count_tensor(self, n: int) -> torch.Tensor:
+        """(n,) interactions per item (the cosine's n_i)."""
+        if self.bounded is not None:
+            return torch.as_tensor(self.bounded.item_counts[:n], device=self.device)
+        return self.item_counts[:n]
+
     def grow(self, capacity: int) -> None:
+        if self.bounded is not None:
+            self.bounded.grow(capacity)
+            return
         old = self.counts.shape[0]
         if capacity <= old:
             return
@@ -56,6 +98,10 @@ class CooccurrenceSignal:
         (a user's history items are excluded from recommendations) but inflate item i's own training logit
         for every user who had i, which drives i's learned bias down (one user re-clicking i buries it).
         """
+        if self.bounded is not None:
+            self.bounded.update(idx.cpu().numpy(), mask.cpu().numpy(), targets.cpu().numpy(), self.distance_decay,
+                                self.window)
+            return
         w = min(self.window, idx.shape[1])
         h = idx[:, -w:]
         t = targets.unsqueeze(1).expand_as(h)
@@ -77,6 +123,9 @@ class CooccurrenceSignal:
         """(B, n): sum over the latest ``recent`` history items j of C[j, i] / sqrt(n_j n_i) (item kNN)."""
         r = min(recent, idx.shape[1])
         h = idx[:, -r:]
+        if self.bounded is not None:  # (B, r x neighbours) entries scattered into (B, n): no n x n matrix
+            dense = self.bounded.cosine(h.cpu().numpy(), mask[:, -r:].cpu().numpy(), n)
+            return torch.from_numpy(dense).to(self.device)
         m = mask[:, -r:].to(self.counts.dtype)
         norm_j = (self.item_counts[h] + 1.0).rsqrt() * m  # (B, r)
         # weighted sum of the r rows without materialising them as (B, r, capacity): 10x faster than gather + bmm
