@@ -1,7 +1,9 @@
 """Recommendation quality: the prequential benchmark as a script (the same code as ``streamrec evaluate``).
 
-Usage: python benchmarks/quality.py [--learners a,b] [--seeds 0,1,2] [--limit N] [--plot out/quality_curve.png]
-Prints one table per run, headed by its command line, then how the default learner stands against the targets.
+Usage: python benchmarks/quality.py [--learners a,b] [--seeds 0,1,2] [--limit N] [--score-from N]
+[--retrain-epochs E] [--plot out/quality_curve.png]
+Prints the table headed by its command line (with ``--score-from``, two: the whole stream and from event N on),
+after each how the default learner stands against the targets, then one ``EVAL`` line per learner.
 """
 
 from __future__ import annotations
