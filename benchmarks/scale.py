@@ -19,8 +19,8 @@ process passes ``--max-rss-gb`` or ``--timeout-s``, or fails, prints its row wit
 
 After the table, one line per size for scripts (the default learner; item-kNN's lines end in learner=item-knn):
 ``SCALE items=N users=M events_per_s=E ratio_to_small=R peak_rss_mb=P recall_at_10=Q checkpoint_s=C``. ratio_to_small
-is events/s over the smallest size's in the same run (``--items N`` also runs the 1,682-item world for it, unless
-``--no-reference``). recall_at_10 is ``n/a``: every learner here still scores the whole catalog exactly (two-stage
+is events/s over the 1,682-item world's in the same run (``--items N`` also runs that world for it; with
+``--no-reference`` it is n/a). recall_at_10 is ``n/a``: every learner here still scores the whole catalog exactly (two-stage
 retrieval, whose recall it would measure, does not exist yet).
 """
 
@@ -218,7 +218,7 @@ def print_table(rows: list[dict[str, Any]], command: str) -> None:
     for col in ("items", "users", "learner", "events/s", "x of 1,682", "recommend 256 p50", "p99", "learn 256 p50",
                 "peak RSS", "of it before the learner", "checkpoint", "embedded", "note"):
         t.add_column(col, justify="left" if col in ("learner", "embedded", "note") else "right")
-    small = {r["learner"]: r for r in rows if r["items"] == min(x["items"] for x in rows) and not r.get("failed")}
+    small = {r["learner"]: r for r in rows if r["items"] == SMALL and not r.get("failed")}
     for r in rows:
         ref = small.get(r["learner"])
         ratio = f"{r['events_per_s'] / ref['events_per_s']:.2f}" if ref and not r.get("failed") else "-"
@@ -237,6 +237,9 @@ def scale_lines(rows: list[dict[str, Any]]) -> list[str]:
     """One SCALE line per row: the default learner's in the issue's form, item-kNN's with learner= at the end.
 
     >>> ok = {"users": 5, "learner": "streamrec", "events_per_s": 100.0, "peak_rss_mb": 900.0, "checkpoint_s": 0.5}
+    >>> scale_lines([{**ok, "items": 10**6}])[0].split()[4]  # no 1,682-item row to compare with
+    'ratio_to_small=n/a'
+
     >>> scale_lines([{**ok, "items": 1682}, {**ok, "items": 10**5, "events_per_s": 50.0},
     ...              {"items": 9, "users": 5, "learner": "item-knn", "failed": "x", "peak_rss_mb": 1.0}])[1:]
     ['SCALE items=100000 users=5 events_per_s=50 ratio_to_small=0.50 peak_rss_mb=900 recall_at_10=n/a checkpoint_s=0.5', \
@@ -245,8 +248,7 @@ def scale_lines(rows: list[dict[str, Any]]) -> list[str]:
     out = []
     for learner in ("streamrec", "item-knn"):
         mine = [r for r in rows if r["learner"] == learner]
-        ok = [r for r in mine if not r.get("failed")]
-        ref = min(ok, key=lambda r: r["items"]) if ok else None
+        ref = next((r for r in mine if r["items"] == SMALL and not r.get("failed")), None)
         for r in mine:
             good = not r.get("failed")
             eps = f"{r['events_per_s']:.0f}" if good else "n/a"
