@@ -76,8 +76,10 @@ class CooccurrenceSignal:
         return self.item_counts[:n]
 
     def grow(self, capacity: int) -> None:
-        if self.bounded is not None:
-            self.bounded.grow(capacity)
+        b = self.bounded
+        if b is not None:  # by a quarter at least: items arrive a few at a time, and a copy costs O(items x K)
+            if capacity > b.capacity:
+                b.grow(max(capacity, b.capacity + b.capacity // 4))
             return
         old = self.counts.shape[0]
         if capacity <= old:

@@ -172,3 +172,15 @@ def test_an_emptied_bounded_signal_stays_bounded() -> None:
     m.reset_statistics()
     assert m._cooc is not None and m._cooc.bounded is not None and m._cooc.bounded.width == 5
     assert m._cooc.capacity >= N and not m._cooc.bounded.fill.any()
+
+
+def test_a_bounded_signal_grows_by_a_quarter_so_single_arrivals_do_not_copy_it_each_time() -> None:
+    s = CooccurrenceSignal(capacity=4, window=3, recent=3, device=torch.device("cpu"))
+    s.bound(neighbours=2)
+    s.grow(1000)
+    assert s.capacity == 1000
+    s.grow(1001)
+    assert s.capacity == 1250
+    before = s.bounded.ids if s.bounded is not None else None
+    s.grow(1100)
+    assert s.bounded is not None and s.bounded.ids is before
