@@ -170,6 +170,17 @@ def proc_rss_mb(pid: int) -> float:
     return 0.0
 
 
+def available_gb() -> float:
+    """MemAvailable of /proc/meminfo, in GB (inf where there is none)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024**2
+    except OSError:
+        pass
+    return float("inf")
+
+
 def measure(items: int, users: int, learner: str, args: argparse.Namespace) -> dict[str, Any]:
     """Run one row in a subprocess, watched: killed past --max-rss-gb or --timeout-s (the row says why)."""
     with tempfile.NamedTemporaryFile(prefix="scale-", suffix=".json", delete=False) as fh:
@@ -270,7 +281,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=45.0, help="timed learner seconds per row at most")
     ap.add_argument("--warmup", type=int, default=2, help="untimed micro-batches first (at most)")
     ap.add_argument("--warmup-seconds", type=float, default=20.0, help="untimed warm-up ends after this long")
-    ap.add_argument("--max-rss-gb", type=float, default=10.0, help="a row's process is stopped past this RSS")
+    ap.add_argument("--max-rss-gb", type=float, default=None,
+                    help="a row's process is stopped past this RSS (default: 10, or 70%% of the memory available now)")
     ap.add_argument("--timeout-s", type=float, default=300.0, help="a row's process is stopped after this long")
     ap.add_argument("--no-reference", action="store_true", help="with --items: skip the 1,682-item row")
     ap.add_argument("--seed", type=int, default=0)
@@ -283,6 +295,8 @@ def main() -> None:
     if args.child:
         Path(args.out).write_text(json.dumps(run_one(args)))
         return
+    if args.max_rss_gb is None:
+        args.max_rss_gb = min(10.0, round(0.7 * available_gb(), 1))
     if args.items is not None:
         sizes = [args.items] if args.no_reference or args.items == SMALL else [SMALL, args.items]
     else:
