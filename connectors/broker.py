@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -85,8 +86,31 @@ def tansu_binary() -> str:
         raise BrokerError(str(exc)) from exc
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """An unused TCP port on ``host``."""
+def ephemeral_ports() -> tuple[int, int]:
+    """The range the kernel takes ports from for outgoing connections (and for binding port 0)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_port(host: str = "127.0.0.1", tries: int = 50) -> int:
+    """An unused TCP port on ``host``, below the ephemeral range when one is free there.
+
+    A port from the ephemeral range (what binding port 0 gives) can be taken by any outgoing connection before the
+    process it was chosen for binds it: a test worker once died with ``Address already in use`` on its metrics port
+    while Kafka clients were opening connections. Ports below that range are only taken by listeners.
+    """
+    low = ephemeral_ports()[0]
+    for _ in range(tries if low > 11000 else 0):
+        port = random.randrange(10000, low)  # noqa: S311 - not for security
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
