@@ -372,26 +372,33 @@ def items_partitions(sr: StreamrecApp) -> list[Any]:
 async def wait_for_catalog(sr: StreamrecApp, poll_s: float = 0.1) -> None:
     """Return once this worker has read the catalog as it stood when its partitions were assigned.
 
-    That is: every assigned ``items`` partition read by the items agent up to the end offset it had then, and
+    That is: once Faust has recovered the tables of its assignment, every ``items`` partition assigned to it read
+    (by the items agent, or before a restart) up to the end offset it had when it was first seen assigned, and
     (with ``catalog_follow``) the item table's changelog, which holds the items other workers encoded, read to its
-    end. Gives up after ``catalog_wait_s`` with a warning (a catalog still being encoded must not hold events
-    back for hours).
+    end. The assignment is looked at again on every check: a rebalance during start-up (a second worker joining)
+    moves partitions, and a partition taken away must not be waited for. Gives up after ``catalog_wait_s`` with a
+    warning (a catalog still being encoded must not hold events back for hours).
     """
     s, app = sr.settings, sr.app
     loop = asyncio.get_running_loop()
     deadline = loop.time() + s.catalog_wait_s
-    sr.health.set_waiting("partition assignment")
-    while not any(tp.topic == s.topic_events for tp in app.consumer.assignment()):
-        await asyncio.sleep(poll_s)
-    tps = items_partitions(sr)
-    ends = dict(await app.consumer.highwaters(*tps)) if tps else {}
-    sr.health.set_waiting(f"catalog: {s.topic_items} partitions to read up to {items_unread(sr, ends)}")
+    sr.health.set_waiting("partition assignment and table recovery")
+    await app.tables.recovery.completed.wait()
+    ends: dict[Any, int] = {}
+    unread: dict[int, int] = {}
     while loop.time() < deadline:
-        if not items_unread(sr, ends) and (sr.catalog_followed or not s.catalog_follow):
+        tps = items_partitions(sr)
+        new = [tp for tp in tps if tp not in ends]
+        if new:
+            ends.update(await app.consumer.highwaters(*new))
+        unread = items_unread(sr, {tp: ends[tp] for tp in tps})
+        sr.health.set_waiting(f"catalog: {s.topic_items} partitions to read up to {unread}" if unread
+                              else "catalog: the item table's changelog")
+        if not app.rebalancing and not unread and (sr.catalog_followed or not s.catalog_follow):
             return
         await asyncio.sleep(poll_s)
     log.warning("catalog: not read to its end after catalog_wait_s=%.0f s (still to read: %s); taking events anyway",
-                s.catalog_wait_s, items_unread(sr, ends))
+                s.catalog_wait_s, unread)
 
 
 async def catch_up_items(sr: StreamrecApp, poll_s: float = 0.02) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from connectors.kafka import KafkaClientConfig, publish_items, read_topic, replay_events
+from connectors.kafka import KafkaClientConfig, ensure_topics, publish_items, read_topic, replay_events
 from connectors.schemas import DLQ_JSON_SCHEMA, RECOMMENDATION_JSON_SCHEMA, schema_errors
 from stream.demo import scrape
 from tests.conftest import make_catalog
@@ -46,6 +46,15 @@ def wait_probe(w: Any, path: str, code: int, timeout: float = 180.0) -> dict[str
             return body
         time.sleep(0.2)
     raise TimeoutError(f"{path} never answered {code} (log: {w.log_path})")
+
+
+def publish_catalog(kafka: KafkaClientConfig, app: str, catalog: list[Any]) -> None:
+    """The catalog team creates its topic (Apache Kafka creates none unasked) and publishes the items."""
+    async def go() -> None:
+        await ensure_topics(kafka, {f"{app}-items": 4})
+        await publish_items(kafka, f"{app}-items", catalog)
+
+    asyncio.run(go())
 
 
 def events(prefix: str, n: int, items: list[str]) -> list[dict[str, Any]]:
@@ -88,7 +97,7 @@ def test_a_restarted_worker_is_ready_only_with_its_catalog(worker_factory: Any, 
     """Fault 4: /readyz names the catalog it answers from; a worker started after the catalog reads it first."""
     app = "t-ready"
     catalog = make_catalog(per_theme=40)
-    asyncio.run(publish_items(kafka, f"{app}-items", catalog))
+    publish_catalog(kafka, app, catalog)
     w = worker_factory(app, tmp_path / "state")
     body = wait_probe(w, "/readyz", 200)
     assert body["catalog_items"] == len(catalog) and body["partitions"] == [0, 1, 2, 3]
@@ -99,9 +108,9 @@ def test_a_restarted_worker_is_ready_only_with_its_catalog(worker_factory: Any, 
 def test_compressed_events_large_events_and_bad_items(worker_factory: Any, kafka: KafkaClientConfig) -> None:
     """Faults 2, 5 and 7: every codec is read, a 900 KB event's dead letter fits, bad items are dead letters."""
     app = "t-faults"
-    w = worker_factory(app)
     catalog = make_catalog()
-    asyncio.run(publish_items(kafka, f"{app}-items", catalog))
+    publish_catalog(kafka, app, catalog)
+    w = worker_factory(app)
     wait_probe(w, "/readyz", 200)
     ids = [it.item_id for it in catalog]
     codecs = ["gzip", "snappy", "lz4", "zstd"]
@@ -162,7 +171,7 @@ def test_events_in_flight_when_the_worker_dies_are_answered_after_the_restart(wo
     app = "t-inflight"
     data = tmp_path / "state"
     catalog = make_catalog()
-    asyncio.run(publish_items(kafka, f"{app}-items", catalog))
+    publish_catalog(kafka, app, catalog)
     w = worker_factory(app, data, _STREAMREC_CRASH_AFTER_STATE_WRITES="3")
     wait_probe(w, "/readyz", 200)
     evs = events("f", 120, [it.item_id for it in catalog])
