@@ -80,10 +80,13 @@ def _app_capturing_sends(tmp_path, **settings):  # noqa: ANN001, ANN202
     sr = create_app(s, learner, enc, events_partitions=1, items_partitions=1)
     sr.on_fatal = pytest.fail
     sent: list[tuple[str, bytes, bytes]] = []
+    def capturing(name: str):  # noqa: ANN202 - the producer side of one topic
+        async def capture(key=None, value=None, headers=None, **kw):  # noqa: ANN001, ANN003
+            sent.append((name, key, value))
+        return capture
+
     for topic in (sr.recommendations_topic, sr.dlq_topic, sr.items_dlq_topic):
-        async def capture(key=None, value=None, headers=None, _n=topic.get_topic_name(), **kw):  # noqa: ANN001
-            sent.append((_n, key, value))
-        topic.send = capture
+        topic.send = capturing(topic.get_topic_name())
     return sr, sent
 
 
