@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -90,8 +91,10 @@ def test_summary_rows_of_both_ranges_and_their_eval_lines() -> None:
                         r"score_from=6", scored.eval_line())
 
 
-def test_evaluate_cli_prints_the_whole_stream_and_the_scored_range(tmp_path: Path) -> None:
+def test_evaluate_cli_prints_the_whole_stream_and_the_scored_range(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """``--score-from``: two tables from the same runs, each followed by one EVAL line per learner."""
+    monkeypatch.setattr(sys, "argv", ["streamrec", "evaluate"])  # the tables' titles show the command line
     (tmp_path / "items.jsonl").write_text("".join(json.dumps({"item_id": i, "text": f"film {i}"}) + "\n"
                                                   for i in "abcz"))
     events = [{"user_id": f"u{t % 3}", "item_id": "abcz"[t % 4], "ts": t} for t in range(40)]
