@@ -12,8 +12,8 @@ from learners.adapter import AdapterRecommender
 from learners.baselines import PeriodicRetrain
 from learners.encoder import HashingEncoder
 from learners.types import Interaction, Item, Query
+from tests.unit.learners.test_learner_checks import CATALOG, stream  # the same catalog and interaction stream
 
-CATALOG = [Item(f"i{j}", f"{['space rocket', 'cooking pasta', 'tennis match'][j % 3]} number {j}") for j in range(30)]
 QUERIES = [Query("u1", ("i0", "i3"), frozenset({"i0", "i3"})), Query("u2", ("i7",), frozenset({"i7"})), Query("new")]
 
 
@@ -31,17 +31,6 @@ class RecordingAdapter(AdapterRecommender):
 
 def adapter(seed: int = 0, cls: type[AdapterRecommender] = AdapterRecommender) -> AdapterRecommender:
     return cls(HashingEncoder(16), dim=8, seq_len=10, device="cpu", seed=seed)
-
-
-def stream(n: int) -> list[tuple[Interaction, tuple[str, ...]]]:
-    out, hist = [], {}
-    for t in range(n):
-        u = f"u{t % 7}"
-        item = f"i{(t * 3 + t % 7) % 30}"
-        h = tuple(hist.get(u, ()))
-        out.append((Interaction(u, item, float(t)), h))
-        hist[u] = [*h, item][-10:]
-    return out
 
 
 def feed(m: PeriodicRetrain, data: list[tuple[Interaction, tuple[str, ...]]], batch: int = 8) -> None:
