@@ -386,16 +386,21 @@ async def wait_for_catalog(sr: StreamrecApp, poll_s: float = 0.1) -> None:
     await app.tables.recovery.completed.wait()
     ends: dict[Any, int] = {}
     unread: dict[int, int] = {}
+    next_note = loop.time() + 10.0
     while loop.time() < deadline:
         tps = items_partitions(sr)
         new = [tp for tp in tps if tp not in ends]
         if new:
             ends.update(await app.consumer.highwaters(*new))
         unread = items_unread(sr, {tp: ends[tp] for tp in tps})
-        sr.health.set_waiting(f"catalog: {s.topic_items} partitions to read up to {unread}" if unread
-                              else "catalog: the item table's changelog")
+        waiting = (f"catalog: {s.topic_items} partitions to read up to {unread}" if unread
+                   else "a rebalance to end" if app.rebalancing else "catalog: the item table's changelog")
+        sr.health.set_waiting(waiting)
         if not app.rebalancing and not unread and (sr.catalog_followed or not s.catalog_follow):
             return
+        if loop.time() >= next_note:
+            log.info("not ready yet: waiting for %s (items read up to %s)", waiting, dict(sr.items_read))
+            next_note = loop.time() + 10.0
         await asyncio.sleep(poll_s)
     log.warning("catalog: not read to its end after catalog_wait_s=%.0f s (still to read: %s); taking events anyway",
                 s.catalog_wait_s, unread)

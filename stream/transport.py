@@ -8,6 +8,13 @@
   uses it to re-learn events its resumed model missed). Faust delivers every offset at or after a seek and
   commits only offsets above the committed one, so the re-read events are acknowledged without moving commits
   backwards.
+* **A partition nobody committed is read from its beginning.** aiokafka's ``seek_to_committed`` seeks only
+  partitions with a committed offset above 0 and leaves the others where the fetcher stands. Faust drops the
+  records it fetched when a rebalance or a recovery pause interrupts a fetch (``Consumer.getmany`` breaks off on a
+  new generation) and then relies on that seek to fetch them again: a partition with no committed offset yet
+  (another worker owned it and had not committed) was then read on from past the dropped records, which were
+  never processed (seen on Apache Kafka: nine catalog items a second worker waited for until ``catalog_wait_s``).
+  Such partitions are sought to their beginning, which is what ``auto_offset_reset="earliest"`` promises.
 * **High watermarks.** Tansu 0.6.0 reports a partition's end offset as the base offset of its last record batch
   + 1, not the last offset + 1. Faust's table recovery reads changelogs only up to that number, so the tail of
   the last batch was silently not restored (seen: 23 of 24 catalog items after losing local state). With
@@ -56,6 +63,17 @@ def worker_transport(fetch_max_wait_ms: int, probe_kwargs: dict[str, Any] | None
                                                fetch_max_wait_ms=20)
                 await self._probe.start()
             return await true_highwaters(self._probe, reported)
+
+        async def seek_to_committed(self) -> Mapping[Any, int]:
+            return await self.call_thread(self._seek_to_committed_or_beginning)
+
+        async def _seek_to_committed_or_beginning(self) -> Mapping[Any, int]:
+            consumer = self._ensure_consumer()
+            committed: Mapping[Any, int] = await consumer.seek_to_committed()
+            fresh = [tp for tp, offset in committed.items() if not offset]  # none committed, or 0
+            if fresh:
+                await consumer.seek_to_beginning(*fresh)
+            return committed
 
         async def on_thread_stop(self) -> None:
             if self._probe is not None:
