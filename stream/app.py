@@ -297,6 +297,8 @@ def create_app(
     async def become_ready() -> None:
         """Open the events agent once the catalog is read (:func:`wait_for_catalog`), and say so once."""
         await wait_for_catalog(sr)
+        if s.broker_check_interval_s > 0:
+            await check_broker()  # the watch knows every topic there at ready: one deleted a moment later counts
         sr.items_tracked = True
         sr.catalog_read.set()
         parts = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == s.topic_events)
@@ -323,26 +325,27 @@ def create_app(
             if pos is not None and hw is not None:
                 metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, hw - pos))
 
-    if s.broker_check_interval_s > 0:
-        watch = TopicWatch([*([epoch_topic(s.app_id)] if quirks.reset_recovery else []), s.topic_events,
-                            s.topic_items, s.topic_recommendations, s.topic_dlq, s.topic_items_dlq,
-                            *(t.changelog_topic.get_topic_name() for t in sr.tables())],
-                           reset_recovery=quirks.reset_recovery, gauge=metrics.topic_missing)
+    watch = TopicWatch([*([epoch_topic(s.app_id)] if quirks.reset_recovery else []), s.topic_events,
+                        s.topic_items, s.topic_recommendations, s.topic_dlq, s.topic_items_dlq,
+                        *(t.changelog_topic.get_topic_name() for t in sr.tables())],
+                       reset_recovery=quirks.reset_recovery, gauge=metrics.topic_missing)
 
-        @app.timer(interval=s.broker_check_interval_s)
-        async def watch_broker() -> None:
-            """Notice topics gone from the broker (see stream.broker_watch): a reset to hand over to the runner
-            (Tansu), or topics to report missing (Apache Kafka)."""
-            if sr.broker_reset_reason is not None or (quirks.reset_recovery and sr.on_broker_reset is None):
-                return
-            try:
-                present = await asyncio.wait_for(topic_names(client_cfg), timeout=s.broker_check_interval_s + 5.0)
-            except Exception as exc:  # noqa: BLE001 - an unreachable broker is an outage, not a reset
-                log.info("broker check skipped: %r", exc)
-                return
-            reason = watch.check(present)
-            if reason is not None and sr.on_broker_reset is not None:
-                await sr.on_broker_reset(reason)
+    async def check_broker() -> None:
+        """Notice topics gone from the broker (see stream.broker_watch): a reset to hand over to the runner
+        (Tansu), or topics to report missing (Apache Kafka)."""
+        if sr.broker_reset_reason is not None or (quirks.reset_recovery and sr.on_broker_reset is None):
+            return
+        try:
+            present = await asyncio.wait_for(topic_names(client_cfg), timeout=s.broker_check_interval_s + 5.0)
+        except Exception as exc:  # noqa: BLE001 - an unreachable broker is an outage, not a reset
+            log.info("broker check skipped: %r", exc)
+            return
+        reason = watch.check(present)
+        if reason is not None and sr.on_broker_reset is not None:
+            await sr.on_broker_reset(reason)
+
+    if s.broker_check_interval_s > 0:
+        app.timer(interval=s.broker_check_interval_s, name="watch_broker")(check_broker)
 
     sr.events_agent = events_agent
     sr.items_agent = items_agent
