@@ -20,8 +20,11 @@ process passes ``--max-rss-gb`` or ``--timeout-s``, or fails, prints its row wit
 After the table, one line per size for scripts (the default learner; item-kNN's lines end in learner=item-knn):
 ``SCALE items=N users=M events_per_s=E ratio_to_small=R peak_rss_mb=P recall_at_10=Q checkpoint_s=C``. ratio_to_small
 is events/s over the 1,682-item world's in the same run (``--items N`` also runs that world for it; with
-``--no-reference`` it is n/a). recall_at_10 is ``n/a``: every learner here still scores the whole catalog exactly (two-stage
-retrieval, whose recall it would measure, does not exist yet).
+``--no-reference`` it is n/a). After the timed batches, ``--recall-batches`` more (untimed, still learned from)
+compare the lists the learner sent with the lists of scoring the whole catalog exactly on the same model
+(``AdapterRecommender.recommend_exact``): recall_at_10 is the share of the exact top 10 the sent lists hold, and
+the table adds HR@10 (the next item in the list) of both on those batches. It is ``n/a`` where the learner scored
+the whole catalog anyway (item-kNN, and the default learner up to ``retrieval.exact_max_items``, 20,000 items).
 """
 
 from __future__ import annotations
@@ -115,6 +118,10 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     rec_s: list[float] = []
     learn_s: list[float] = []
     timed_events = 0
+    measuring = 0  # batches left to compare with exact scoring, after the timed ones
+    recall: list[float] = []
+    hr_two_stage: list[bool] = []
+    hr_exact: list[bool] = []
     t_warm = time.perf_counter()
     for n_batch, (start, users, items) in enumerate(world.batches(batch)):
         have = add_arrivals(m, world, have, world.arrived(start + batch), args.learner)
@@ -132,17 +139,31 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
             hs.append(h_ids)
             mine.append(i)
         t0 = time.perf_counter()
-        m.recommend_many(queries, 10)
+        sent = m.recommend_many(queries, 10)
         t1 = time.perf_counter()
+        exact = m.recommend_exact(queries, 10) if measuring else []  # the same model, before it learns the batch
         m.learn_many(xs, hs)
         t2 = time.perf_counter()
         warm = n_batch == 0 or (n_batch < args.warmup and time.perf_counter() - t_warm < args.warmup_seconds)
-        if not warm:
+        if not warm and not measuring:
             rec_s.append(t1 - t0)
             learn_s.append(t2 - t1)
             timed_events += len(xs)
-        if timed_events >= args.events or sum(rec_s) + sum(learn_s) >= args.seconds:
-            break
+        if measuring:
+            for got, want, x in zip(sent, exact, xs, strict=True):
+                got_ids, want_ids = {i for i, _ in got}, {i for i, _ in want}
+                recall.append(len(got_ids & want_ids) / max(len(want_ids), 1))
+                hr_two_stage.append(x.item_id in got_ids)
+                hr_exact.append(x.item_id in want_ids)
+            measuring -= 1
+            if not measuring:
+                break
+        elif timed_events >= args.events or sum(rec_s) + sum(learn_s) >= args.seconds:
+            two_stage = getattr(m, "_large", lambda: False)()
+            measuring = args.recall_batches if two_stage else 0
+            if not measuring:
+                break
+            getattr(m, "wait_for_index", lambda: None)()
     learner_s = sum(rec_s) + sum(learn_s)
     with tempfile.TemporaryDirectory(prefix="scale-ckpt-") as tmp:
         t0 = time.perf_counter()
@@ -156,6 +177,8 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         "learn_p50_ms": float(np.percentile(learn_s, 50)) * 1e3, "setup_s": setup_s,
         "base_rss_mb": base_rss, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "checkpoint_s": checkpoint_s, "checkpoint_mb": checkpoint_mb, "users_seen": len(hist),
+        **({"recall_at_10": float(np.mean(recall)), "hr10": float(np.mean(hr_two_stage)),
+            "hr10_exact": float(np.mean(hr_exact)), "recall_events": len(recall)} if recall else {}),
     }
 
 
@@ -187,7 +210,7 @@ def measure(items: int, users: int, learner: str, args: argparse.Namespace) -> d
         out = Path(fh.name)
     cmd = [sys.executable, __file__, "--child", "--items", str(items), "--users", str(users), "--learner", learner,
            "--events", str(args.events), "--seconds", str(args.seconds), "--warmup", str(args.warmup),
-           "--warmup-seconds", str(args.warmup_seconds),
+           "--warmup-seconds", str(args.warmup_seconds), "--recall-batches", str(args.recall_batches),
            "--seed", str(args.seed), "--out", str(out)]
     limit_mb, t0, peak, reason = args.max_rss_gb * 1024, time.monotonic(), 0.0, ""
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -227,7 +250,8 @@ def print_table(rows: list[dict[str, Any]], command: str) -> None:
 
     t = Table(title=f"streamrec scale — $ {command}")
     for col in ("items", "users", "learner", "events/s", "x of 1,682", "recommend 256 p50", "p99", "learn 256 p50",
-                "peak RSS", "of it before the learner", "checkpoint", "embedded", "note"):
+                "peak RSS", "of it before the learner", "checkpoint", "recall@10", "HR@10 sent / exact", "embedded",
+                "note"):
         t.add_column(col, justify="left" if col in ("learner", "embedded", "note") else "right")
     small = {r["learner"]: r for r in rows if r["items"] == SMALL and not r.get("failed")}
     for r in rows:
@@ -240,6 +264,8 @@ def print_table(rows: list[dict[str, Any]], command: str) -> None:
                   fmt(r, "learn_p50_ms", ",.0f", " ms"), f"{r['peak_rss_mb']:,.0f} MB",
                   fmt(r, "base_rss_mb", ",.0f", " MB"),
                   (f"{r['checkpoint_s']:.1f} s, {r['checkpoint_mb']:,.0f} MB" if not r.get("failed") else "-"),
+                  fmt(r, "recall_at_10", ".3f"),
+                  f"{r['hr10']:.4f} / {r['hr10_exact']:.4f}" if "hr10" in r else "-",
                   r.get("embedded", "-"), note)
     Console(width=220).print(t)
 
@@ -266,8 +292,9 @@ def scale_lines(rows: list[dict[str, Any]]) -> list[str]:
             ratio = f"{r['events_per_s'] / ref['events_per_s']:.2f}" if good and ref else "n/a"
             ck = f"{r['checkpoint_s']:.1f}" if good else "n/a"
             tail = "" if learner == "streamrec" else f" learner={learner}"
+            rc = f"{r['recall_at_10']:.3f}" if good and "recall_at_10" in r else "n/a"
             out.append(f"SCALE items={r['items']} users={r['users']} events_per_s={eps} ratio_to_small={ratio} "
-                       f"peak_rss_mb={r['peak_rss_mb']:.0f} recall_at_10=n/a checkpoint_s={ck}{tail}")
+                       f"peak_rss_mb={r['peak_rss_mb']:.0f} recall_at_10={rc} checkpoint_s={ck}{tail}")
     return out
 
 
@@ -285,6 +312,8 @@ def main() -> None:
                     help="a row's process is stopped past this RSS (default: 10, or 70%% of the memory available now)")
     ap.add_argument("--timeout-s", type=float, default=300.0, help="a row's process is stopped after this long")
     ap.add_argument("--no-reference", action="store_true", help="with --items: skip the 1,682-item row")
+    ap.add_argument("--recall-batches", type=int, default=4,
+                    help="untimed batches after the timed ones compared with exact scoring (two-stage rows)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--learner", default="streamrec", help=argparse.SUPPRESS)

@@ -26,6 +26,7 @@ from learners.cold import ColdGate
 from learners.encoder import resolve_device
 from learners.heads import AdapterHead, AttentionUserModel
 from learners.replay import Example, ReplayBuffer
+from learners.retrieval import CandidateRetriever, RetrievalConfig
 from learners.signals import CooccurrenceSignal, PopularitySignal
 from learners.types import (
     BaseLearner,
@@ -38,6 +39,7 @@ from learners.types import (
     pick_top_k,
     reciprocal_rank_fusion,
     top_k,
+    top_sorted,
 )
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,17 @@ def principal_basis(emb: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
         top = torch.cat([top, q[:, top.shape[1]:]], dim=1)
     basis: torch.Tensor = top.float().to(emb.device)
     return basis
+
+
+def unique_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sorted distinct values of a 1-D index tensor and each entry's position among them (numpy's unique: several
+    times faster than torch's on CPU for the ~10^5 indices of a batch's candidates).
+
+    >>> [t.tolist() for t in unique_rows(torch.tensor([5, 2, 5, 9]))]
+    [[2, 5, 9], [1, 0, 1, 2]]
+    """
+    u, inv = np.unique(x.cpu().numpy(), return_inverse=True)
+    return torch.as_tensor(u, device=x.device), torch.as_tensor(inv.reshape(-1), device=x.device)
 
 
 class AdapterRecommender(BaseLearner):
@@ -140,6 +153,11 @@ class AdapterRecommender(BaseLearner):
         ``early_steps`` Adam steps (each with its own replay draw) instead of one: a young model learns from its
         first few thousand events faster. 5,000 and 4 raised cold-item HR@10 by 13% and HR@10 by 0.6% on the
         first half of ML-100K (2 seeds), for 60 extra steps in all; a larger learning rate instead did not help.
+    retrieval
+        Past ``retrieval.exact_max_items`` items (:class:`~learners.retrieval.RetrievalConfig`): two-stage
+        recommendation (candidates from :class:`~learners.retrieval.CandidateRetriever`, the full model on them)
+        and sampled-softmax training; below, every query scores the whole catalog and each step takes the full
+        softmax.
     cold_threshold, cold_gate, cold_slots
         The :class:`~learners.cold.ColdGate`: an item with fewer than ``cold_threshold`` interactions is cold;
         when the online estimate that a user's next item is cold reaches ``cold_gate``, the last ``cold_slots``
@@ -176,6 +194,9 @@ class AdapterRecommender(BaseLearner):
     _gate: ColdGate | None = None
     cooccurrence_dense_items = 4096
     cooccurrence_neighbours = 64
+    retrieval = RetrievalConfig(exact_max_items=2**62)  # checkpoints from before two-stage: exact, as they were
+    _retriever: CandidateRetriever | None = None
+    _sparse_opt: torch.optim.SparseAdam | None = None
 
     def __init__(
         self,
@@ -204,6 +225,7 @@ class AdapterRecommender(BaseLearner):
         cold_threshold: int = 5,
         cold_gate: float = 0.5,
         cold_slots: int = 4,
+        retrieval: RetrievalConfig | None = None,
         device: str = "auto",
         seed: int = 0,
     ) -> None:
@@ -235,6 +257,8 @@ class AdapterRecommender(BaseLearner):
         self.cold_threshold = cold_threshold
         self.cold_gate = cold_gate
         self.cold_slots = cold_slots
+        self.retrieval = retrieval or RetrievalConfig()
+        self._retriever = None  # made when the catalog passes retrieval.exact_max_items
         self.device = device
         self.seed = seed
         self.replay = ReplayBuffer(replay_capacity, seed=seed)
@@ -251,6 +275,7 @@ class AdapterRecommender(BaseLearner):
         self._cooc: CooccurrenceSignal | None = None
         self._pop: PopularitySignal | None = None
         self._opt: torch.optim.Optimizer | None = None
+        self._sparse_opt = None  # the per-item vectors' optimizer past retrieval.exact_max_items (_enter_large)
         self._cache: tuple[torch.Tensor, torch.Tensor] | None = None  # item table for scoring (no graph)
         self._train_table: tuple[torch.Tensor, torch.Tensor] | None = None  # the same, with graph, for _step
         self._avg: dict[str, torch.Tensor] | None = None  # averaged parameters for scoring (ema_decay > 0)
@@ -294,6 +319,11 @@ class AdapterRecommender(BaseLearner):
             self._gate.grow(need)
         self._fit_cooccurrence(need)
         self._cache = self._train_table = None
+        if self._retriever is not None:
+            rows = np.arange(n0, need)
+            self._retriever.items_added(need, rows, self._index_table(rows))
+        elif self._large():
+            self._ensure_retriever()  # the catalog just passed retrieval.exact_max_items: index it now
 
     def _fit_cooccurrence(self, n: int) -> None:
         """Size the co-occurrence counts to the live catalog (256-row steps), not to the doubled capacity of the
@@ -336,6 +366,23 @@ class AdapterRecommender(BaseLearner):
     def _params(self) -> list[torch.Tensor]:
         return list(self._named_params().values())
 
+    def _dense_params(self) -> list[torch.Tensor]:
+        """What the dense Adam steps: every parameter, less the per-item vectors once SparseAdam has them."""
+        return [p for name, p in self._named_params().items()
+                if not (self._sparse_opt is not None and name == "head.item_id")]
+
+    def _enter_large(self) -> None:
+        """The catalog passed ``retrieval.exact_max_items``: the per-item vectors move to SparseAdam, so a step
+        touches (gradient, moments, average) only the rows of the items it scored, not the whole (items, dim)
+        table (at 100,000 items the dense backward and Adam over that table were 60% of a step). Their Adam
+        moments start over; the dense parameters keep theirs."""
+        assert self._head is not None and self._opt is not None
+        if self._sparse_opt is not None:
+            return
+        self._opt.state.pop(self._head.item_id, None)
+        self._sparse_opt = torch.optim.SparseAdam([self._head.item_id], lr=self.learning_rate)
+        self._opt.param_groups[0]["params"] = self._dense_params()
+
     def _grow(self, capacity: int) -> None:
         """Enlarge the per-item tensors (and their Adam state) to ``capacity`` rows."""
         assert self._emb is not None and self._head is not None and self._opt is not None
@@ -351,13 +398,16 @@ class AdapterRecommender(BaseLearner):
         for name in ("item_id", "item_bias"):
             p_old: nn.Parameter = getattr(self._head, name)
             p_new = nn.Parameter(padded(p_old))
-            state = self._opt.state.pop(p_old, None)
+            opt = self._sparse_opt if self._sparse_opt is not None and name == "item_id" else self._opt
+            state = opt.state.pop(p_old, None)
             setattr(self._head, name, p_new)
             if state:
                 for key in ("exp_avg", "exp_avg_sq"):
                     state[key] = padded(state[key])
-                self._opt.state[p_new] = state
-        self._opt.param_groups[0]["params"] = self._params()
+                opt.state[p_new] = state
+        self._opt.param_groups[0]["params"] = self._dense_params()
+        if self._sparse_opt is not None:
+            self._sparse_opt.param_groups[0]["params"] = [self._head.item_id]
         if self._avg is not None:
             for name in ("head.item_id", "head.item_bias"):
                 self._avg[name] = padded(self._avg[name])
@@ -483,10 +533,22 @@ class AdapterRecommender(BaseLearner):
             out: FloatArray = (v @ v[i]).cpu().numpy()
         return out
 
-    def _recommend(self, qs: Sequence[Query], k: int, on_demand: bool = False) -> list[Recommendation]:
+    def recommend_exact(self, qs: Sequence[Query], k: int = 10) -> list[Recommendation]:
+        """The lists of scoring the whole catalog, whatever its size (what two-stage retrieval is measured
+        against); the cold gate's counters stay as they are."""
+        with torch.no_grad():
+            return self._recommend(qs, k, on_demand=True, exact=True, force_cold=False)
+
+    def _large(self) -> bool:
+        return len(self.item_ids) > self.retrieval.exact_max_items
+
+    def _recommend(self, qs: Sequence[Query], k: int, on_demand: bool = False, exact: bool = False,
+                   force_cold: bool = True) -> list[Recommendation]:
         """Top-``k`` lists; ``on_demand``: counted nowhere, unknown users get cold places (recommend_readonly)."""
         if not self.item_ids:
             return [[] for _ in qs]
+        if self._large() and not exact and self._head is not None:
+            return self._recommend_two_stage(qs, k, on_demand)
         scores, idx, mask = self._scores(qs)
         if idx is None or mask is None:
             return top_k(scores, qs, self.item_ids, self.item_index, k, extra=16)
@@ -501,9 +563,128 @@ class AdapterRecommender(BaseLearner):
         else:
             recs = top_k(scores, qs, self.item_ids, self.item_index, k, extra=16)
         if self._gate is not None:
-            no_history = np.logical_not(mask_np.any(axis=1)) if on_demand else None
+            no_history = np.logical_not(mask_np.any(axis=1)) if on_demand and force_cold else None
             recs = self._gate.reshape(recs, scores, idx_np, mask_np, qs, self.item_ids, count=not on_demand,
                                       force=no_history)
+        return recs
+
+    # -- two-stage (past retrieval.exact_max_items) ----------------------------------------------------------
+    def _scoring_parts(self) -> tuple[AdapterHead, AttentionUserModel, torch.Tensor, torch.Tensor]:
+        """The head, user model, log-temperature and blend weights recommendations are scored with."""
+        assert self._head is not None and self._user is not None
+        if self._avg is not None:
+            head, user = self._averaged_modules()
+            return head, user, self._avg["log_temp"], self._avg["blend"]
+        return self._head, self._user, self._log_temp, self._blend
+
+    def _row_vectors(self, head: AdapterHead, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        assert self._emb is not None
+        return head.rows(self._emb.index_select(0, rows), rows)
+
+    def _index_table(self, rows: np.ndarray | None = None, chunk: int = 65_536) -> np.ndarray:
+        """(rows, dim + 1) ``[v, bias]`` of item index ``rows`` (every item when None) under the scoring
+        parameters: the ANN index's vectors, searched with ``[u * temperature, 1]``."""
+        head = self._scoring_parts()[0]
+        r_all = np.arange(len(self.item_ids)) if rows is None else np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(r_all), self.dim + 1), dtype=np.float32)
+        with torch.no_grad():
+            for i in range(0, len(r_all), chunk):
+                r = torch.as_tensor(r_all[i : i + chunk], device=self._dev)
+                v, b = self._row_vectors(head, r)
+                out[i : i + len(r), : self.dim] = v.float().cpu().numpy()
+                out[i : i + len(r), self.dim] = b.float().cpu().numpy()
+        return out
+
+    def _ensure_retriever(self) -> CandidateRetriever:
+        """The retriever, made (its index built from every item, inline) the first time it is needed."""
+        if self._retriever is None:
+            rt = CandidateRetriever(self.retrieval)
+            n = len(self.item_ids)
+            rt.items_added(n, np.arange(n), None)
+            rt.build_now(self._index_table(None))
+            rt.updated(self._index_table, self._popularity_array())
+            self._retriever = rt
+        return self._retriever
+
+    def _popularity_array(self) -> np.ndarray | None:
+        if self._pop is None:
+            return None
+        out: np.ndarray = self._pop.decayed[: len(self.item_ids)].cpu().numpy()
+        return out
+
+    def wait_for_index(self) -> None:
+        """Finish a background rebuild of the ANN index (benchmarks, tests); a no-op for small catalogs."""
+        if self._retriever is not None:
+            self._retriever.wait(self._index_table)
+
+    def _user_vectors(self, user: AttentionUserModel, head: AdapterHead, idx: torch.Tensor,
+                      mask: torch.Tensor) -> torch.Tensor:
+        """(B, dim) user vectors from the history index rows, computing only the history items' vectors."""
+        rows, at = unique_rows(idx.reshape(-1))
+        v, _ = self._row_vectors(head, rows)
+        h = v.index_select(0, at).view(*idx.shape, v.shape[1])
+        u: torch.Tensor = user(h, mask)
+        return u
+
+    def _recommend_two_stage(self, qs: Sequence[Query], k: int, on_demand: bool) -> list[Recommendation]:
+        """Candidates (:class:`~learners.retrieval.CandidateRetriever`), then the full model, the fusion and the
+        cold gate on them only: nothing here is O(catalog)."""
+        rt = self._ensure_retriever()
+        cfg = self.retrieval
+        head, user, log_temp, blend = self._scoring_parts()
+        idx, mask = self._encode_histories([q.history for q in qs])
+        idx_np, mask_np = idx.cpu().numpy(), mask.cpu().numpy()
+        n = len(self.item_ids)
+        with torch.no_grad():
+            u = self._user_vectors(user, head, idx, mask) * log_temp.exp()
+            queries = torch.cat([u, torch.ones(u.shape[0], 1, device=self._dev)], dim=1).float().cpu().numpy()
+            cooc = None
+            bounded = self._cooc.bounded if self._cooc is not None else None
+            if bounded is not None and cfg.cooccurrence_candidates:
+                r = min(self.fusion_recent, idx_np.shape[1])
+                cooc = bounded.top(idx_np[:, -r:], mask_np[:, -r:], cfg.cooccurrence_candidates)
+            cand = rt.candidates(queries, cooc, exact=lambda q: q @ self._index_table().T)
+            cand_t = torch.as_tensor(cand, device=self._dev)
+            valid = cand_t >= 0
+            crow, pos = unique_rows(cand_t.clamp(min=0).reshape(-1))
+            vc, bc = self._row_vectors(head, crow)
+            pos = pos.view(cand_t.shape)
+            scores_t = torch.einsum("bd,bcd->bc", u, vc[pos]) + bc[pos]
+            if self._cooc is not None:
+                scores_t = scores_t + blend[0] * self._cooc.features_at(idx, mask, cand_t)
+            if self._pop is not None:
+                scores_t = scores_t + blend[1] * self._pop.features_at(cand_t)
+            scores = scores_t.float().cpu().numpy()
+        scores[~valid.cpu().numpy()] = -np.inf
+        # a query's history items are usually among its exclusions: out before the fusion picks its candidates
+        in_history = ((cand[:, :, None] == idx_np[:, None, :]) & mask_np[:, None, :]).any(axis=2)
+        gone = in_history & np.array([q.exclude.issuperset(q.history) for q in qs])[:, None]
+        scores[gone] = -np.inf
+        others: list[tuple[FloatArray, float]] = []
+        if self.fusion_weight > 0 and self._cooc is not None:
+            with torch.no_grad():
+                knn = self._cooc.cosine_at(idx, mask, cand_t, self.fusion_recent).cpu().numpy()
+            counts = self._cooc.item_count_tensor(n).cpu().numpy()
+            knn += 1e-4 * counts[np.maximum(cand, 0)]  # ties (no co-occurrence) broken by popularity
+            knn[scores == -np.inf] = -np.inf
+            others.append((knn, self.fusion_weight))
+        if self.fusion_popularity > 0 and self._pop is not None:
+            popularity = self._popularity_array()
+            assert popularity is not None
+            pop = popularity[np.maximum(cand, 0)]
+            pop[scores == -np.inf] = -np.inf
+            others.append((pop, self.fusion_popularity))
+        if others:
+            cols, val = reciprocal_rank_fusion(scores, others, candidates=max(40, k + 16))
+        else:
+            cols = top_sorted(scores, min(scores.shape[1], k + 16))
+            val = np.take_along_axis(scores, cols, axis=1)
+        items = np.take_along_axis(cand, cols, axis=1)
+        recs = pick_top_k(items, val, None, qs, self.item_ids, self.item_index, min(k, n))
+        if self._gate is not None:
+            no_history = np.logical_not(mask_np.any(axis=1)) if on_demand else None
+            recs = self._gate.reshape(recs, scores, idx_np, mask_np, qs, self.item_ids, count=not on_demand,
+                                      force=no_history, cand=cand)
         return recs
 
     def _fused(self, scores: FloatArray, idx: torch.Tensor, mask: torch.Tensor,
@@ -544,6 +725,8 @@ class AdapterRecommender(BaseLearner):
         self._version += 1  # one version per learning micro-batch, however many steps it took
         self._update_signals(fresh, idx[: len(fresh)], mask[: len(fresh)])
         self.replay.extend(fresh)
+        if self._large():
+            self._ensure_retriever().updated(self._index_table, self._popularity_array())
 
     def _examples(self, xs: Sequence[Interaction], histories: Sequence[Sequence[str]]) -> list[Example]:
         """Next-item examples of these events (history items as indices, unknown ones left out); an event whose
@@ -604,22 +787,74 @@ class AdapterRecommender(BaseLearner):
         weight = torch.as_tensor([ex.weight for ex in batch], device=self._dev, dtype=torch.float32)
         self._head.train()
         self._user.train()
-        table, self._train_table = self._train_table or self._item_table(), None
-        logits = self._masked_history(self._logits(idx, mask, table), idx, mask, target)
-        loss = (torch.nn.functional.cross_entropy(logits, target, reduction="none") * weight).sum() / weight.sum()
-        self._opt.zero_grad(set_to_none=True)
+        if self._large():
+            self._enter_large()
+            logits, target_col = self._sampled_logits(idx, mask, target)
+        else:
+            table, self._train_table = self._train_table or self._item_table(), None
+            logits, target_col = self._masked_history(self._logits(idx, mask, table), idx, mask, target), target
+        loss = (torch.nn.functional.cross_entropy(logits, target_col, reduction="none") * weight).sum() / weight.sum()
+        sparse = self._sparse_opt if self._large() else None
+        optimizers = [self._opt] if sparse is None else [self._opt, sparse]
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         factor = self._boost_factor if self._boost_steps > 0 else 1.0
-        for group in self._opt.param_groups:
-            group["lr"] = self.learning_rate * factor
-        self._opt.step()
+        for opt in optimizers:
+            for group in opt.param_groups:
+                group["lr"] = self.learning_rate * factor
+            opt.step()
         if self._avg is not None:
             with torch.no_grad():
                 for name, p in self._named_params().items():
+                    if sparse is not None and name == "head.item_id":
+                        # only the rows this step moved (the others' averages wait for their next update)
+                        grad = p.grad.coalesce() if p.grad is not None else None
+                        rows = grad.indices()[0] if grad is not None else None
+                        if rows is not None and len(rows):
+                            avg = self._avg[name]
+                            avg.index_copy_(0, rows, avg.index_select(0, rows).lerp_(p.detach().index_select(0, rows),
+                                                                                   1.0 - self.ema_decay))
+                        continue
                     self._avg[name].lerp_(p.detach(), 1.0 - self.ema_decay)
         self._boost_steps = max(0, self._boost_steps - 1)
         self._cache = None
         self.last_loss = float(loss.detach())
+
+    def _sampled_logits(self, idx: torch.Tensor, mask: torch.Tensor, target: torch.Tensor,
+                        sampled: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sampled softmax (Yi et al., RecSys 2019): logits over the batch's targets (in-batch negatives) plus
+        ``retrieval.sampled_negatives`` items drawn by decayed popularity (+1 smoothing, so every item can be
+        drawn), each minus log of its sampling probability (the log-Q correction), histories left out as in the
+        full softmax. Returns (logits (B, S), the targets' columns). ``sampled``: the drawn items (tests).
+        With every item in the sample and uniform probabilities it equals the full softmax's loss."""
+        assert self._head is not None and self._user is not None
+        n = len(self.item_ids)
+        weights = (self._pop.decayed[:n] + 1.0) if self._pop is not None else torch.ones(n, device=self._dev)
+        q = weights / weights.sum()
+        if sampled is None:
+            k = self.retrieval.sampled_negatives
+            sampled = torch.multinomial(q, k, replacement=True) if k > 0 else target[:0]
+        cols = unique_rows(torch.cat([target, sampled]))[0]  # sorted
+        rows, inverse = unique_rows(torch.cat([cols, idx.reshape(-1)]))
+        assert self._emb is not None
+        v, b = self._head.rows(self._emb.index_select(0, rows), rows, sparse=self._sparse_opt is not None)
+        at = inverse[: len(cols)]
+        h = v.index_select(0, inverse[len(cols):]).view(*idx.shape, v.shape[1])
+        u = self._user(h, mask)
+        logits = (u * self._log_temp.exp()) @ v[at].T + b[at]
+        if self._cooc is not None:
+            logits = logits + self._blend[0] * self._cooc.features_at(idx, mask, cols)
+        if self._pop is not None:
+            logits = logits + self._blend[1] * self._pop.features_at(cols)
+        logits = logits - torch.log(q[cols])
+        # history items (but not the target) out of their row's softmax
+        r, c = torch.nonzero(mask, as_tuple=True)
+        items = idx[r, c]
+        pos = torch.searchsorted(cols, items).clamp(max=len(cols) - 1)
+        hit = (cols[pos] == items) & (items != target[r])
+        logits = logits.index_put((r[hit], pos[hit]), torch.tensor(float("-inf"), device=self._dev))
+        return logits, torch.searchsorted(cols, target)
 
     @staticmethod
     def _masked_history(logits: torch.Tensor, idx: torch.Tensor, mask: torch.Tensor,

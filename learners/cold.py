@@ -114,13 +114,15 @@ class ColdGate:
 
     def reshape(self, recs: list[Recommendation], scores: FloatArray, idx: np.ndarray, mask: np.ndarray,
                 qs: Sequence[Query], item_ids: Sequence[str], *, count: bool = True,
-                force: np.ndarray | None = None) -> list[Recommendation]:
+                force: np.ndarray | None = None, cand: np.ndarray | None = None) -> list[Recommendation]:
         """Give the last ``slots`` places of each list whose user is likely to pick a cold item to the
         best-``scores`` cold items that the query does not exclude and the list does not hold yet.
 
         An inserted item takes the score of the place it fills, so a list's scores stay in order. ``force`` (one
         bool per row) gives a row its cold places whatever its probability; ``count=False`` leaves
-        :attr:`lists` and :attr:`placed` as they are (lists answered on demand, never sent on a topic).
+        :attr:`lists` and :attr:`placed` as they are (lists answered on demand, never sent on a topic). With
+        ``cand`` (rows, C) item indices (-1: none), ``scores`` are those candidates' (two-stage recommendation)
+        and cold items are picked among them.
 
         >>> g = ColdGate(threshold=1, min_probability=0.0, slots=1); g.grow(3); g.counts[:] = [5, 5, 0]
         >>> recs = [[("a", 0.9), ("b", 0.5)]]
@@ -137,11 +139,16 @@ class ColdGate:
         if len(rows) == 0:
             return recs
         n = scores.shape[1]
-        cold = self.counts[:n] < self.threshold
+        if cand is None:
+            cold = self.counts[:n] < self.threshold
+            items = np.broadcast_to(np.arange(n), (len(rows), n))
+        else:
+            items = cand[rows]
+            cold = (items >= 0) & (self.counts[np.maximum(items, 0)] < self.threshold)
         if not cold.any():
             return recs
         pool = np.where(cold, scores[rows], -np.inf)
-        cand = top_sorted(pool, min(n, self.slots + 32))  # best first
+        best = top_sorted(pool, min(n, self.slots + 32))  # best first
         out = list(recs)
         for j, row in enumerate(rows.tolist()):
             rec = recs[row]
@@ -151,7 +158,8 @@ class ColdGate:
                 continue
             kept = rec[: k - s]
             taken = {i for i, _ in kept} | qs[row].exclude
-            add = [item_ids[c] for c in cand[j].tolist() if pool[j, c] != -np.inf and item_ids[c] not in taken][:s]
+            add = [item_ids[items[j, c]] for c in best[j].tolist()
+                   if pool[j, c] != -np.inf and item_ids[items[j, c]] not in taken][:s]
             tail = [iid for iid, _ in rec[k - s:] if iid not in add]  # the displaced items keep what places remain
             fill = add + tail
             out[row] = kept + [(iid, v) for iid, (_, v) in zip(fill, rec[k - s:], strict=False)]

@@ -233,6 +233,58 @@ class BoundedCooccurrence:
         out *= self.norm(np.arange(n))
         return out
 
+    def cosine_shared(self, history: npt.ArrayLike, mask: npt.ArrayLike, cols: npt.ArrayLike) -> FloatArray:
+        """(B, S): :meth:`cosine` at the sorted distinct items ``cols`` (S,), the same for every row (a training
+        step's sampled items): O(B x recent x neighbours x log S).
+
+        >>> c = BoundedCooccurrence(neighbours=2, capacity=4)
+        >>> c.update(np.array([[0, 1]]), np.array([[True, True]]), np.array([2]))
+        >>> h, m = np.array([[0], [1]]), np.array([[True], [True]])
+        >>> bool(np.allclose(c.cosine_shared(h, m, np.array([1, 2])), c.cosine(h, m, 4)[:, [1, 2]]))
+        True
+        """
+        h = np.asarray(history, dtype=np.int64)
+        cs = np.asarray(cols, dtype=np.int64)
+        out = np.zeros((h.shape[0], len(cs)), dtype=np.float32)
+        rows, ids, vals = self.entries(h, self.norm(h) * np.asarray(mask, dtype=np.float32))
+        if rows.size == 0 or cs.size == 0:
+            return out
+        pos = np.minimum(np.searchsorted(cs, ids), len(cs) - 1)
+        hit = cs[pos] == ids
+        np.add.at(out, (rows[hit], pos[hit]), vals[hit])
+        out *= self.norm(cs)
+        return out
+
+    def cosine_at(self, history: npt.ArrayLike, mask: npt.ArrayLike, cand: npt.ArrayLike) -> FloatArray:
+        """(B, C): :meth:`cosine` at each row's candidate items ``cand`` (B, C) only (-1: 0); never (B, catalog).
+
+        >>> c = BoundedCooccurrence(neighbours=2, capacity=4)
+        >>> c.update(np.array([[0, 1]]), np.array([[True, True]]), np.array([2]))
+        >>> h, m = np.array([[0]]), np.array([[True]])
+        >>> bool(np.allclose(c.cosine_at(h, m, np.array([[2, 3, -1]])), c.cosine(h, m, 4)[:, [2, 3, 0]] * [1, 1, 0]))
+        True
+        """
+        h = np.asarray(history, dtype=np.int64)
+        cd = np.asarray(cand, dtype=np.int64)
+        out = np.zeros(cd.shape, dtype=np.float32)
+        rows, cols, vals = self.entries(h, self.norm(h) * np.asarray(mask, dtype=np.float32))
+        if rows.size == 0 or cd.size == 0:
+            return out
+        cap = max(self.capacity, 1)
+        ok = cd >= 0
+        keys = (np.broadcast_to(np.arange(cd.shape[0])[:, None], cd.shape) * cap + cd)[ok]
+        order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[order]
+        pos = np.searchsorted(sorted_keys, rows * cap + cols)
+        pos = np.minimum(pos, len(sorted_keys) - 1)
+        hit = sorted_keys[pos] == rows * cap + cols
+        flat = np.zeros(len(keys), dtype=np.float64)
+        np.add.at(flat, order[pos[hit]], vals[hit])  # several history items may share a neighbour
+        out[ok] = flat.astype(np.float32)
+        safe = np.where(ok, cd, 0)
+        out *= np.where(ok, self.norm(safe), 0.0).astype(np.float32)
+        return out
+
     def top(self, history: npt.ArrayLike, mask: npt.ArrayLike, c: int) -> tuple[IntArray, FloatArray]:
         """Each row's ``c`` best co-occurrence candidates by the cosine of :meth:`cosine`, best first:
         (B, c) ids (-1 where a row has fewer) and scores (-inf there). Never allocates (B, catalog)."""

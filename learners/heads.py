@@ -38,6 +38,14 @@ class AdapterHead(nn.Module):
         v = emb @ self.proj.T + self.mlp(emb) + self.item_id[:n]
         return v, self.item_bias[:n]
 
+    def rows(self, emb: torch.Tensor, rows: torch.Tensor, sparse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` for the items ``rows`` only (``emb``: their frozen embeddings): O(len(rows)), the cost
+        of a large catalog's candidates and sampled negatives instead of the whole table. ``sparse``: the
+        gradient of ``item_id`` is a sparse tensor of these rows (for ``torch.optim.SparseAdam``)."""
+        item = nn.functional.embedding(rows, self.item_id, sparse=sparse)
+        v = emb @ self.proj.T + self.mlp(emb) + item
+        return v, self.item_bias.index_select(0, rows)
+
 
 class AttentionUserModel(nn.Module):
     """Attention pooling over the adapted vectors of a user's recent items (padding masked).

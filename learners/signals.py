@@ -121,6 +121,26 @@ class CooccurrenceSignal:
         raw = self.cosine(idx, mask, n, self.recent)  # counts carry no gradient: in place is safe
         return raw.mul_(self.log_scale).log1p_() if self.log_scale > 0 else raw
 
+    def features_at(self, idx: torch.Tensor, mask: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+        """:meth:`features` at each row's candidates ``cand`` (B, C), or the shared sorted items (S,) (see
+        :meth:`cosine_at`)."""
+        raw = self.cosine_at(idx, mask, cand, self.recent)
+        return raw.mul_(self.log_scale).log1p_() if self.log_scale > 0 else raw
+
+    def cosine_at(self, idx: torch.Tensor, mask: torch.Tensor, cand: torch.Tensor, recent: int) -> torch.Tensor:
+        """:meth:`cosine` at each row's candidates ``cand`` (B, C) only (-1: 0), or at the sorted items ``cand`` (S,)
+        shared by every row: O(B x (recent x K + C)) when bounded; a dense signal (small catalogs) computes its
+        rows and picks."""
+        r = min(recent, idx.shape[1])
+        if self.bounded is not None:
+            h, m, c = idx[:, -r:].cpu().numpy(), mask[:, -r:].cpu().numpy(), cand.cpu().numpy()
+            out = self.bounded.cosine_shared(h, m, c) if c.ndim == 1 else self.bounded.cosine_at(h, m, c)
+            return torch.from_numpy(out).to(self.device)
+        full = self.cosine(idx, mask, self.capacity, recent)
+        if cand.ndim == 1:
+            return full[:, cand]
+        return torch.where(cand >= 0, full.gather(1, cand.clamp(min=0)), torch.zeros((), device=self.device))
+
     def cosine(self, idx: torch.Tensor, mask: torch.Tensor, n: int, recent: int) -> torch.Tensor:
         """(B, n): sum over the latest ``recent`` history items j of C[j, i] / sqrt(n_j n_i) (item kNN)."""
         r = min(recent, idx.shape[1])
@@ -164,3 +184,7 @@ class PopularitySignal:
 
     def features(self, n: int) -> torch.Tensor:
         return torch.log1p(self.decayed[:n])
+
+    def features_at(self, rows: torch.Tensor) -> torch.Tensor:
+        """:meth:`features` of item index ``rows`` (any shape; -1: 0)."""
+        return torch.where(rows >= 0, torch.log1p(self.decayed[rows.clamp(min=0)]), torch.zeros((), device=self.device))

@@ -7,6 +7,7 @@ generated from :data:`Settings.model_fields` and a test keeps the two in sync.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import logging
@@ -27,6 +28,7 @@ from pydantic_settings import (
 from pydantic_settings.exceptions import SettingsError
 
 from connectors.broker import KAFKA, PROFILES, BrokerProfile
+from learners.retrieval import RetrievalConfig
 
 ENV_PREFIX = "STREAMREC_"
 #: ``STREAMREC_*`` variables read outside :class:`Settings`: the config file, the ML-100K folder of
@@ -136,6 +138,11 @@ class Settings(BaseSettings):
                              "which the last `cold_slots` places of their list go to cold items.")
     cold_slots: int = Field(4, ge=0, description="Places at the end of a list given to cold items when `cold_gate` "
                             "is reached (0: off).")
+    retrieval: RetrievalConfig = Field(
+        RetrievalConfig(), description="Large catalogs, as JSON (e.g. `{\"exact_max_items\": 50000}`): past "
+        "`exact_max_items` items (default 20000) two-stage recommendation (ANN, co-occurrence, fresh and popular "
+        "candidates, then the full model) and sampled-softmax training; every field in README, Large catalogs."
+    )
     seed: int = Field(0, description="Seed for model init, replay sampling and exploration.")
     torch_threads: int = Field(0, ge=0, description="Torch intra-op threads in the worker (0: torch's default).")
     catalog_follow: bool = Field(
@@ -380,6 +387,7 @@ def settings_table() -> str:
         if isinstance(default, SecretStr):
             default = ""
         typ = getattr(f.annotation, "__name__", str(f.annotation)).replace("|", "or")
+        typ = "JSON object" if dataclasses.is_dataclass(f.annotation) else typ
         shown = json_default(default)
         rows.append(f"| `{name}` | `{ENV_PREFIX}{name.upper()}` | {typ} | `{shown}` | {f.description} |")
     return "\n".join(rows)
@@ -388,6 +396,8 @@ def settings_table() -> str:
 def json_default(v: Any) -> str:
     if isinstance(v, Path):
         return str(v)
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        v = dataclasses.asdict(v)
     if isinstance(v, dict):
         return json.dumps(v, separators=(",", ":"))
     return str(v) if v is not None else ""

@@ -49,6 +49,7 @@ def build_learner(settings: Settings, encoder: Any) -> AdapterRecommender:
         cold_threshold=settings.cold_threshold,
         cold_gate=settings.cold_gate,
         cold_slots=settings.cold_slots,
+        retrieval=settings.retrieval,
         device=settings.device,
         seed=settings.seed,
     )

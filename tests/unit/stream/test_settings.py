@@ -28,6 +28,8 @@ def test_readme_settings_table_matches_code() -> None:
     ({"event_weights": {"click": -1}}, "event_weights"),
     ({"store_url": "redis://"}, "store_url"),
     ({"broker_profile": "redpanda"}, "broker_profile"),
+    ({"retrieval": {"exact_max_items": -1}}, "retrieval"),
+    ({"retrieval": {"ann_efs": 3}}, "retrieval"),
 ])
 def test_bad_values_name_the_field(overrides: dict, field: str) -> None:
     with pytest.raises(ConfigError) as exc:
@@ -44,6 +46,16 @@ def test_env_and_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.top_k == 20 and s.seq_len == 40  # env beats file
     with pytest.raises(ConfigError, match="config"):
         load_settings(tmp_path / "missing.toml")
+
+
+def test_retrieval_is_one_json_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The large-catalog config nests as JSON; fields left out keep their defaults; the learner gets it."""
+    monkeypatch.setenv("STREAMREC_RETRIEVAL", '{"exact_max_items": 50000, "ann_ef": 64}')
+    s = load_settings()
+    assert (s.retrieval.exact_max_items, s.retrieval.ann_ef, s.retrieval.ann_candidates) == (50000, 64, 200)
+    from stream.worker import build_learner
+
+    assert build_learner(s, None).retrieval == s.retrieval
 
 
 def test_secret_is_masked(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,267 @@
+"""Two-stage recommendation for large catalogs: candidate retrieval, then the full model on a few hundred items.
+
+Past ``RetrievalConfig.exact_max_items`` items the adapter stops scoring the whole catalog. For each query,
+:class:`CandidateRetriever` gathers candidates from four sources, each bounded:
+
+* **ANN**: the user's nearest items by inner product in the adapted space (``u * temperature . v + bias``), from an
+  HNSW index (:class:`AnnIndex`) of the averaged item vectors. New items are added to it as they arrive, with the
+  vectors the current parameters give them (the first index is built inline, from every item, when the catalog
+  passes ``exact_max_items``); the whole index is rebuilt from fresh vectors every ``refresh_updates`` learning
+  updates, in a background thread (queries use the old index until the new one is swapped in, items that arrived
+  meanwhile included). Without an index (a checkpoint from before it) the source scans exactly.
+* **co-occurrence**: the item-kNN neighbours of the user's latest items
+  (:meth:`learners.cooccurrence.BoundedCooccurrence.top`).
+* **fresh**: the ``fresh_candidates`` items added last (new items have no interactions, so the other sources miss
+  them; the cold gate picks among these).
+* **popular**: the ``popular_candidates`` items of highest decayed popularity, re-ranked every ``refresh_updates``.
+
+The union (deduplicated per row, padded with -1) is what the ranker scores. Per-query cost is
+O(candidates x dim) plus the index search, independent of the catalog size; the refresh is O(items) but off the
+event path.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    """How the adapter ranks a large catalog (every field a setting: ``STREAMREC_RETRIEVAL_<FIELD>``).
+
+    exact_max_items
+        Up to this many items every query scores the whole catalog and training takes the full softmax (ML-100K's
+        numbers); past it, two-stage retrieval and sampled softmax. 0: always two-stage.
+    ann_candidates, cooccurrence_candidates, fresh_candidates, popular_candidates
+        Candidates per query from each source (see the module doc).
+    ann_ef
+        HNSW search breadth (faiss ``efSearch``): recall against speed (see ``benchmarks/ann_choice.py``).
+    ann_neighbours
+        HNSW graph degree (M).
+    refresh_updates
+        Learning updates between two rebuilds of the index from fresh vectors (and of the popular list).
+    refresh_in_background
+        Rebuild in a thread (the worker); False rebuilds inline (reproducible runs, tests).
+    sampled_negatives
+        Negatives drawn per training step from the decayed popularity (plus the batch's own targets), with the
+        log-Q correction; the step then costs O(batch x negatives), not O(batch x items).
+    """
+
+    exact_max_items: int = 20_000
+    ann_candidates: int = 200
+    cooccurrence_candidates: int = 100
+    fresh_candidates: int = 64
+    popular_candidates: int = 50
+    ann_ef: int = 128
+    ann_neighbours: int = 16
+    refresh_updates: int = 200
+    refresh_in_background: bool = True
+    sampled_negatives: int = 2048
+
+    def __post_init__(self) -> None:
+        for name in ("exact_max_items", "ann_candidates", "cooccurrence_candidates", "fresh_candidates",
+                     "popular_candidates", "sampled_negatives"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"retrieval_{name}: expected a number >= 0, got {getattr(self, name)!r}")
+        for name in ("ann_ef", "ann_neighbours", "refresh_updates"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"retrieval_{name}: expected a number >= 1, got {getattr(self, name)!r}")
+
+
+class AnnIndex:
+    """Maximum inner product search over item vectors (labels = item indices, added in order), on faiss HNSW.
+
+    >>> rng = np.random.default_rng(0); x = rng.normal(size=(500, 8)).astype(np.float32)
+    >>> idx = AnnIndex(8, neighbours=16, ef=64); idx.add(x[:400]); idx.add(x[400:])
+    >>> q = rng.normal(size=(3, 8)).astype(np.float32)
+    >>> exact = np.argsort(-(q @ x.T), axis=1)[:, :5]
+    >>> got = idx.search(q, 5)
+    >>> len(idx), float(np.mean([len(set(a) & set(b)) / 5 for a, b in zip(exact.tolist(), got.tolist())])) >= 0.8
+    (500, True)
+    """
+
+    def __init__(self, dim: int, neighbours: int = 16, ef: int = 128, ef_construction: int = 80) -> None:
+        import faiss  # faiss-cpu: chosen by benchmarks/ann_choice.py
+
+        self.dim = dim
+        self.ef = ef
+        self._index: Any = faiss.IndexHNSWFlat(dim, neighbours, faiss.METRIC_INNER_PRODUCT)
+        self._index.hnsw.efConstruction = ef_construction
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    def __getstate__(self) -> dict[str, Any]:
+        import faiss
+
+        return {"dim": self.dim, "ef": self.ef, "index": faiss.serialize_index(self._index)}  # a uint8 array
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        import faiss
+
+        self.dim, self.ef = state["dim"], state["ef"]
+        self._index = faiss.deserialize_index(np.asarray(state["index"], dtype=np.uint8))
+
+    def add(self, vectors: np.ndarray) -> None:
+        """Append items: their labels continue from ``len(self)``."""
+        if len(vectors):
+            self._index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+
+    def search(self, queries: np.ndarray, k: int) -> np.ndarray:
+        """(B, k) labels, best first (-1 where the index holds fewer than k)."""
+        if len(self) == 0 or k <= 0:
+            return np.full((len(queries), max(k, 0)), -1, dtype=np.int64)
+        self._index.hnsw.efSearch = max(self.ef, k)
+        _, ids = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        out: np.ndarray = ids.astype(np.int64)
+        return out
+
+
+def dedupe_rows(cand: np.ndarray) -> np.ndarray:
+    """Each row's distinct non-negative entries (sorted), the rest -1.
+
+    >>> dedupe_rows(np.array([[3, 1, 3, -1, 2], [5, 5, 5, 5, 5]])).tolist()
+    [[1, 2, 3, -1, -1], [5, -1, -1, -1, -1]]
+    """
+    s = np.sort(np.where(cand < 0, np.iinfo(np.int64).max, cand.astype(np.int64)), axis=1)
+    dup = np.zeros_like(s, dtype=bool)
+    dup[:, 1:] = s[:, 1:] == s[:, :-1]
+    s[dup] = np.iinfo(np.int64).max
+    s.sort(axis=1)
+    s[s == np.iinfo(np.int64).max] = -1
+    return s
+
+
+class CandidateRetriever:
+    """The candidate sources of the module doc over one learner's items.
+
+    The learner keeps it in step with the catalog through :meth:`items_added` and :meth:`updated`; ``table_fn(rows)``
+    there returns the (rows, dim + 1) index vectors ``[v, bias]`` of item index ``rows`` (every item when None)
+    under the current averaged parameters.
+    """
+
+    def __init__(self, config: RetrievalConfig) -> None:
+        self.config = config
+        self.index: AnnIndex | None = None
+        self.n_items = 0  # items the learner has
+        self.fresh = np.zeros(0, dtype=np.int64)
+        self.popular = np.zeros(0, dtype=np.int64)
+        self.updates = 0
+        self.refreshes = 0
+        self._building: threading.Thread | None = None
+        self._built: AnnIndex | None = None
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:  # the index as faiss serialises it; a rebuild under way is dropped
+        state = dict(self.__dict__)
+        state.update(_building=None, _built=None, _lock=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    # -- keeping current ----------------------------------------------------------------------------------------
+    def items_added(self, n_items: int, rows: np.ndarray, table: np.ndarray | None) -> None:
+        """Items ``rows`` joined (now ``n_items`` in all); ``table`` their (rows, dim + 1) index vectors."""
+        self.n_items = n_items
+        keep = self.config.fresh_candidates
+        self.fresh = np.concatenate([self.fresh, rows.astype(np.int64)])[-keep:] if keep else self.fresh[:0]
+        with self._lock:  # a rebuild under way gets the rows it lacks when it is swapped in
+            if self.index is not None and table is not None and len(rows) and len(self.index) == int(rows[0]):
+                self.index.add(table)
+
+    def updated(self, table_fn: Any, popularity: np.ndarray | None) -> None:
+        """One learning update happened; every ``refresh_updates`` re-rank the popular list and rebuild the index
+        from ``table_fn()`` (all items' index vectors)."""
+        self.updates += 1
+        self._swap_if_built(table_fn)
+        if popularity is not None and (self.updates % self.config.refresh_updates == 1 or not len(self.popular)):
+            p = self.config.popular_candidates
+            n = len(popularity)
+            self.popular = (np.argpartition(-popularity, p - 1)[:p] if 0 < p < n else np.arange(n)).astype(np.int64)
+        if self.updates % self.config.refresh_updates == 0:
+            self.refresh(table_fn)
+
+    def build_now(self, table: np.ndarray) -> None:
+        """Index ``table`` (every item's vectors) inline: the first index, and after loading an old checkpoint."""
+        self.index = self._build(table)
+        self.refreshes += 1
+
+    def refresh(self, table_fn: Any) -> None:
+        if self._building is not None and self._building.is_alive():
+            return
+        if not self.config.refresh_in_background:
+            self.index = self._build(table_fn(None))
+            self.refreshes += 1
+            return
+        table = table_fn(None)  # computed here (parameters of now), indexed in the thread
+        self._building = threading.Thread(target=self._build_into, args=(table,), name="ann-refresh", daemon=True)
+        self._building.start()
+
+    def _build(self, table: np.ndarray) -> AnnIndex:
+        idx = AnnIndex(table.shape[1], self.config.ann_neighbours, self.config.ann_ef)
+        idx.add(table)
+        return idx
+
+    def _build_into(self, table: np.ndarray) -> None:
+        try:
+            built = self._build(table)
+        except Exception:  # noqa: BLE001 - the old index keeps serving
+            log.exception("retrieval: rebuilding the ANN index failed; the previous one stays")
+            return
+        with self._lock:
+            self._built = built
+
+    def _swap_if_built(self, table_fn: Any = None) -> None:
+        with self._lock:
+            built, self._built = self._built, None
+        if built is None:
+            return
+        self.index = built
+        self.refreshes += 1
+        missing = self.n_items - len(built)
+        if missing > 0 and table_fn is not None:
+            built.add(table_fn(np.arange(len(built), self.n_items)))
+
+    def wait(self, table_fn: Any = None) -> None:
+        """Finish a background rebuild and swap it in (tests, benchmarks, checkpoints)."""
+        if self._building is not None:
+            self._building.join()
+        self._swap_if_built(table_fn)
+
+    # -- retrieving ---------------------------------------------------------------------------------------------
+    def candidates(self, queries: np.ndarray, cooc: tuple[np.ndarray, np.ndarray] | None,
+                   exact: Any = None) -> np.ndarray:
+        """(B, C) candidate item indices per query row, distinct, -1 padded.
+
+        ``queries``: (B, dim + 1) index-space query vectors; ``cooc``: the co-occurrence source's inputs (history
+        indices and mask of the latest items) or None; ``exact``: a callable scoring queries against every item,
+        used while no index exists.
+        """
+        c = self.config
+        B = len(queries)
+        parts: list[np.ndarray] = []
+        if c.ann_candidates:
+            if self.index is not None and len(self.index):
+                parts.append(self.index.search(queries, min(c.ann_candidates, len(self.index))))
+            elif exact is not None:
+                scores = exact(queries)
+                k = min(c.ann_candidates, scores.shape[1])
+                parts.append(np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1]
+                             else np.broadcast_to(np.arange(scores.shape[1]), scores.shape))
+        if cooc is not None and c.cooccurrence_candidates:
+            parts.append(cooc[0])
+        for shared in (self.fresh, self.popular):
+            if len(shared):
+                parts.append(np.broadcast_to(shared, (B, len(shared))))
+        if not parts:
+            return np.full((B, 1), -1, dtype=np.int64)
+        return dedupe_rows(np.concatenate([p.astype(np.int64) for p in parts], axis=1))

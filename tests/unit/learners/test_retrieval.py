@@ -1,0 +1,137 @@
+"""Two-stage recommendation and sampled softmax (learners.retrieval, the adapter past exact_max_items)."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from learners.adapter import AdapterRecommender
+from learners.encoder import HashingEncoder
+from learners.retrieval import AnnIndex, RetrievalConfig, dedupe_rows
+from learners.types import Interaction, Item, Query
+
+N_ITEMS = 300
+
+
+def world(seed: int = 0) -> tuple[list[Item], list[tuple[str, list[str]]]]:
+    """Items in 10 topics; users who click within one topic (a next item and its history)."""
+    rng = np.random.default_rng(seed)
+    items = [Item(f"i{j}", f"topic{j % 10} word{j % 7} thing{j}") for j in range(N_ITEMS)]
+    stream = []
+    for e in range(1200):
+        topic = e % 10
+        hist = [f"i{topic + 10 * int(x)}" for x in rng.integers(0, N_ITEMS // 10, size=5)]
+        stream.append((f"i{topic + 10 * int(rng.integers(0, N_ITEMS // 10))}", hist))
+    return items, stream
+
+
+def learner(retrieval: RetrievalConfig, **kw: object) -> AdapterRecommender:
+    items, stream = world()
+    m = AdapterRecommender(HashingEncoder(32), dim=16, seq_len=8, device="cpu", text_dims=0, early_events=0,
+                           retrieval=retrieval, **kw)  # type: ignore[arg-type]
+    m.add_items(items)
+    for s in range(0, len(stream), 100):
+        chunk = stream[s : s + 100]
+        m.learn_many([Interaction(f"u{s + j}", t) for j, (t, _) in enumerate(chunk)], [h for _, h in chunk])
+    m.wait_for_index()
+    return m
+
+
+def queries() -> list[Query]:
+    items, stream = world(1)
+    return [Query(f"q{j}", tuple(h), frozenset(h)) for j, (_, h) in enumerate(stream[:64])]
+
+
+def test_every_item_a_candidate_gives_the_exact_lists() -> None:
+    """With every item among the candidates, the two-stage lists are the lists of scoring the whole catalog."""
+    cfg = RetrievalConfig(exact_max_items=0, ann_candidates=N_ITEMS, refresh_in_background=False, refresh_updates=1)
+    m = learner(cfg, fusion_weight=0.0, fusion_popularity=0.0)
+    qs = queries()
+    two_stage = [[i for i, _ in r] for r in m.recommend_many(qs, k=10)]
+    exact = [[i for i, _ in r] for r in m.recommend_exact(qs, k=10)]
+    assert two_stage == exact
+
+
+def test_retrieval_recall_against_exact_scoring() -> None:
+    """Fewer candidates than items: the default sources still find nearly all of the exact top 10."""
+    cfg = RetrievalConfig(exact_max_items=0, ann_candidates=60, cooccurrence_candidates=30, fresh_candidates=8,
+                          popular_candidates=10, refresh_in_background=False, refresh_updates=1)
+    m = learner(cfg)
+    qs = queries()
+    got = m.recommend_many(qs, k=10)
+    want = m.recommend_exact(qs, k=10)
+    recall = np.mean([len({i for i, _ in g} & {i for i, _ in w}) / len(w) for g, w in zip(got, want, strict=True)])
+    assert recall >= 0.9, recall
+
+
+def test_sampled_softmax_with_every_item_equals_the_full_softmax() -> None:
+    """Every item sampled and uniform sampling probabilities: the log-Q term is one constant, the loss the same."""
+    m = learner(RetrievalConfig(exact_max_items=10**9), popularity_half_life=0.0)
+    idx = torch.tensor([[0, 5, 7], [0, 0, 12]])
+    mask = torch.tensor([[False, True, True], [False, False, True]])
+    target = torch.tensor([9, 12])
+    with torch.no_grad():
+        table = m._item_table()
+        full = m._masked_history(m._logits(idx, mask, table), idx, mask, target)
+        full_loss = torch.nn.functional.cross_entropy(full, target)
+        logits, cols = m._sampled_logits(idx, mask, target, sampled=torch.arange(N_ITEMS))
+        sampled_loss = torch.nn.functional.cross_entropy(logits, cols)
+    assert cols.tolist() == target.tolist()
+    assert float(sampled_loss) == pytest.approx(float(full_loss), rel=1e-5)
+
+
+def test_large_catalog_training_never_builds_the_whole_table() -> None:
+    """Past exact_max_items a learning step scores only the sampled items (the full table would fail here)."""
+    cfg = RetrievalConfig(exact_max_items=0, sampled_negatives=32, refresh_in_background=False)
+    m = learner(cfg)
+
+    def whole_table(*a: object, **k: object) -> None:
+        raise AssertionError("the whole item table was computed")
+
+    m._item_table = whole_table  # type: ignore[method-assign]
+    m._index_table = lambda rows=None, chunk=0: np.zeros((0 if rows is None else len(rows), m.dim + 1),  # type: ignore[method-assign]
+                                                        dtype=np.float32) if rows is not None else whole_table()
+    v0 = m.model_version
+    m.learn_many([Interaction("u", "i3")], [("i13", "i23")])
+    assert m.model_version == v0 + 1 and np.isfinite(m.last_loss)
+
+
+def test_checkpoint_round_trip_gives_identical_recommendations() -> None:
+    cfg = RetrievalConfig(exact_max_items=0, ann_candidates=40, refresh_in_background=False, refresh_updates=3)
+    m = learner(cfg)
+    qs = queries()
+    before = m.recommend_exact(qs, k=10), m.recommend_many(qs, k=10)
+    m2 = pickle.loads(pickle.dumps(m))
+    m2.attach_encoder(HashingEncoder(32))
+    assert (m2.recommend_exact(qs, k=10), m2.recommend_many(qs, k=10)) == before
+
+
+def test_new_item_is_retrievable_after_it_arrives() -> None:
+    cfg = RetrievalConfig(exact_max_items=0, ann_candidates=20, fresh_candidates=4, refresh_in_background=False)
+    m = learner(cfg)
+    m.add_items([Item("brand-new", "topic3 word3 brand new thing")])
+    recs = m.recommend_many([Query("x", ("i3", "i13"), frozenset({"i3", "i13"}))], k=10)
+    assert m._retriever is not None and len(m._retriever.index or []) == N_ITEMS + 1
+    assert "brand-new" in {i for i, _ in recs[0]} or m.item_index["brand-new"] in m._retriever.fresh
+
+
+def test_ann_index_and_dedupe() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2000, 16)).astype(np.float32)
+    idx = AnnIndex(16, ef=128)
+    idx.add(x)
+    q = rng.normal(size=(50, 16)).astype(np.float32)
+    exact = np.argsort(-(q @ x.T), axis=1)[:, :10]
+    got = idx.search(q, 10)
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact.tolist(), got.tolist(), strict=True)]) >= 0.9
+    assert pickle.loads(pickle.dumps(idx)).search(q, 10).tolist() == got.tolist()
+    assert dedupe_rows(np.array([[-1, -1]])).tolist() == [[-1, -1]]
+
+
+@pytest.mark.parametrize("field", ["exact_max_items", "ann_ef", "refresh_updates"])
+def test_config_rejects_bad_values(field: str) -> None:
+    with pytest.raises(ValueError, match=f"retrieval_{field}"):
+        RetrievalConfig(**{field: -1})
