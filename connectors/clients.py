@@ -29,12 +29,14 @@ from connectors.schemas import (
     RECOMMENDATION_JSON_SCHEMA,
     CatalogItem,
     Event,
+    ItemEmbedding,
     Reason,
     Rejection,
     SchemaError,
     decode_object,
     event_json,
     item_json,
+    parse_embedding,
     parse_event,
     parse_item,
 )
@@ -182,11 +184,16 @@ def make_event(user_id: str, item_id: str, event_type: str = "click", *, ts: flo
 
 
 def make_item(item_id: str, text: str, attributes: Mapping[str, Any] | None = None, *, max_bytes: int = 65536,
-              max_id_length: int = 256) -> CatalogItem:
-    """The catalog item these arguments make, checked like :func:`make_event` (``text`` must not be blank).
+              max_id_length: int = 256, embedding: ItemEmbedding | None = None) -> CatalogItem:
+    """The catalog item these arguments make, checked like :func:`make_event` (``text`` must not be blank;
+    ``embedding``, the text already encoded, must hold finite numbers).
 
     >>> make_item("42", "Toy Story (1995)", {"year": 1995})
-    CatalogItem(item_id='42', text='Toy Story (1995)', attributes={'year': 1995})
+    CatalogItem(item_id='42', text='Toy Story (1995)', attributes={'year': 1995}, embedding=None)
+    >>> make_item("42", "Toy Story", embedding=ItemEmbedding("m", (float("nan"),)))
+    Traceback (most recent call last):
+    ...
+    connectors.schemas.SchemaError: invalid_embedding: embedding: values[0]: expected a finite number, got nan
     >>> make_item("42", " ")
     Traceback (most recent call last):
     ...
@@ -197,8 +204,12 @@ def make_item(item_id: str, text: str, attributes: Mapping[str, Any] | None = No
                                     "text: expected a non-empty string"))
     if attributes is not None and not isinstance(attributes, Mapping):
         raise SchemaError(Rejection(Reason.WRONG_TYPE, "attributes: expected an object"))
+    if embedding is not None:  # NaN would reach the wire as a NaN literal: say what is wrong with it here
+        checked = parse_embedding({"model": embedding.model, "values": list(embedding.values)})
+        if isinstance(checked, Rejection):
+            raise SchemaError(checked)
     try:
-        raw = item_json(item_id, text, dict(attributes) if attributes else None)
+        raw = item_json(item_id, text, dict(attributes) if attributes else None, embedding)
     except (TypeError, ValueError) as exc:
         raise SchemaError(Rejection(Reason.WRONG_TYPE, f"attributes: expected JSON values ({exc})")) from None
     parsed = parse_item(raw, max_bytes=max_bytes, max_id_length=max_id_length)
@@ -308,7 +319,8 @@ class EventProducer(_JsonProducer):
 
 
 class ItemProducer(_JsonProducer):
-    """Publish catalog items to ``items`` (``{"item_id", "text"}`` + optional ``attributes``), keyed by item id.
+    """Publish catalog items to ``items`` (``{"item_id", "text"}`` + optional ``attributes`` and ``embedding``),
+    keyed by item id.
 
     Parameters are those of :class:`EventProducer`; ``acks`` defaults to ``"all"`` (a catalog is small and must
     not be lost).
@@ -322,14 +334,17 @@ class ItemProducer(_JsonProducer):
         super().__init__(bootstrap_servers, topic, acks=acks, compression_type=compression_type,
                          connect_timeout_s=connect_timeout_s, **config)
 
-    def send(self, item_id: str, text: str, attributes: Mapping[str, Any] | None = None) -> Any:
-        """Validate and send one item; raises :class:`~connectors.schemas.SchemaError` naming a bad field."""
-        item = make_item(item_id, text, attributes, max_bytes=self.max_item_bytes, max_id_length=self.max_id_length)
-        return self._send(item.item_id, item_json(item.item_id, item.text, item.attributes or None))
+    def send(self, item_id: str, text: str, attributes: Mapping[str, Any] | None = None, *,
+             embedding: ItemEmbedding | None = None) -> Any:
+        """Validate and send one item (``embedding``: its text already encoded); raises
+        :class:`~connectors.schemas.SchemaError` naming a bad field."""
+        item = make_item(item_id, text, attributes, max_bytes=self.max_item_bytes, max_id_length=self.max_id_length,
+                         embedding=embedding)
+        return self._send(item.item_id, item_json(item.item_id, item.text, item.attributes or None, item.embedding))
 
     def send_item(self, item: CatalogItem) -> Any:
-        """:meth:`send` for a :class:`~connectors.schemas.CatalogItem`."""
-        return self.send(item.item_id, item.text, item.attributes or None)
+        """:meth:`send` for a :class:`~connectors.schemas.CatalogItem` (with its embedding, if it has one)."""
+        return self.send(item.item_id, item.text, item.attributes or None, embedding=item.embedding)
 
 
 # -- reading ----------------------------------------------------------------------------------------------------

@@ -378,7 +378,7 @@ def load_catalog_file(path: Path) -> list[CatalogItem]:
     >>> p = Path(tempfile.mkdtemp()) / "products.csv"
     >>> _ = p.write_text("item_id,text,brand\\nsku-1,Red kettle,Acme\\n")
     >>> load_catalog_file(p)
-    [CatalogItem(item_id='sku-1', text='Red kettle', attributes={'brand': 'Acme'})]
+    [CatalogItem(item_id='sku-1', text='Red kettle', attributes={'brand': 'Acme'}, embedding=None)]
     """
     out = []
     for n, r in _records(path, ("item_id", "text")):

@@ -3,7 +3,8 @@
 All messages are UTF-8 JSON.
 
 * ``events`` (key = user id): ``{"event_id", "user_id", "item_id", "event_type", "ts"}`` + optional ``context``.
-* ``items`` (key = item id): ``{"item_id", "text"}`` + optional ``attributes``.
+* ``items`` (key = item id): ``{"item_id", "text"}`` + optional ``attributes`` and ``embedding``
+  (``{"model", "values"}``: the item's text already encoded, see :class:`ItemEmbedding`).
 * ``recommendations`` (key = user id): ``{"user_id", "event_id", "items": [{"item_id", "score"}], "model_version",
   "event_ts", "emitted_ts"}``; header ``schema`` = ``streamrec.recommendations.v1``.
 * ``events-dlq`` (key = the rejected message's key): a JSON wrapper (:func:`dlq_record`) holding the reason, a
@@ -51,6 +52,7 @@ class Reason(StrEnum):
     RATE_LIMITED = "rate_limited"
     UNDECODABLE = "undecodable"  # a record batch the consumer could not decompress or parse
     EMPTY_TEXT = "empty_text"  # a catalog item whose text is empty or blank (items-dlq only)
+    INVALID_EMBEDDING = "invalid_embedding"  # a catalog item's embedding is malformed (items-dlq only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,20 +172,51 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+@dataclass(frozen=True, slots=True, repr=False)
+class ItemEmbedding:
+    """An item's text already encoded by ``model`` (a pre-computed embedding carried in the ``items`` message).
+
+    ``values`` are finite numbers; the worker uses them instead of encoding the text when ``model`` names its own
+    encoder and their count is the encoder's width (otherwise it encodes the text and counts the mismatch).
+
+    >>> ItemEmbedding.from_floats("all-MiniLM-L6-v2", [0.1234567890123, -1.0])
+    ItemEmbedding(model='all-MiniLM-L6-v2', 2 values)
+    >>> ItemEmbedding.from_floats("m", [0.1234567890123]).values
+    (0.123456789,)
+    """
+
+    model: str
+    values: tuple[float, ...]
+
+    @classmethod
+    def from_floats(cls, model: str, values: Sequence[float]) -> ItemEmbedding:
+        """The embedding of these values with 9 significant digits each: exact for float32, half the JSON bytes
+        of a float64's 17."""
+        return cls(model, tuple(float(f"{float(v):.9g}") for v in values))
+
+    def __repr__(self) -> str:
+        return f"ItemEmbedding(model={self.model!r}, {len(self.values)} values)"
+
+
 @dataclass(frozen=True, slots=True)
 class CatalogItem:
-    """A validated catalog item."""
+    """A validated catalog item (``embedding``: its text already encoded, when the message carried one)."""
 
     item_id: str
     text: str
     attributes: dict[str, Any] = field(default_factory=dict)
+    embedding: ItemEmbedding | None = None
 
 
 def parse_item(raw: bytes | str | None, *, max_bytes: int = 65536, max_id_length: int = 256) -> CatalogItem | Rejection:
     """Validate one raw ``items`` message.
 
     >>> parse_item(b'{"item_id": "42", "text": "Toy Story (1995)"}')
-    CatalogItem(item_id='42', text='Toy Story (1995)', attributes={})
+    CatalogItem(item_id='42', text='Toy Story (1995)', attributes={}, embedding=None)
+    >>> parse_item(b'{"item_id": "42", "text": "Toy Story", "embedding": {"model": "m", "values": [0.5, 1]}}').embedding
+    ItemEmbedding(model='m', 2 values)
+    >>> parse_item(b'{"item_id": "42", "text": "Toy Story", "embedding": {"model": "m", "values": [1e999]}}').detail
+    'embedding: values[0]: expected a finite number, got inf'
     >>> parse_item(b'{"item_id": "42"}').reason
     <Reason.MISSING_FIELD: 'missing_field'>
     >>> parse_item(b'{"item_id": "42", "text": "  "}').reason
@@ -205,7 +238,43 @@ def parse_item(raw: bytes | str | None, *, max_bytes: int = 65536, max_id_length
     attrs = obj.get("attributes") or {}
     if not isinstance(attrs, dict):
         return Rejection(Reason.WRONG_TYPE, "attributes: expected an object")
-    return CatalogItem(obj["item_id"], obj["text"], attrs)
+    embedding = parse_embedding(obj.get("embedding"))
+    if isinstance(embedding, Rejection):
+        return embedding
+    return CatalogItem(obj["item_id"], obj["text"], attrs, embedding)
+
+
+def parse_embedding(raw: Any) -> ItemEmbedding | Rejection | None:
+    """The ``embedding`` field of an ``items`` message: ``None`` when absent (or null), else the
+    :class:`ItemEmbedding`, or an ``invalid_embedding`` :class:`Rejection` naming what is wrong.
+
+    Whether the model and width suit the worker is not checked here (the worker does, and encodes the text when
+    they do not): only that the field is well formed, with finite numbers.
+
+    >>> parse_embedding({"model": "m", "values": [0.5, "x"]}).detail
+    "embedding: values[1]: expected a number, got str ('x')"
+    >>> parse_embedding({"values": [0.5]}).detail
+    'embedding: model: expected the name of the encoder (a non-empty string), got None'
+    """
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        return Rejection(Reason.INVALID_EMBEDDING,
+                         f'embedding: expected an object {{"model": str, "values": [numbers]}}, got {type(raw).__name__}')
+    model, values = raw.get("model"), raw.get("values")
+    if not isinstance(model, str) or not model.strip():
+        return Rejection(Reason.INVALID_EMBEDDING,
+                         f"embedding: model: expected the name of the encoder (a non-empty string), got {model!r:.64}")
+    if not isinstance(values, list) or not values:
+        got = f"an empty {type(values).__name__}" if values == [] else type(values).__name__
+        return Rejection(Reason.INVALID_EMBEDDING, f"embedding: values: expected a non-empty array of numbers, got {got}")
+    for n, v in enumerate(values):
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            return Rejection(Reason.INVALID_EMBEDDING,
+                             f"embedding: values[{n}]: expected a number, got {type(v).__name__} ({v!r:.32})")
+        if not math.isfinite(v):  # 1e999 parses as infinity
+            return Rejection(Reason.INVALID_EMBEDDING, f"embedding: values[{n}]: expected a finite number, got {v!r}")
+    return ItemEmbedding(model, tuple(float(v) for v in values))
 
 
 def event_json(e: Event | dict[str, Any]) -> bytes:
@@ -220,11 +289,18 @@ def event_json(e: Event | dict[str, Any]) -> bytes:
     return json.dumps(d, separators=(",", ":")).encode()
 
 
-def item_json(item_id: str, text: str, attributes: dict[str, Any] | None = None) -> bytes:
-    """Serialise a catalog item for the ``items`` topic."""
+def item_json(item_id: str, text: str, attributes: dict[str, Any] | None = None,
+              embedding: ItemEmbedding | None = None) -> bytes:
+    """Serialise a catalog item for the ``items`` topic (:data:`ITEM_JSON_SCHEMA`).
+
+    >>> item_json("42", "Toy Story", embedding=ItemEmbedding("m", (0.5, -1.0)))
+    b'{"item_id":"42","text":"Toy Story","embedding":{"model":"m","values":[0.5,-1.0]}}'
+    """
     d: dict[str, Any] = {"item_id": item_id, "text": text}
     if attributes:
         d["attributes"] = attributes
+    if embedding is not None:
+        d["embedding"] = {"model": embedding.model, "values": list(embedding.values)}
     return json.dumps(d, separators=(",", ":")).encode()
 
 
@@ -300,6 +376,27 @@ def dlq_record(
 
 _NUMBER = {"type": "number"}
 _ITEM_ID = {"type": "string", "minLength": 1}
+
+#: JSON Schema of an ``items`` message value (what :func:`parse_item` accepts, less its size and id limits).
+ITEM_JSON_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": ITEMS_SCHEMA,
+    "type": "object",
+    "required": ["item_id", "text"],
+    "properties": {
+        "item_id": _ITEM_ID,
+        "text": {"type": "string", "pattern": r"\S"},
+        "attributes": {"type": ["object", "null"]},
+        "embedding": {
+            "type": ["object", "null"],
+            "required": ["model", "values"],
+            "properties": {
+                "model": {"type": "string", "pattern": r"\S"},
+                "values": {"type": "array", "minItems": 1, "items": _NUMBER},
+            },
+        },
+    },
+}
 
 #: JSON Schema of a ``recommendations`` message value (the README's schema; outside consumers hold us to it).
 RECOMMENDATION_JSON_SCHEMA: dict[str, Any] = {

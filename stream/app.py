@@ -27,7 +27,7 @@ from connectors.schemas import RECOMMENDATIONS_SCHEMA, CatalogItem, Reason, Reje
 from learners.history import UserState
 from learners.types import Learner, TextEncoder
 from stream.broker_watch import TopicWatch, epoch_topic
-from stream.catalog import catalog_entries, encode_embedding, follow_catalog
+from stream.catalog import catalog_entries, check_embeddings, encode_embedding, encoder_name, follow_catalog
 from stream.health import WorkerHealth
 from stream.metrics import WorkerMetrics
 from stream.processor import EventProcessor, RawMessage
@@ -199,8 +199,9 @@ def create_app(
                            help="Catalog items: text and frozen embedding (base64 float32).")
     sr = StreamrecApp(app, s, learner, encoder, metrics, processor, events_topic, items_topic, recs_topic,
                       dlq_topic, user_table, item_table, items_dlq_topic)
-    model_name = getattr(encoder, "model_path", type(encoder).__name__ if encoder else "none")
-    metrics.info.labels(version="0.1.0", model=str(model_name).rsplit("/", 1)[-1]).set(1)
+    model_path = getattr(encoder, "model_path", type(encoder).__name__ if encoder else "none")
+    metrics.info.labels(version="0.1.0", model=str(model_path).rsplit("/", 1)[-1]).set(1)
+    model_name = encoder_name(s.encoder_model)  # what an item's embedding must say it was made by
     metrics.model_version.set(learner.model_version)
     metrics.init_labels(sorted(s.event_weights), [str(r) for r in Reason], [s.topic_events, s.topic_items])
     for reason in ITEM_REASONS:
@@ -263,10 +264,7 @@ def create_app(
                 continue
             fresh.append((parsed, event))
         if fresh:
-            if encoder is None:
-                raise RuntimeError("encoder: the worker has no encoder, cannot embed new items")
-            texts = [it.text for it, _ in fresh]
-            vecs = await asyncio.get_running_loop().run_in_executor(None, encoder.encode, texts)
+            vecs = await embed_items([it for it, _ in fresh])
             for (it, event), vec in zip(fresh, vecs, strict=True):
                 with event_context(event):
                     item_table[it.item_id] = {"text": it.text, "emb": encode_embedding(vec)}
@@ -274,6 +272,26 @@ def create_app(
         for event in batch:  # read (and added to the learner) up to here
             m = event.message
             sr.items_read[m.partition] = max(sr.items_read.get(m.partition, 0), m.offset + 1)
+
+    async def embed_items(items: list[CatalogItem]) -> np.ndarray[Any, Any]:
+        """The items' embeddings: the one in the message when it is this encoder's, else the text encoded here
+        (off the event loop), counting and logging (once per batch) embeddings of another model or width."""
+        if encoder is None:
+            raise RuntimeError("encoder: the worker has no encoder, cannot embed new items")
+        check = check_embeddings(items, model_name, encoder.dim)
+        vecs = np.zeros((len(items), encoder.dim), dtype=np.float32)
+        for n, vec in check.given.items():
+            vecs[n] = vec
+        if check.to_encode:
+            texts = [items[n].text for n in check.to_encode]
+            vecs[check.to_encode] = await asyncio.get_running_loop().run_in_executor(None, encoder.encode, texts)
+        metrics.item_embeddings_used.inc(len(check.given))
+        for reason, count in check.rejected.items():
+            metrics.item_embeddings_rejected.labels(reason).inc(count)
+        if check.rejected:
+            log.warning("items: %d of %d embeddings not usable, their texts encoded here instead: %s",
+                        sum(check.rejected.values()), len(items), "; ".join(check.mismatches))
+        return vecs
 
     def learner_ids() -> dict[str, int]:
         return getattr(learner, "item_index", {})
@@ -354,7 +372,8 @@ def create_app(
 
 
 ITEM_REASONS = (Reason.TOO_LARGE, Reason.INVALID_UTF8, Reason.INVALID_JSON, Reason.NOT_AN_OBJECT, Reason.MISSING_FIELD,
-                Reason.WRONG_TYPE, Reason.EMPTY_ID, Reason.ID_TOO_LONG, Reason.CONTROL_CHARACTERS, Reason.EMPTY_TEXT)
+                Reason.WRONG_TYPE, Reason.EMPTY_ID, Reason.ID_TOO_LONG, Reason.CONTROL_CHARACTERS, Reason.EMPTY_TEXT,
+                Reason.INVALID_EMBEDDING)
 
 
 def items_unread(sr: StreamrecApp, ends: dict[Any, int]) -> dict[int, int]:

@@ -14,17 +14,80 @@ import asyncio
 import base64
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from aiokafka import AIOKafkaConsumer
 
 from connectors.kafka import KafkaClientConfig, assign_all_partitions
+from connectors.schemas import CatalogItem
 
 log = logging.getLogger("streamrec.worker")
 
 ItemsCallback = Callable[[list[str], np.ndarray[Any, Any]], None]
+
+#: The name an embedding made by the bundled encoder carries (``encoder_model`` empty).
+BUNDLED_ENCODER_NAME = "all-MiniLM-L6-v2"
+
+
+def encoder_name(encoder_model: str) -> str:
+    """The model name of embeddings made by the encoder this ``encoder_model`` setting loads.
+
+    >>> encoder_name(""), encoder_name("/models/e5-small")
+    ('all-MiniLM-L6-v2', '/models/e5-small')
+    """
+    return encoder_model or BUNDLED_ENCODER_NAME
+
+
+@dataclass
+class EmbeddingCheck:
+    """Which items of a batch bring an embedding the worker can use, and which texts it must encode itself.
+
+    ``given`` maps a position in the batch to its embedding (float32); ``to_encode`` lists the other positions;
+    ``rejected`` counts the embeddings that were there but unusable, by ``model`` or ``size``; ``mismatches``
+    says how, once per distinct mismatch.
+    """
+
+    given: dict[int, np.ndarray[Any, Any]] = field(default_factory=dict)
+    to_encode: list[int] = field(default_factory=list)
+    rejected: Counter[str] = field(default_factory=Counter)
+    mismatches: list[str] = field(default_factory=list)
+
+
+def check_embeddings(items: Sequence[CatalogItem], model: str, dim: int) -> EmbeddingCheck:
+    """Sort ``items`` into those whose embedding is usable (made by ``model``, ``dim`` values) and the rest.
+
+    >>> from connectors.schemas import ItemEmbedding
+    >>> items = [CatalogItem("a", "t", embedding=ItemEmbedding("m", (1.0, 0.0))),
+    ...          CatalogItem("b", "t", embedding=ItemEmbedding("other", (1.0, 0.0))),
+    ...          CatalogItem("c", "t", embedding=ItemEmbedding("m", (1.0,))), CatalogItem("d", "t")]
+    >>> c = check_embeddings(items, "m", 2)
+    >>> sorted(c.given), c.to_encode, dict(c.rejected)
+    ([0], [1, 2, 3], {'model': 1, 'size': 1})
+    >>> c.mismatches
+    ["model 'other' (the worker's is 'm')", "1 values (the worker's encoder gives 2)"]
+    """
+    check = EmbeddingCheck()
+    for n, item in enumerate(items):
+        e = item.embedding
+        if e is None:
+            check.to_encode.append(n)
+            continue
+        if e.model != model:
+            reason, how = "model", f"model {e.model[:128]!r} (the worker's is {model!r})"
+        elif len(e.values) != dim:
+            reason, how = "size", f"{len(e.values)} values (the worker's encoder gives {dim})"
+        else:
+            check.given[n] = np.asarray(e.values, dtype=np.float32)
+            continue
+        check.to_encode.append(n)
+        check.rejected[reason] += 1
+        if how not in check.mismatches:
+            check.mismatches.append(how)
+    return check
 
 
 def encode_embedding(vec: np.ndarray[Any, Any]) -> str:

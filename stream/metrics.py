@@ -77,6 +77,13 @@ class WorkerMetrics:
                                    "re-create it.", ["topic"], registry=r)
         self.items_invalid = Counter("streamrec_items_invalid", "Catalog items sent to the items dead-letter topic, "
                                      "by reason.", ["reason"], registry=r)
+        self.item_embeddings_used = Counter("streamrec_item_embeddings_used", "Catalog items whose embedding came "
+                                            "with the item message (not encoded by the worker).", registry=r)
+        self.item_embeddings_rejected = Counter("streamrec_item_embeddings_rejected", "Item messages whose embedding "
+                                                "was made by another model or has another width: the worker encoded "
+                                                "the text itself, by reason (model, size).", ["reason"], registry=r)
+        for reason in ("model", "size"):
+            self.item_embeddings_rejected.labels(reason)
         self.empty_lists = Counter("streamrec_empty_recommendations", "Recommendation messages with no items "
                                    "(nothing could be recommended: an empty catalog, or a user who has every item).",
                                    registry=r)

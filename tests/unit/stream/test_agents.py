@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import pytest
 
@@ -167,3 +168,51 @@ def test_a_fatal_error_exits_the_process_with_status_70() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 70
     assert "events agent crashed: X; exiting with status 70" in done.stderr
+
+
+def test_items_with_embeddings_use_them_encode_the_rest_and_dead_letter_malformed_ones(tmp_path, caplog) -> None:
+    """Issue 15: an embedding of the worker's model and width is used as is; another model's or width's is counted
+    and the text encoded here (the item is good); a malformed one is a dead letter like any bad item."""
+    import numpy as np
+
+    from stream.catalog import decode_embedding
+
+    sr, sent = _app_capturing_sends(tmp_path)
+    given = [0.0] * 16
+    given[3] = 1.0  # not what HashingEncoder gives for the text: shows the message's vector was used
+
+    def item(item_id: str, embedding: object = None) -> bytes:
+        body = {"item_id": item_id, "text": f"a fine new item {item_id}"}
+        if embedding is not None:
+            body["embedding"] = embedding
+        return json.dumps(body).encode()
+
+    async def go() -> None:
+        async with sr.items_agent.test_context() as agent:
+            await agent.put(item("same", {"model": "all-MiniLM-L6-v2", "values": given}), key=b"same")
+            await agent.put(item("other-model", {"model": "e5-small", "values": given}), key=b"other-model")
+            await agent.put(item("short", {"model": "all-MiniLM-L6-v2", "values": given[:15]}), key=b"short")
+            await agent.put(item("none"), key=b"none")
+            await agent.put(item("bad", {"model": "all-MiniLM-L6-v2", "values": [0.1, "x"]}), key=b"bad")
+            await _wait_for(lambda: len(sent) >= 1 and all(f"{i}" in sr.learner.item_index
+                                                           for i in ("same", "other-model", "short", "none")))
+
+    with caplog.at_level(logging.WARNING, logger="streamrec.worker"):
+        asyncio.run(go())
+    assert np.array_equal(decode_embedding(sr.item_table["same"]["emb"]), np.asarray(given, dtype=np.float32))
+    for item_id in ("other-model", "short", "none"):  # encoded here, as without an embedding
+        expected = HashingEncoder(16).encode([f"a fine new item {item_id}"])[0]
+        assert np.allclose(decode_embedding(sr.item_table[item_id]["emb"]), expected)
+    [(topic, key, value)] = sent
+    dead = json.loads(value)
+    assert (topic, key, dead["reason"]) == ("items-dlq", b"bad", "invalid_embedding")
+    assert dead["detail"] == "embedding: values[1]: expected a number, got str ('x')"
+    assert "bad" not in sr.learner.item_index
+    m = sr.metrics
+    assert m.item_embeddings_used._value.get() == 1  # noqa: SLF001
+    assert m.item_embeddings_rejected.labels("model")._value.get() == 1  # noqa: SLF001
+    assert m.item_embeddings_rejected.labels("size")._value.get() == 1  # noqa: SLF001
+    assert m.items_invalid.labels("invalid_embedding")._value.get() == 1  # noqa: SLF001
+    warned = " | ".join(r.getMessage() for r in caplog.records if "embeddings not usable" in r.getMessage())
+    assert "model 'e5-small' (the worker's is 'all-MiniLM-L6-v2')" in warned
+    assert "15 values (the worker's encoder gives 16)" in warned
