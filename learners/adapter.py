@@ -657,7 +657,9 @@ class AdapterRecommender(BaseLearner):
             scores = scores_t.float().cpu().numpy()
         scores[~valid.cpu().numpy()] = -np.inf
         # a query's history items are usually among its exclusions: out before the fusion picks its candidates
-        in_history = ((cand[:, :, None] == idx_np[:, None, :]) & mask_np[:, None, :]).any(axis=2)
+        width = max(n, 1)
+        in_history = np.isin(np.where(cand >= 0, np.arange(len(qs))[:, None] * width + cand, -1),
+                             np.nonzero(mask_np)[0] * width + idx_np[mask_np])
         gone = in_history & np.array([q.exclude.issuperset(q.history) for q in qs])[:, None]
         scores[gone] = -np.inf
         others: list[tuple[FloatArray, float]] = []
