@@ -21,9 +21,11 @@ After the table, one line per size for scripts (the default learner; item-kNN's 
 ``SCALE items=N users=M events_per_s=E ratio_to_small=R peak_rss_mb=P recall_at_10=Q checkpoint_s=C``. ratio_to_small
 is events/s over the 1,682-item world's in the same run (``--items N`` also runs that world for it; with
 ``--no-reference`` it is n/a). After the timed batches, ``--recall-batches`` more (untimed, still learned from)
-compare the lists the learner sent with the lists of scoring the whole catalog exactly on the same model
-(``AdapterRecommender.recommend_exact``): recall_at_10 is the share of the exact top 10 the sent lists hold, and
-the table adds HR@10 (the next item in the list) of both on those batches. It is ``n/a`` where the learner scored
+measure two-stage retrieval against scoring the whole catalog with the same model: recall_at_10 is the share of
+the model's exact top 10 (by its scores, before fusion and cold places) that the retriever's candidates hold
+(``AdapterRecommender.retrieval_recall``); the table adds how much of each exact list
+(``AdapterRecommender.recommend_exact``: fusion and cold places over the whole catalog) the sent list holds, and
+HR@10 (the next item in the list) of both on those batches. It is ``n/a`` where the learner scored
 the whole catalog anyway (item-kNN, and the default learner up to ``retrieval.exact_max_items``, 20,000 items).
 """
 
@@ -119,7 +121,8 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     learn_s: list[float] = []
     timed_events = 0
     measuring = 0  # batches left to compare with exact scoring, after the timed ones
-    recall: list[float] = []
+    recall: list[float] = []  # per batch: retrieval recall@10 (candidates vs the model's exact top 10)
+    overlap: list[float] = []  # per event: sent list vs the exact path's list (fusion and cold places included)
     hr_two_stage: list[bool] = []
     hr_exact: list[bool] = []
     t_warm = time.perf_counter()
@@ -142,6 +145,8 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         sent = m.recommend_many(queries, 10)
         t1 = time.perf_counter()
         exact = m.recommend_exact(queries, 10) if measuring else []  # the same model, before it learns the batch
+        if measuring:
+            recall.append(m.retrieval_recall(queries, 10))
         m.learn_many(xs, hs)
         t2 = time.perf_counter()
         warm = n_batch == 0 or (n_batch < args.warmup and time.perf_counter() - t_warm < args.warmup_seconds)
@@ -152,7 +157,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         if measuring:
             for got, want, x in zip(sent, exact, xs, strict=True):
                 got_ids, want_ids = {i for i, _ in got}, {i for i, _ in want}
-                recall.append(len(got_ids & want_ids) / max(len(want_ids), 1))
+                overlap.append(len(got_ids & want_ids) / max(len(want_ids), 1))
                 hr_two_stage.append(x.item_id in got_ids)
                 hr_exact.append(x.item_id in want_ids)
             measuring -= 1
@@ -177,8 +182,9 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         "learn_p50_ms": float(np.percentile(learn_s, 50)) * 1e3, "setup_s": setup_s,
         "base_rss_mb": base_rss, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "checkpoint_s": checkpoint_s, "checkpoint_mb": checkpoint_mb, "users_seen": len(hist),
-        **({"recall_at_10": float(np.mean(recall)), "hr10": float(np.mean(hr_two_stage)),
-            "hr10_exact": float(np.mean(hr_exact)), "recall_events": len(recall)} if recall else {}),
+        **({"recall_at_10": float(np.mean(recall)), "overlap_at_10": float(np.mean(overlap)),
+            "hr10": float(np.mean(hr_two_stage)), "hr10_exact": float(np.mean(hr_exact)),
+            "recall_events": len(overlap)} if recall else {}),
     }
 
 
@@ -250,7 +256,8 @@ def print_table(rows: list[dict[str, Any]], command: str) -> None:
 
     t = Table(title=f"streamrec scale — $ {command}")
     for col in ("items", "users", "learner", "events/s", "x of 1,682", "recommend 256 p50", "p99", "learn 256 p50",
-                "peak RSS", "of it before the learner", "checkpoint", "recall@10", "HR@10 sent / exact", "embedded",
+                "peak RSS", "of it before the learner", "checkpoint", "recall@10", "lists overlap",
+                "HR@10 sent / exact", "embedded",
                 "note"):
         t.add_column(col, justify="left" if col in ("learner", "embedded", "note") else "right")
     small = {r["learner"]: r for r in rows if r["items"] == SMALL and not r.get("failed")}
@@ -264,7 +271,7 @@ def print_table(rows: list[dict[str, Any]], command: str) -> None:
                   fmt(r, "learn_p50_ms", ",.0f", " ms"), f"{r['peak_rss_mb']:,.0f} MB",
                   fmt(r, "base_rss_mb", ",.0f", " MB"),
                   (f"{r['checkpoint_s']:.1f} s, {r['checkpoint_mb']:,.0f} MB" if not r.get("failed") else "-"),
-                  fmt(r, "recall_at_10", ".3f"),
+                  fmt(r, "recall_at_10", ".3f"), fmt(r, "overlap_at_10", ".3f"),
                   f"{r['hr10']:.4f} / {r['hr10_exact']:.4f}" if "hr10" in r else "-",
                   r.get("embedded", "-"), note)
     Console(width=220).print(t)

@@ -626,24 +626,46 @@ class AdapterRecommender(BaseLearner):
         u: torch.Tensor = user(h, mask)
         return u
 
+    def _retrieve(self, idx: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+        """The scaled user vectors (B, dim) and the (B, C) candidates of the retriever's sources (-1 padded)."""
+        rt = self._ensure_retriever()
+        cfg = self.retrieval
+        head, user, log_temp, _ = self._scoring_parts()
+        u = self._user_vectors(user, head, idx, mask) * log_temp.exp()
+        queries = torch.cat([u, torch.ones(u.shape[0], 1, device=self._dev)], dim=1).float().cpu().numpy()
+        cooc = None
+        bounded = self._cooc.bounded if self._cooc is not None else None
+        if bounded is not None and cfg.cooccurrence_candidates:
+            r = min(self.fusion_recent, idx.shape[1])
+            cooc = bounded.top(idx[:, -r:].cpu().numpy(), mask[:, -r:].cpu().numpy(), cfg.cooccurrence_candidates)
+        return u, rt.candidates(queries, cooc, exact=lambda q: q @ self._index_table().T)
+
+    def retrieval_recall(self, qs: Sequence[Query], k: int = 10) -> float:
+        """Share of each query's top ``k`` by the full model's scores over the whole catalog (its exclusions
+        left out; before fusion and cold places) that the retriever's candidates hold, averaged over ``qs``:
+        what two-stage retrieval loses. 1.0 up to ``retrieval.exact_max_items`` items."""
+        if not self._large() or self._head is None or not qs:
+            return 1.0
+        with torch.no_grad():
+            scores, idx, mask = self._scores(qs)
+            assert idx is not None and mask is not None
+            _, cand = self._retrieve(idx, mask)
+        for row, q in enumerate(qs):
+            gone = [self.item_index[i] for i in q.exclude if i in self.item_index]
+            scores[row, gone] = -np.inf
+        best = top_sorted(scores, min(k, scores.shape[1]))
+        hits = [len(set(b.tolist()) & set(c.tolist())) / len(b) for b, c in zip(best, cand, strict=True)]
+        return float(np.mean(hits))
+
     def _recommend_two_stage(self, qs: Sequence[Query], k: int, on_demand: bool) -> list[Recommendation]:
         """Candidates (:class:`~learners.retrieval.CandidateRetriever`), then the full model, the fusion and the
         cold gate on them only: nothing here is O(catalog)."""
-        rt = self._ensure_retriever()
-        cfg = self.retrieval
         head, user, log_temp, blend = self._scoring_parts()
         idx, mask = self._encode_histories([q.history for q in qs])
         idx_np, mask_np = idx.cpu().numpy(), mask.cpu().numpy()
         n = len(self.item_ids)
         with torch.no_grad():
-            u = self._user_vectors(user, head, idx, mask) * log_temp.exp()
-            queries = torch.cat([u, torch.ones(u.shape[0], 1, device=self._dev)], dim=1).float().cpu().numpy()
-            cooc = None
-            bounded = self._cooc.bounded if self._cooc is not None else None
-            if bounded is not None and cfg.cooccurrence_candidates:
-                r = min(self.fusion_recent, idx_np.shape[1])
-                cooc = bounded.top(idx_np[:, -r:], mask_np[:, -r:], cfg.cooccurrence_candidates)
-            cand = rt.candidates(queries, cooc, exact=lambda q: q @ self._index_table().T)
+            u, cand = self._retrieve(idx, mask)
             cand_t = torch.as_tensor(cand, device=self._dev)
             valid = cand_t >= 0
             crow, pos = unique_rows(cand_t.clamp(min=0).reshape(-1))

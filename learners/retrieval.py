@@ -61,7 +61,7 @@ class RetrievalConfig:
     popular_candidates: int = 50
     ann_ef: int = 128
     ann_neighbours: int = 16
-    refresh_updates: int = 200
+    refresh_updates: int = 10
     refresh_in_background: bool = True
     sampled_negatives: int = 2048
 
