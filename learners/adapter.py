@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -600,10 +601,14 @@ class AdapterRecommender(BaseLearner):
         if self._retriever is None:
             rt = CandidateRetriever(self.retrieval)
             n = len(self.item_ids)
+            t0 = time.perf_counter()
             rt.items_added(n, np.arange(n), None)
             rt.build_now(self._index_table(None))
             rt.updated(self._index_table, self._popularity_array())
             self._retriever = rt
+            log.warning("retrieval: %d items, past retrieval.exact_max_items=%d: two-stage recommendation and "
+                        "sampled softmax from now on (ANN index of every item built in %.1f s)", n,
+                        self.retrieval.exact_max_items, time.perf_counter() - t0)
         return self._retriever
 
     def _popularity_array(self) -> np.ndarray | None:

@@ -1,0 +1,63 @@
+"""Issue 15 through a real broker and worker: a catalog past ``retrieval.exact_max_items`` (lowered here so the
+test stays small) switches the worker to two-stage recommendation; items arriving with pre-computed embeddings and
+without are all in the worker's catalog, every answer holds to the README's schema and names catalog items, and
+events on an item that arrives later are answered (it is learned from; ``test_retrieval.py`` shows it becomes a
+candidate at once)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from connectors.clients import ItemProducer
+from connectors.kafka import KafkaClientConfig, replay_events
+from connectors.schemas import RECOMMENDATION_JSON_SCHEMA, ItemEmbedding, schema_errors
+from tests.conftest import make_catalog
+from tests.integration.test_engine import ev, read_json
+
+pytestmark = pytest.mark.integration
+
+N_GENERATED = 400  # with pre-computed embeddings: nothing for the worker to encode
+
+
+def test_two_stage_worker(worker_factory: Any, broker: Any, kafka: KafkaClientConfig, tmp_path: Path) -> None:
+    app = "t-large"
+    w = worker_factory(app, STREAMREC_RETRIEVAL='{"exact_max_items": 200, "refresh_updates": 2}')
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((8, 384)).astype(np.float32)
+    texts = make_catalog()  # themed texts, encoded by the worker
+    with ItemProducer(broker.bootstrap, topic=f"{app}-items") as producer:
+        for j in range(N_GENERATED):
+            v = centres[j % 8] + 0.3 * rng.standard_normal(384).astype(np.float32)
+            producer.send(f"gen{j}", f"generated item {j} of group {j % 8}",
+                          embedding=ItemEmbedding.from_floats("all-MiniLM-L6-v2", (v / np.linalg.norm(v)).tolist()))
+        for it in texts:
+            producer.send(it.item_id, it.text)
+    w.wait_ready(N_GENERATED + len(texts), timeout=240)
+
+    users = [f"user{i}" for i in range(10)]
+    events = [ev(n, u, f"gen{(n * 8 + i) % N_GENERATED}") for n in range(4) for i, u in enumerate(users)]
+    events += [ev(10 + n, u, texts[n].item_id) for n in range(3) for u in users[:3]]
+    asyncio.run(replay_events(kafka, f"{app}-events", events))
+    recs = asyncio.run(read_json(kafka, f"{app}-recommendations", len(events)))
+    assert {r["event_id"] for r in recs} == {e["event_id"] for e in events}
+    known = {f"gen{j}" for j in range(N_GENERATED)} | {it.item_id for it in texts}
+    for r in recs:
+        assert schema_errors(r, RECOMMENDATION_JSON_SCHEMA) == [], r
+        assert r["items"] and {x["item_id"] for x in r["items"]} <= known
+    log = (tmp_path / f"{app}-worker.log").read_text()
+    assert "two-stage recommendation and sampled softmax from now on" in log
+
+    # an item arriving later: added to the index and the fresh candidates, learned from at once
+    with ItemProducer(broker.bootstrap, topic=f"{app}-items") as producer:
+        producer.send("brand-new", "A brand new cooking show about soup and bread.")
+    w.wait_ready(N_GENERATED + len(texts) + 1, timeout=60)
+    more = [ev(20 + n, f"late{n}", "brand-new") for n in range(3)]
+    asyncio.run(replay_events(kafka, f"{app}-events", more))
+    later = asyncio.run(read_json(kafka, f"{app}-recommendations", len(events) + len(more)))
+    assert {e["event_id"] for e in more} <= {r["event_id"] for r in later}
+    assert w.alive()
