@@ -312,7 +312,8 @@ class AdapterRecommender(BaseLearner):
         n0 = len(self.item_ids)
         need = n0 + len(fresh)
         if need > self._emb.shape[0]:
-            self._grow(max(need, 2 * self._emb.shape[0]))
+            cap = self._emb.shape[0]  # double while small; past 65,536 rows by a quarter (every per-item tensor
+            self._grow(max(need, 2 * cap if cap < 65_536 else cap + cap // 4))  # and its Adam moments grows with it)
         self._emb[n0:need] = emb
         for i, _ in fresh:
             self._register(i)
