@@ -113,11 +113,13 @@ def main() -> None:
     ap.add_argument("--route-events", type=int, default=30_000, help="events replayed while the routes are timed "
                     "(0: skip)")
     ap.add_argument("--route-rate", type=float, default=500.0, help="events/s the worker consumes meanwhile")
+    ap.add_argument("--broker", default="tansu", choices=("tansu", "kafka"),
+                    help="the embedded broker, or Apache Kafka from `make kafka`'s jars")
     args = ap.parse_args()
     keep_freed_tensor_memory()  # as the worker and streamrec evaluate do (stream/heap.py)
     ds = load_dataset("ml-100k", Path("data"))
     events = ds.events[: args.events]
-    res = run_demo(events, ds.items, rate=args.rate or None)
+    res = run_demo(events, ds.items, rate=args.rate or None, broker_kind=args.broker)
     offline = processor_only(events, ds.items, load_settings().batch_max)
     t = Table(title=f"streamrec throughput — {' '.join(sys.argv)}")
     t.add_column("path")
@@ -127,7 +129,8 @@ def main() -> None:
     t.add_column("p99 latency", justify="right")
     t.add_column("HR@10", justify="right")
     t.add_column("worker CPU / 1,000 events", justify="right")
-    t.add_row("broker + worker (Tansu, Faust, RocksDB)", f"{res.events_in:,}", f"{res.events_per_s:,.0f}",
+    broker_name = "Apache Kafka" if args.broker == "kafka" else "Tansu"
+    t.add_row(f"broker + worker ({broker_name}, Faust, RocksDB)", f"{res.events_in:,}", f"{res.events_per_s:,.0f}",
               f"{res.latency_p50 * 1e3:,.0f} ms", f"{res.latency_p99 * 1e3:,.0f} ms", f"{res.hr10:.4f}",
               f"{res.cpu_per_1000:.2f} s")
     t.add_row("processor only (no broker)", f"{len(events):,}", f"{offline:,.0f}", "-", "-", "-",

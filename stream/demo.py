@@ -202,14 +202,24 @@ def run_demo(
     broker_port: int = 0,
     worker_env: dict[str, str] | None = None,
     on_progress: Callable[[str, int, int, dict[str, float]], None] | None = None,
+    broker_kind: str = "tansu",
 ) -> DemoResult:
-    """Run the whole pipeline once and measure it (see module doc)."""
+    """Run the whole pipeline once and measure it (see module doc). ``broker_kind``: ``tansu`` (the embedded
+    broker) or ``kafka`` (Apache Kafka from ``make kafka``'s jars, as the integration tests run it)."""
     res = DemoResult(events_in=len(events))
     t_start = time.monotonic()
     work = workdir or Path(tempfile.mkdtemp(prefix="streamrec-demo-"))
     work.mkdir(parents=True, exist_ok=True)
     mport = free_port()
-    with EmbeddedBroker(port=broker_port, log_path=work / "broker.log") as broker:
+    if broker_kind == "kafka":
+        from connectors.kafka_broker import ApacheKafkaBroker
+
+        broker_cm: Any = ApacheKafkaBroker(port=broker_port or free_port(), log_path=work / "broker.log")
+    elif broker_kind == "tansu":
+        broker_cm = EmbeddedBroker(port=broker_port, log_path=work / "broker.log")
+    else:
+        raise ValueError(f"broker_kind: expected tansu or kafka, got {broker_kind!r}")
+    with broker_cm as broker:
         cfg = KafkaClientConfig([broker.bootstrap], {})
         worker = WorkerProcess(broker.url, work / "state", mport, work / "worker.log", worker_env).start()
         try:
