@@ -154,7 +154,6 @@ class CandidateRetriever:
         self.fresh = np.zeros(0, dtype=np.int64)
         self.popular = np.zeros(0, dtype=np.int64)
         self.updates = 0
-        self.refreshes = 0
         self._building: threading.Thread | None = None
         self._built: AnnIndex | None = None
         self._lock = threading.Lock()
@@ -193,14 +192,12 @@ class CandidateRetriever:
     def build_now(self, table: np.ndarray) -> None:
         """Index ``table`` (every item's vectors) inline: the first index, and after loading an old checkpoint."""
         self.index = self._build(table)
-        self.refreshes += 1
 
     def refresh(self, table_fn: Any) -> None:
         if self._building is not None and self._building.is_alive():
             return
         if not self.config.refresh_in_background:
-            self.index = self._build(table_fn(None))
-            self.refreshes += 1
+            self.build_now(table_fn(None))
             return
         table = table_fn(None)  # computed here (parameters of now), indexed in the thread
         self._building = threading.Thread(target=self._build_into, args=(table,), name="ann-refresh", daemon=True)
@@ -220,18 +217,17 @@ class CandidateRetriever:
         with self._lock:
             self._built = built
 
-    def _swap_if_built(self, table_fn: Any = None) -> None:
+    def _swap_if_built(self, table_fn: Any) -> None:
         with self._lock:
             built, self._built = self._built, None
         if built is None:
             return
         self.index = built
-        self.refreshes += 1
         missing = self.n_items - len(built)
-        if missing > 0 and table_fn is not None:
+        if missing > 0:
             built.add(table_fn(np.arange(len(built), self.n_items)))
 
-    def wait(self, table_fn: Any = None) -> None:
+    def wait(self, table_fn: Any) -> None:
         """Finish a background rebuild and swap it in (tests, benchmarks, checkpoints)."""
         if self._building is not None:
             self._building.join()
