@@ -16,7 +16,7 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,7 @@ from learners.types import (
     TextEncoder,
     pick_top_k,
     reciprocal_rank_fusion,
+    run_stages,
     top_k,
     top_sorted,
 )
@@ -744,13 +745,21 @@ class AdapterRecommender(BaseLearner):
     def learn_many(self, xs: Sequence[Interaction], histories: Sequence[Sequence[str]]) -> None:
         """One Adam step (``early_steps`` while the model is young) on these next-item examples plus replayed
         ones; unknown target items are skipped."""
+        run_stages(self.learn_stages(xs, histories))
+
+    def learn_stages(self, xs: Sequence[Interaction],
+                     histories: Sequence[Sequence[str]]) -> Iterator[Callable[[], None]]:
+        """:meth:`learn_many` in stages: one gradient computation per Adam step (forward and backward, which read
+        the parameters and write only their ``.grad``) yielded for the caller to run, on another thread if it
+        likes; the optimizer step, the averaged parameters, the stream statistics and the replay buffer change
+        here, between the yields, on the caller's thread."""
         fresh = self._examples(xs, histories)
         if not fresh or self._opt is None:
             return
         for _ in range(self.early_steps if self._n_learned < self.early_events else 1):
             batch = fresh + self.replay.sample(int(round(len(fresh) * self.replay_ratio)))
             idx, mask = self._batch_tensors(batch)
-            self._step(batch, idx, mask)
+            yield from self._step(batch, idx, mask)
         self._n_learned += len(fresh)
         self._version += 1  # one version per learning micro-batch, however many steps it took
         self._update_signals(fresh, idx[: len(fresh)], mask[: len(fresh)])
@@ -811,24 +820,39 @@ class AdapterRecommender(BaseLearner):
             self._gate.learn(idx.cpu().numpy(), mask.cpu().numpy(), targets.cpu().numpy())
         self._cache = None
 
-    def _step(self, batch: list[Example], idx: torch.Tensor, mask: torch.Tensor) -> None:
+    def _step(self, batch: list[Example], idx: torch.Tensor,
+              mask: torch.Tensor) -> Iterator[Callable[[], None]]:
+        """One Adam step on ``batch``: yields its gradient computation (see :meth:`learn_stages`), then steps."""
         assert self._head is not None and self._user is not None and self._opt is not None
         target = torch.as_tensor([ex.target for ex in batch], device=self._dev)
         weight = torch.as_tensor([ex.weight for ex in batch], device=self._dev, dtype=torch.float32)
         self._head.train()
         self._user.train()
-        if self._large():
+        large = self._large()
+        if large:
             self._enter_large()
-            logits, target_col = self._sampled_logits(idx, mask, target)
-        else:
-            table, self._train_table = self._train_table or self._item_table(), None
-            logits, target_col = self._masked_history(self._logits(idx, mask, table), idx, mask, target), target
-        loss = (torch.nn.functional.cross_entropy(logits, target_col, reduction="none") * weight).sum() / weight.sum()
-        sparse = self._sparse_opt if self._large() else None
+        sparse = self._sparse_opt if large else None
         optimizers = [self._opt] if sparse is None else [self._opt, sparse]
-        for opt in optimizers:
-            opt.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[no-untyped-call]
+        table, self._train_table = self._train_table, None
+        losses: list[torch.Tensor] = []
+
+        def gradient() -> None:
+            if large:
+                logits, target_col = self._sampled_logits(idx, mask, target)
+            else:
+                logits = self._masked_history(self._logits(idx, mask, table or self._item_table()), idx, mask, target)
+                target_col = target
+            loss = (torch.nn.functional.cross_entropy(logits, target_col, reduction="none") * weight).sum() \
+                / weight.sum()
+            for opt in optimizers:
+                opt.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            losses.append(loss.detach())
+
+        yield gradient
+        if not losses:
+            raise RuntimeError("learn_stages: a gradient stage was skipped; run every stage in order")
+        loss = losses[0]
         factor = self._boost_factor if self._boost_steps > 0 else 1.0
         for opt in optimizers:
             for group in opt.param_groups:

@@ -7,7 +7,7 @@ what lets the worker and ``streamrec evaluate`` run the very same learner code.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -72,6 +72,14 @@ class Learner(Protocol):
     def learn_one(self, x: Interaction, history: Sequence[str] = ()) -> None: ...
 
     def learn_many(self, xs: Sequence[Interaction], histories: Sequence[Sequence[str]]) -> None: ...
+
+    def learn_stages(self, xs: Sequence[Interaction],
+                     histories: Sequence[Sequence[str]]) -> Iterator[Callable[[], None]]:
+        """:meth:`learn_many` in stages, for a caller that answers reads meanwhile (the worker's HTTP routes).
+        Each function it yields only reads the learner (a gradient computation: nothing a read sees changes), so
+        the caller may run it on another thread while it serves reads; the code between the yields changes the
+        learner and runs on the caller's thread. Running every stage in order is :meth:`learn_many`."""
+        ...
 
     def recommend(self, q: Query, k: int = 10) -> Recommendation: ...
 
@@ -139,6 +147,10 @@ class BaseLearner:
         for x, h in zip(xs, histories, strict=True):
             self.learn_one(x, h)
 
+    def learn_stages(self, xs: Sequence[Interaction],
+                     histories: Sequence[Sequence[str]]) -> Iterator[Callable[[], None]]:
+        return learn_in_one_stage(self, xs, histories)
+
     # -- scoring ---------------------------------------------------------------------------------------------
     def _score_all(self, q: Query) -> FloatArray:
         raise NotImplementedError
@@ -185,6 +197,29 @@ class BaseLearner:
     def _similarities(self, i: int) -> FloatArray | None:
         """Similarity of item index ``i`` to every known item, in index order (None: no notion of it)."""
         return None
+
+
+def learn_in_one_stage(learner: Learner, xs: Sequence[Interaction],
+                       histories: Sequence[Sequence[str]]) -> Iterator[Callable[[], None]]:
+    """:meth:`Learner.learn_stages` of a learner that has nothing to run off the caller's thread: it learns when
+    first asked for a stage and yields none.
+
+    >>> class Counting(BaseLearner):
+    ...     def learn_one(self, x, history=()):
+    ...         self._version += 1
+    >>> m = Counting()
+    >>> stages = m.learn_stages([Interaction("u", "a")], [()])
+    >>> m.model_version, list(stages), m.model_version
+    (0, [], 1)
+    """
+    learner.learn_many(xs, histories)
+    yield from ()
+
+
+def run_stages(stages: Iterable[Callable[[], None]]) -> None:
+    """Run :meth:`Learner.learn_stages`' stages in order on this thread (what ``learn_many`` does)."""
+    for stage in stages:
+        stage()
 
 
 def top_k(

@@ -15,6 +15,7 @@ import signal
 import sys
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -112,6 +113,9 @@ class StreamrecApp:
     health: WorkerHealth = field(default_factory=WorkerHealth)
     on_fatal: Callable[[str], None] = exit_process  # tests replace it: an agent crash must not end pytest
     catalog_read: asyncio.Event = field(default_factory=asyncio.Event)  # the events agent waits for it
+    model_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # held while the learner changes across awaits
+    learning_thread: ThreadPoolExecutor = field(  # runs the gradient computations (learn_off_the_loop)
+        default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamrec-learning"))
     items_read: dict[int, int] = field(default_factory=dict)  # items partition -> offset after the last item read
     catalog_followed: bool = False  # the item-table changelog was read to the end it had at start
     items_tracked: bool = False  # the consumer runs, so the events agent can see what the items agent has read
@@ -212,15 +216,16 @@ def create_app(
         """After recovery, give the learner every item the table holds (no re-encoding)."""
         ids, vecs = catalog_entries(item_table.items())
         if vecs is not None:
-            learner_add(ids, vecs)
+            await learner_add(ids, vecs)
             log.info("catalog: %d items loaded from the item table", len(ids))
 
-    def learner_add(ids: list[str], vecs: np.ndarray[Any, Any]) -> None:
-        add = getattr(learner, "add_item_embeddings", None)
-        if add is not None:
-            add(ids, vecs)
-        metrics.catalog_items.set(len(getattr(learner, "item_ids", ())))
-        processor.learn_arrived(ids)  # events that named these items before they arrived
+    async def learner_add(ids: list[str], vecs: np.ndarray[Any, Any]) -> None:
+        async with sr.model_lock:  # not while a learning step of the events agent is half done
+            add = getattr(learner, "add_item_embeddings", None)
+            if add is not None:
+                add(ids, vecs)
+            metrics.catalog_items.set(len(getattr(learner, "item_ids", ())))
+            processor.learn_arrived(ids)  # events that named these items before they arrived
 
     item_table.on_recover(load_catalog_from_table)
 
@@ -268,7 +273,7 @@ def create_app(
             for (it, event), vec in zip(fresh, vecs, strict=True):
                 with event_context(event):
                     item_table[it.item_id] = {"text": it.text, "emb": encode_embedding(vec)}
-            learner_add([it.item_id for it, _ in fresh], vecs)
+            await learner_add([it.item_id for it, _ in fresh], vecs)
         for event in batch:  # read (and added to the learner) up to here
             m = event.message
             sr.items_read[m.partition] = max(sr.items_read.get(m.partition, 0), m.offset + 1)
@@ -497,4 +502,15 @@ async def process_batch(sr: StreamrecApp, batch: list[Any]) -> None:
         await sr.dlq_topic.send(key=key, value=json.dumps(record).encode(),
                                 headers={"reason": record["reason"].encode()})
     sr.processor.observe_emitted(res)
-    sr.processor.learn(res)
+    await learn_off_the_loop(sr, sr.processor.learning(res))
+
+
+async def learn_off_the_loop(sr: StreamrecApp, stages: Iterator[Callable[[], None]]) -> None:
+    """Run a learning step's stages (:meth:`~learners.types.Learner.learn_stages`): the gradient computations
+    on the learning thread, so the event loop answers the HTTP routes and keeps the consumer fed meanwhile; the
+    model changes between them, on the loop. Holding :attr:`StreamrecApp.model_lock` keeps the items agent
+    from changing the catalog (and the checkpoint from reading the model) half-way through a step."""
+    loop = asyncio.get_running_loop()
+    async with sr.model_lock:
+        for gradient in stages:
+            await loop.run_in_executor(sr.learning_thread, gradient)

@@ -15,7 +15,7 @@ import base64
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +27,7 @@ from connectors.schemas import CatalogItem
 
 log = logging.getLogger("streamrec.worker")
 
-ItemsCallback = Callable[[list[str], np.ndarray[Any, Any]], None]
+ItemsCallback = Callable[[list[str], np.ndarray[Any, Any]], Awaitable[None]]
 
 #: The name an embedding made by the bundled encoder carries (``encoder_model`` empty).
 BUNDLED_ENCODER_NAME = "all-MiniLM-L6-v2"
@@ -170,7 +170,7 @@ async def _follow_once(cfg: KafkaClientConfig, changelog_topic: str, on_items: I
             if vecs is None:
                 continue
             try:
-                on_items(ids, vecs)
+                await on_items(ids, vecs)
             except Exception:  # noqa: BLE001 - one bad batch (e.g. another embedding width) must not stop the rest
                 log.exception("catalog: %d items from %s not added", len(ids), changelog_topic)
     finally:

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.schemas import Event, Reason, Rejection, dlq_record, parse_event, recommendation_record
 from learners.history import UserState
-from learners.types import Interaction, Learner, Query
+from learners.types import Interaction, Learner, Query, run_stages
 from stream.drift import DriftWatch
 from stream.metrics import WorkerMetrics
 from stream.settings import Settings
@@ -212,14 +212,19 @@ class EventProcessor:
 
     def learn(self, res: BatchResult) -> None:
         """One learning step on the batch's valid events (after their recommendations went out)."""
-        for tp, end in res.ends.items():
-            self.learned[tp] = end  # a partition is read in offset order (a rewind starts at the learned offset)
-            if end >= self.replaying.get(tp, end + 1):
-                del self.replaying[tp]
+        run_stages(self.learning(res))
+
+    def learning(self, res: BatchResult) -> Iterator[Callable[[], None]]:
+        """:meth:`learn` in the learner's stages (:meth:`~learners.types.Learner.learn_stages`): the worker runs
+        each yielded gradient computation off its event loop, so the HTTP routes are answered meanwhile."""
         dropped = self.pending.hold(res.pending)
         self.metrics.pending_dropped.inc(dropped)
         self.metrics.pending_events.set(len(self.pending))
-        self._learn(res.examples, res.histories)
+        yield from self._learn(res.examples, res.histories)
+        for tp, end in res.ends.items():  # learned only once the step is done (a checkpoint may come between)
+            self.learned[tp] = end  # a partition is read in offset order (a rewind starts at the learned offset)
+            if end >= self.replaying.get(tp, end + 1):
+                del self.replaying[tp]
         self.metrics.relearned.inc(res.relearned)
 
     def learn_arrived(self, item_ids: Sequence[str]) -> int:
@@ -227,15 +232,15 @@ class EventProcessor:
         examples, histories = self.pending.release(item_ids)
         self.metrics.pending_events.set(len(self.pending))
         if examples:
-            self._learn(examples, histories)
+            run_stages(self._learn(examples, histories))
             self.metrics.pending_learned.inc(len(examples))
         return len(examples)
 
-    def _learn(self, examples: list[Interaction], histories: list[tuple[str, ...]]) -> None:
+    def _learn(self, examples: list[Interaction], histories: list[tuple[str, ...]]) -> Iterator[Callable[[], None]]:
         if not examples:
             return
         before = self.learner.model_version
-        self.learner.learn_many(examples, histories)
+        yield from self.learner.learn_stages(examples, histories)
         m = self.metrics
         if self.learner.model_version != before:
             m.model_updates.inc(self.learner.model_version - before)

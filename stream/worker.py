@@ -148,8 +148,9 @@ def install_broker_reset_recovery(sr: StreamrecApp, save: Callable[..., None]) -
         sr.metrics.broker_resets.inc()
         log.error("broker: %s: the broker lost its data (an in-memory broker restarted?); checkpointing the "
                   "model, then restarting with the tables republished to fresh changelogs", reason)
-        sr.processor.learned.clear()  # offsets of the lost topics mean nothing on the fresh ones
-        save(force=True)
+        async with sr.model_lock:
+            sr.processor.learned.clear()  # offsets of the lost topics mean nothing on the fresh ones
+            save(force=True)
         os.kill(os.getpid(), signal.SIGTERM)  # Faust's own graceful shutdown; run_worker takes it from there
 
     sr.on_broker_reset = on_reset
@@ -208,11 +209,13 @@ def install_checkpoints(sr: StreamrecApp, save: Callable[..., None]) -> None:
 
     @sr.app.timer(interval=sr.settings.checkpoint_interval_s)
     async def periodic_checkpoint() -> None:
-        save()
+        async with sr.model_lock:  # between learning steps (stream.app.learn_off_the_loop)
+            save()
 
     @sr.app.on_before_shutdown.connect
     async def final_checkpoint(app: Any, **kwargs: Any) -> None:
-        save()
+        async with sr.model_lock:
+            save()
 
 
 def schedule_malloc_trim(sr: StreamrecApp, interval_s: float) -> None:

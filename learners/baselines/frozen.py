@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 
-from learners.types import Interaction, Item, Learner, Query, Recommendation
+from learners.types import Interaction, Item, Learner, Query, Recommendation, learn_in_one_stage
 
 
 class FrozenAfterWarmup:
@@ -38,6 +38,10 @@ class FrozenAfterWarmup:
             self.learner.learn_many(xs[:room], histories[:room])
         self.seen += len(xs)
 
+
+    def learn_stages(self, xs: Sequence[Interaction],
+                     histories: Sequence[Sequence[str]]) -> Iterator[Callable[[], None]]:
+        return learn_in_one_stage(self, xs, histories)
     def recommend(self, q: Query, k: int = 10) -> Recommendation:
         return self.learner.recommend(q, k)
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import copy
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from learners.adapter import AdapterRecommender
-from learners.types import Interaction, Item, Query, Recommendation, TextEncoder
+from learners.types import Interaction, Item, Query, Recommendation, TextEncoder, learn_in_one_stage
 
 COUNT_BATCH = 256  # events per count_many call when the statistics are rebuilt: the worker's micro-batch
 
@@ -109,6 +109,10 @@ class PeriodicRetrain:
         if len(self.log) >= self._due:
             self.retrain()
 
+
+    def learn_stages(self, xs: Sequence[Interaction],
+                     histories: Sequence[Sequence[str]]) -> Iterator[Callable[[], None]]:
+        return learn_in_one_stage(self, xs, histories)
     def retrain(self) -> None:
         """Train a fresh copy on every logged event (``epochs`` shuffled passes), rebuild its statistics in time
         order, and serve it from now on."""

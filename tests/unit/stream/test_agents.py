@@ -40,7 +40,7 @@ def test_events_agent_updates_table_and_emits(tmp_path) -> None:
                 await agent.put(json.dumps(ev).encode(), key=b"u")
             await agent.put(b"{broken", key=b"u")
             for _ in range(100):
-                if len(sent) >= 3:
+                if len(sent) >= 3 and learner.model_version >= 1:  # learning ends after the sends
                     break
                 await asyncio.sleep(0.02)
 
@@ -216,3 +216,45 @@ def test_items_with_embeddings_use_them_encode_the_rest_and_dead_letter_malforme
     warned = " | ".join(r.getMessage() for r in caplog.records if "embeddings not usable" in r.getMessage())
     assert "model 'e5-small' (the worker's is 'all-MiniLM-L6-v2')" in warned
     assert "15 values (the worker's encoder gives 16)" in warned
+
+
+def test_the_event_loop_answers_routes_while_a_gradient_is_computed(tmp_path) -> None:
+    """Issue 16, on-demand latency: a learning step's gradient runs off the event loop (a route waited behind it),
+    and the model changes only once the step is done, so a route answered meanwhile sees the model as it was."""
+    import threading
+
+    from stream.web import OnDemandAnswers
+
+    sr, sent = _app_capturing_sends(tmp_path)
+    sr.catalog_read.set()
+    learner = sr.learner
+    entered, release = threading.Event(), threading.Event()
+    released_in_time: list[bool] = []
+    stages = learner.learn_stages
+
+    def held_stages(xs, histories):  # noqa: ANN001, ANN202 - each gradient waits until the test lets it go
+        for gradient in stages(xs, histories):
+            def held(gradient=gradient) -> None:  # noqa: ANN001
+                entered.set()
+                released_in_time.append(release.wait(timeout=5.0))
+                gradient()
+            yield held
+
+    learner.learn_stages = held_stages
+    during: list[tuple[int, int, list[str]]] = []
+
+    async def go() -> None:
+        async with sr.events_agent.test_context() as agent:
+            ev = {"event_id": "e0", "user_id": "u", "item_id": "i1", "event_type": "click", "ts": 1.0}
+            await agent.put(json.dumps(ev).encode(), key=b"u")
+            await _wait_for(entered.is_set)
+            status, body = OnDemandAnswers(sr).user_recommendations("u", "5")
+            during.append((learner.model_version, status, [it["item_id"] for it in body["items"]]))
+            release.set()
+            await _wait_for(lambda: learner.model_version >= 1)
+
+    asyncio.run(go())
+    assert released_in_time and all(released_in_time)  # on the loop, the gradient would have waited in vain
+    [(version, status, items)] = during
+    assert version == 0 and status == 200 and len(items) == 5 and "i1" not in items
+    assert learner.model_version == 1 and len(sent) == 1
