@@ -12,7 +12,9 @@
 Answering reads state only: nothing is written to the user table, nothing is sent on a topic, no rate-limit token
 is taken, nothing is learned, and the learner is asked through its read-only protocol methods
 (:meth:`~learners.types.Learner.recommend_readonly`, :meth:`~learners.types.Learner.similar_items`). The handlers
-run on the worker's event loop, between micro-batches, so they always see a consistent model.
+run on the worker's event loop while a learning step's gradient is computed on the learning thread; the model
+changes only between those computations, on the loop (:func:`stream.app.learn_off_the_loop`), so a handler always
+sees one consistent model.
 """
 
 from __future__ import annotations
