@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -35,6 +36,20 @@ def counters(port: int) -> dict[str, float]:
     return {k: v for k, v in scrape_all(port).items() if k.startswith(watched)}
 
 
+def settled_counters(port: int, events: int) -> dict[str, float]:
+    """:func:`counters` once the worker has taken ``events`` events and learned from them (nothing moved for half
+    a second): their answers may be read back while the learning step after them still runs."""
+    last: dict[str, float] = {}
+    for _ in range(60):
+        now = counters(port)
+        taken = sum(v for k, v in now.items() if k.startswith("streamrec_events_total"))
+        if now == last and taken >= events and now.get("streamrec_model_updates_total", 0) >= 1:
+            return now
+        last = now
+        time.sleep(0.5)
+    raise AssertionError(f"the worker did not settle after {events} events: {last}")
+
+
 def test_routes_on_a_running_worker(worker_factory: Any, kafka: KafkaClientConfig) -> None:
     app = "t-web"
     w = start_ready(worker_factory, kafka, app)
@@ -46,7 +61,7 @@ def test_routes_on_a_running_worker(worker_factory: Any, kafka: KafkaClientConfi
     history = [ev(i, "alice", f"space-{i}") for i in range(5)]
     asyncio.run(replay_events(kafka, f"{app}-events", history))
     sent = asyncio.run(read_json(kafka, f"{app}-recommendations", len(history)))
-    before = counters(w.metrics_port)
+    before = settled_counters(w.metrics_port, len(history))
 
     status, body = get(w.web_port, "/users/alice/recommendations?k=5")
     assert status == 200 and schema_errors(body, RECOMMENDATION_JSON_SCHEMA) == []
