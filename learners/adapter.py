@@ -28,6 +28,7 @@ from learners.encoder import resolve_device
 from learners.heads import AdapterHead, AttentionUserModel
 from learners.replay import Example, ReplayBuffer
 from learners.retrieval import CandidateRetriever, RetrievalConfig
+from learners.sharing import Contribution, DeltaTracker
 from learners.signals import CooccurrenceSignal, PopularitySignal
 from learners.types import (
     BaseLearner,
@@ -199,6 +200,7 @@ class AdapterRecommender(BaseLearner):
     retrieval = RetrievalConfig(exact_max_items=2**62)  # checkpoints from before two-stage: exact, as they were
     _retriever: CandidateRetriever | None = None
     _sparse_opt: torch.optim.SparseAdam | None = None
+    _sharing: DeltaTracker | None = None
 
     def __init__(
         self,
@@ -764,6 +766,8 @@ class AdapterRecommender(BaseLearner):
         self._version += 1  # one version per learning micro-batch, however many steps it took
         self._update_signals(fresh, idx[: len(fresh)], mask[: len(fresh)])
         self.replay.extend(fresh)
+        if self._sharing is not None:
+            self._sharing.record(self.item_ids, [(ex.target, ex.weight, ex.history) for ex in fresh])
         if self._large():
             self._ensure_retriever().updated(self._index_table, self._popularity_array())
 
@@ -923,6 +927,47 @@ class AdapterRecommender(BaseLearner):
         keep = cols != target[rows]  # a repeat of the target stays in
         # in place on a sum (whose backward does not need it): 8x cheaper than a (B, n) mask and masked_fill
         return logits.index_put_((rows[keep], cols[keep]), torch.tensor(float("-inf"), device=logits.device))
+
+
+    # -- one model across workers (learners.sharing) ---------------------------------------------------------
+    def start_sharing(self, worker: str) -> None:
+        """From now on keep what :meth:`contribution` hands to peers (``worker``: this worker's name in it)."""
+        if self._head is None:
+            raise RuntimeError("sharing: the learner has no catalog yet; add items first")
+        tail = max(self.cooccurrence_window, self._gate.recent if self._gate is not None else 0, 1)
+        self._sharing = DeltaTracker(worker, self._shared_tensors(), tail)
+
+    def contribution(self) -> Contribution | None:
+        """What this learner learned since its previous contribution (None when it learned nothing)."""
+        if self._sharing is None or not self._sharing.events:
+            return None
+        return self._sharing.contribution(self._shared_tensors(), self.item_ids)
+
+    def merge(self, cs: Sequence[Contribution]) -> None:
+        """Merge peers' contributions (:mod:`learners.sharing`): their events into the stream statistics, their
+        per-item deltas into the item parameters, and the dense parameters averaged with theirs."""
+        if self._sharing is None:
+            raise RuntimeError("sharing: call start_sharing before merging contributions")
+        cs = [c for c in cs if c.worker != self._sharing.worker]  # our own, read back from the shared topic
+        if not cs:
+            return
+        self._train_table = None  # its graph is of the parameters before the merge
+        self._sharing.merge(cs, self._shared_tensors(), self.item_index)
+        events = [e for c in cs for e in c.events]
+        fresh = self._examples([Interaction("", i, 0.0, w) for i, w, _ in events], [h for _, _, h in events])
+        if fresh:
+            self._update_signals(fresh, *self._batch_tensors(fresh))
+        self._cache = None
+        self._version += 1
+        if self._large():
+            self._ensure_retriever().updated(self._index_table, self._popularity_array())
+
+    def _shared_tensors(self) -> dict[str, torch.Tensor]:
+        """The trained tensors peers share by name, the moving averages as ``avg.<name>``."""
+        out = dict(self._named_params())
+        if self._avg is not None:
+            out.update({f"avg.{name}": t for name, t in self._avg.items()})
+        return out
 
     @property
     def cold_places(self) -> tuple[int, int]:

@@ -1,0 +1,208 @@
+"""One model across workers: what a worker contributes to its peers, and how a contribution is merged.
+
+With N workers in one consumer group each learner sees only the users of its partitions. Sharing makes every
+worker serve from a model that has seen the whole stream, without a coordination service:
+
+* **Additive statistics** (co-occurrence, decayed popularity, the cold gate's item counts and estimate) travel as
+  the events themselves: each contribution carries the (item, weight, recent history) of the events its worker
+  learned from, and a peer adds them to its statistics (:meth:`~learners.adapter.AdapterRecommender.count_many`),
+  so every worker's totals are a single worker's, up to the order of the events.
+* **Per-item parameters** (each item's adapted vector and bias, and their moving averages) travel as deltas: the
+  change since the worker's last contribution of the rows that changed, keyed by item id (item indices differ
+  between workers). A merging worker moves each row by the mean of the deltas of the workers that changed it
+  (its own latest and the peers'), as a model that took the mean of their steps. Every worker starts from the
+  same initial parameters (the same seed).
+* **Dense parameters** (the adapter's projection, the user model, temperature and blend weights, and their moving
+  averages) are averaged: a contribution carries their values, and a worker that merges replaces its own by the
+  mean of its value and each peer's latest. Each worker's Adam moments stay its own.
+
+A contribution is plain arrays plus a JSON header (:meth:`Contribution.to_bytes`): no pickle crosses the wire.
+This module is free of Kafka; the worker publishes contributions on a topic (``stream.sharing``) and the
+benchmark exchanges them in-process (``benchmarks/workers.py``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+FORMAT = 1
+
+
+@dataclass
+class Contribution:
+    """What one worker learned since its previous contribution.
+
+    ``events``: (item id, weight, the user's recent items before it, oldest first) per learned event.
+    ``dense``: parameter name -> value of a parameter with no per-item rows (``avg.``-prefixed names: of the
+    moving average). ``rows``: parameter name -> (item ids, delta rows) of the per-item parameters' changed rows.
+    """
+
+    worker: str
+    seq: int
+    events: list[tuple[str, float, tuple[str, ...]]] = field(default_factory=list)
+    dense: dict[str, np.ndarray] = field(default_factory=dict)
+    rows: dict[str, tuple[list[str], np.ndarray]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def to_bytes(self) -> bytes:
+        """The wire form: an ``.npz`` archive whose ``header`` entry is the JSON of everything but the arrays.
+
+        >>> c = Contribution("w1", 3, [("a", 1.0, ("b",))], {"blend": np.ones(2, np.float32)},
+        ...                  {"head.item_id": (["a"], np.zeros((1, 4), np.float32))})
+        >>> d = Contribution.from_bytes(c.to_bytes())
+        >>> d.worker, d.seq, d.events, d.dense["blend"].tolist(), d.rows["head.item_id"][0]
+        ('w1', 3, [('a', 1.0, ('b',))], [1.0, 1.0], ['a'])
+        """
+        header = {"format": FORMAT, "worker": self.worker, "seq": self.seq,
+                  "events": [[i, w, list(h)] for i, w, h in self.events],
+                  "dense": sorted(self.dense), "rows": {name: ids for name, (ids, _) in self.rows.items()}}
+        arrays = {f"dense/{name}": a for name, a in self.dense.items()}
+        arrays.update({f"rows/{name}": a for name, (_, a) in self.rows.items()})
+        buf = io.BytesIO()
+        np.savez_compressed(buf, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Contribution:
+        """Parse :meth:`to_bytes`' output; ``ValueError`` naming what is wrong for anything else."""
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                header = json.loads(z["header"].tobytes())
+                if header.get("format") != FORMAT:
+                    raise ValueError(f"format: expected {FORMAT}, got {header.get('format')!r}")
+                dense = {name: z[f"dense/{name}"] for name in header["dense"]}
+                rows = {name: (list(ids), z[f"rows/{name}"]) for name, ids in header["rows"].items()}
+                events = [(str(i), float(w), tuple(str(x) for x in h)) for i, w, h in header["events"]]
+                return cls(str(header["worker"]), int(header["seq"]), events, dense, rows)
+        except (OSError, KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"contribution: not a streamrec contribution ({exc!r})") from None
+
+
+PER_ITEM = ("head.item_id", "head.item_bias")  # parameters with one row per catalog item (keyed by id on the wire)
+
+
+class DeltaTracker:
+    """The bookkeeping behind a learner's contributions: the value every shared tensor had at the previous
+    contribution (its *base*), and the events learned since.
+
+    Merging a peer's deltas adds them to the tensors and to the base alike, so a worker's next contribution
+    holds only what it learned itself (a delta is never sent back around). Per-item tensors that grew (new
+    catalog items) are compared over the base's rows padded with zeros, as their new rows start.
+    """
+
+    def __init__(self, worker: str, tensors: dict[str, torch.Tensor], history_tail: int) -> None:
+        self.worker = worker
+        self.seq = 0
+        self.history_tail = history_tail
+        self.base = {name: t.detach().clone() for name, t in tensors.items()}
+        self.events: list[tuple[str, float, tuple[str, ...]]] = []
+        self.peers: dict[str, dict[str, np.ndarray]] = {}  # each peer's latest dense values
+        self.own: Contribution | None = None  # this worker's latest contribution, until a merge averages with it
+
+    def record(self, item_ids: Sequence[str], examples: Sequence[tuple[int, float, Sequence[int]]]) -> None:
+        """Note learned events: (target index, weight, history indices) each."""
+        tail = self.history_tail
+        self.events.extend((item_ids[t], float(w), tuple(item_ids[j] for j in h[-tail:] if j >= 0))
+                           for t, w, h in examples)
+
+    def _base_for(self, name: str, t: torch.Tensor) -> torch.Tensor:
+        base = self.base[name]
+        if base.shape != t.shape:
+            if base.shape[1:] != t.shape[1:] or base.shape[0] > t.shape[0]:
+                raise ValueError(f"{name}: shape {tuple(t.shape)} cannot follow {tuple(base.shape)}")
+            grown = torch.zeros_like(t)
+            grown[: base.shape[0]] = base
+            base = self.base[name] = grown
+        return base
+
+    def contribution(self, tensors: dict[str, torch.Tensor], item_ids: Sequence[str]) -> Contribution:
+        """Everything learned since the previous contribution; the base moves to the tensors' values."""
+        n = len(item_ids)
+        dense: dict[str, np.ndarray] = {}
+        rows: dict[str, tuple[list[str], np.ndarray]] = {}
+        with torch.no_grad():
+            for name, t in tensors.items():
+                base = self._base_for(name, t)
+                if name.removeprefix("avg.") in PER_ITEM:
+                    d = (t[:n] - base[:n]).reshape(n, -1)
+                    changed = torch.nonzero(d.abs().amax(dim=1) > 0).flatten() if n else torch.zeros(0, dtype=torch.long)
+                    if len(changed):
+                        rows[name] = ([item_ids[i] for i in changed.tolist()],
+                                      d.index_select(0, changed).reshape(-1, *t.shape[1:]).cpu().numpy())
+                else:
+                    dense[name] = t.detach().cpu().numpy().copy()
+                base.copy_(t)
+        self.seq += 1
+        out = self.own = Contribution(self.worker, self.seq, self.events, dense, rows)
+        self.events = []
+        return out
+
+    def merge(self, cs: Sequence[Contribution], tensors: dict[str, torch.Tensor], item_index: dict[str, int]) -> int:
+        """Merge peers' parameters (the caller adds their events to the statistics): each per-item row moves to
+        the mean of the deltas of the workers that changed it (this worker's own latest contribution, if not
+        merged before, and the peers'), and every dense tensor to the mean of this worker's value and each
+        peer's latest. Returns how many per-item rows named items this learner does not have (skipped)."""
+        for c in cs:
+            for name, value in c.dense.items():
+                t = tensors.get(name)
+                if t is None or tuple(t.shape) != value.shape:
+                    raise ValueError(f"contribution of {c.worker}: {name}: shape {value.shape} does not fit "
+                                     f"{None if t is None else tuple(t.shape)}")
+            for name, (ids, delta) in c.rows.items():
+                t = tensors.get(name)
+                if t is None or tuple(t.shape[1:]) != delta.shape[1:] or len(ids) != len(delta):
+                    raise ValueError(f"contribution of {c.worker}: {name}: rows of shape {delta.shape} do not fit "
+                                     f"{None if t is None else tuple(t.shape)}")
+        own, self.own = self.own, None
+        skipped = 0
+        with torch.no_grad():
+            for name in sorted({n for c in cs for n in c.rows}):
+                t = tensors[name]
+                at_parts: list[torch.Tensor] = []
+                delta_parts: list[torch.Tensor] = []
+                for c in cs:
+                    if name not in c.rows:
+                        continue
+                    ids, delta = c.rows[name]
+                    local = [item_index.get(i, -1) for i in ids]
+                    keep = [k for k, j in enumerate(local) if j >= 0]
+                    skipped += len(ids) - len(keep)
+                    at_parts.append(torch.as_tensor([local[k] for k in keep], dtype=torch.long, device=t.device))
+                    delta_parts.append(torch.as_tensor(delta[keep], device=t.device, dtype=t.dtype))
+                mine = own.rows.get(name) if own is not None else None
+                n_own = 0
+                if mine is not None:
+                    local = [item_index.get(i, -1) for i in mine[0]]
+                    keep = [k for k, j in enumerate(local) if j >= 0]
+                    at_parts.insert(0, torch.as_tensor([local[k] for k in keep], dtype=torch.long, device=t.device))
+                    delta_parts.insert(0, torch.as_tensor(mine[1][keep], device=t.device, dtype=t.dtype))
+                    n_own = len(keep)
+                at = torch.cat(at_parts)
+                if not len(at):
+                    continue
+                deltas = torch.cat(delta_parts)
+                rows, inverse = torch.unique(at, return_inverse=True)
+                total = torch.zeros((len(rows), *t.shape[1:]), device=t.device, dtype=t.dtype).index_add_(
+                    0, inverse, deltas)
+                count = torch.bincount(inverse, minlength=len(rows)).to(t.dtype).reshape(-1, *[1] * (t.dim() - 1))
+                applied = torch.zeros_like(total).index_add_(0, inverse[:n_own], deltas[:n_own])  # in t already
+                change = total / count - applied
+                t.index_add_(0, rows, change)
+                self._base_for(name, t).index_add_(0, rows, change)
+            for c in cs:
+                self.peers[c.worker] = c.dense
+            if cs:
+                for name, t in tensors.items():
+                    values = [p[name] for p in self.peers.values() if name in p]
+                    if values:
+                        total_dense = torch.as_tensor(np.sum(values, axis=0), device=t.device, dtype=t.dtype)
+                        t.copy_((t + total_dense) / (1 + len(values)))
+        return skipped

@@ -1,0 +1,97 @@
+"""One model across workers (learners.sharing): contributions, their wire form, and merging them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from learners.adapter import AdapterRecommender
+from learners.encoder import HashingEncoder
+from learners.sharing import Contribution
+from learners.types import Interaction, Item, Query
+
+ITEMS = [Item(f"i{j}", f"topic{j % 5} word{j % 3} thing{j}") for j in range(40)]
+
+
+def worker(name: str, items: list[Item] = ITEMS) -> AdapterRecommender:
+    m = AdapterRecommender(HashingEncoder(32), dim=8, seq_len=6, device="cpu", text_dims=0, early_events=0, seed=3,
+                           cold_slots=2)
+    m.add_items(items)
+    m.start_sharing(name)
+    return m
+
+
+def stream(seed: int, n: int = 64) -> tuple[list[Interaction], list[tuple[str, ...]]]:
+    rng = np.random.default_rng(seed)
+    xs = [Interaction(f"u{seed}-{e % 8}", f"i{int(rng.integers(0, 40))}") for e in range(n)]
+    hs = [tuple(f"i{int(j)}" for j in rng.integers(0, 40, size=4)) for _ in range(n)]
+    return xs, hs
+
+
+def tensors(m: AdapterRecommender) -> dict[str, torch.Tensor]:
+    return {k: t.detach().clone() for k, t in m._shared_tensors().items()}
+
+
+def test_a_peer_that_learned_nothing_gets_the_statistics_and_item_rows_and_averages_the_rest() -> None:
+    a, b = worker("a"), worker("b")
+    start = tensors(b)
+    a.learn_many(*stream(1))
+    c = Contribution.from_bytes(a.contribution().to_bytes())  # through the wire form
+    assert len(c) == 64 and c.worker == "a" and c.rows
+    b.merge([c])
+    # additive statistics: the events themselves, so b counts what a counted
+    assert torch.equal(b._pop.decayed, a._pop.decayed)
+    assert torch.equal(b._cooc.counts, a._cooc.counts)
+    assert np.array_equal(b._gate.counts, a._gate.counts)
+    after_a, after_b = tensors(a), tensors(b)
+    for name in ("head.item_id", "head.item_bias", "avg.head.item_id"):  # per-item rows: a's change, added
+        assert torch.allclose(after_b[name], after_a[name], atol=1e-6), name
+    for name in ("head.proj", "user.position", "user.query", "log_temp", "avg.head.proj"):  # dense: the mean
+        assert not torch.equal(after_a[name], start[name]), name
+        assert torch.allclose(after_b[name], (start[name] + after_a[name]) / 2, atol=1e-6), name
+    assert b.model_version == 1
+    assert len(b.recommend(Query("u1-0", ("i3", "i4")), k=5)) == 5
+
+
+def test_contributions_hold_only_what_was_learned_since_the_last_one() -> None:
+    a, b = worker("a"), worker("b")
+    assert a.contribution() is None  # nothing learned yet
+    a.learn_many(*stream(1))
+    first = a.contribution()
+    assert first is not None and first.seq == 1
+    assert a.contribution() is None
+    b.learn_many(*stream(2))
+    a.merge([b.contribution()])
+    a.learn_many(*stream(3, n=16))
+    second = a.contribution()
+    assert second is not None and second.seq == 2 and len(second) == 16  # b's events are not sent back
+
+
+def test_merging_its_own_contribution_changes_nothing() -> None:
+    a = worker("a")
+    a.learn_many(*stream(1))
+    before, version = tensors(a), a.model_version
+    a.merge([a.contribution()])
+    assert a.model_version == version
+    assert all(torch.equal(t, tensors(a)[k]) for k, t in before.items())
+
+
+def test_rows_of_items_this_worker_does_not_have_are_skipped() -> None:
+    a = worker("a")
+    b = worker("b", ITEMS[:20])  # b has not read half the catalog yet
+    a.learn_many(*stream(1))
+    b.merge([a.contribution()])
+    assert b.n_skipped > 0  # a's events about i20..i39 are not counted either
+    assert b.item_ids == [f"i{j}" for j in range(20)]
+
+
+def test_a_damaged_or_foreign_contribution_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="contribution"):
+        Contribution.from_bytes(b"not an archive")
+    a, b = worker("a"), AdapterRecommender(HashingEncoder(32), dim=4, seq_len=6, device="cpu", seed=3)
+    b.add_items(ITEMS)
+    b.start_sharing("b")
+    a.learn_many(*stream(1))
+    with pytest.raises(ValueError, match="does not fit|do not fit"):
+        b.merge([a.contribution()])  # another dimension: named, not silently broadcast
