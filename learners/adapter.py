@@ -954,9 +954,7 @@ class AdapterRecommender(BaseLearner):
         self._train_table = None  # its graph is of the parameters before the merge
         self._sharing.merge(cs, self._shared_tensors(), self.item_index)
         events = [e for c in cs for e in c.events]
-        fresh = self._examples([Interaction("", i, 0.0, w) for i, w, _ in events], [h for _, _, h in events])
-        if fresh:
-            self._update_signals(fresh, *self._batch_tensors(fresh))
+        self.count_many([Interaction("", i, 0.0, w) for i, w, _ in events], [h for _, _, h in events])
         self._cache = None
         self._version += 1
         if self._large():

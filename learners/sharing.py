@@ -27,6 +27,7 @@ import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -64,10 +65,11 @@ class Contribution:
         header = {"format": FORMAT, "worker": self.worker, "seq": self.seq,
                   "events": [[i, w, list(h)] for i, w, h in self.events],
                   "dense": sorted(self.dense), "rows": {name: ids for name, (ids, _) in self.rows.items()}}
-        arrays = {f"dense/{name}": a for name, a in self.dense.items()}
+        arrays: dict[str, Any] = {f"dense/{name}": a for name, a in self.dense.items()}
         arrays.update({f"rows/{name}": a for name, (_, a) in self.rows.items()})
         buf = io.BytesIO()
-        np.savez_compressed(buf, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays)
+        arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+        np.savez_compressed(buf, **arrays)
         return buf.getvalue()
 
     @classmethod

@@ -7,7 +7,7 @@ what lets the worker and ``streamrec evaluate`` run the very same learner code.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -97,6 +97,33 @@ class Learner(Protocol):
         """The ``k`` items most similar to ``item_id`` (itself left out), best first; None for an unknown item,
         an empty list from a learner with no notion of item similarity. Changes nothing."""
         ...
+
+
+@runtime_checkable
+class WorkerLearner(Learner, Protocol):
+    """What the worker (``stream/``) asks of its learner beyond :class:`Learner`: the catalog it holds, frozen
+    embeddings computed elsewhere, the counters its metrics report, and the drift reactions. The default learner
+    (:class:`~learners.adapter.AdapterRecommender`) is one."""
+
+    item_ids: list[str]
+    item_index: dict[str, int]
+    last_loss: float  # the latest learning step's loss (nan before the first)
+
+    @property
+    def replay(self) -> Sized:
+        """The replay buffer (its size is a metric)."""
+        ...
+
+    @property
+    def cold_places(self) -> tuple[int, int]:
+        """(lists given cold places, cold items placed in them) so far."""
+        ...
+
+    def add_item_embeddings(self, item_ids: Sequence[str], embeddings: FloatArray) -> None: ...
+
+    def boost_learning_rate(self, factor: float, steps: int) -> None: ...
+
+    def adapted_item_vectors(self) -> FloatArray | None: ...
 
 
 class BaseLearner:

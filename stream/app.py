@@ -26,7 +26,7 @@ from faust.streams import _current_event  # the context Faust's tables read the 
 from connectors.kafka import KafkaClientConfig, topic_names
 from connectors.schemas import RECOMMENDATIONS_SCHEMA, CatalogItem, Reason, Rejection, dlq_record, parse_item
 from learners.history import UserState
-from learners.types import Learner, TextEncoder
+from learners.types import TextEncoder, WorkerLearner
 from stream.broker_watch import TopicWatch, epoch_topic
 from stream.catalog import catalog_entries, check_embeddings, encode_embedding, encoder_name, follow_catalog
 from stream.health import WorkerHealth
@@ -95,7 +95,7 @@ class StreamrecApp:
 
     app: faust.App
     settings: Settings
-    learner: Learner
+    learner: WorkerLearner
     encoder: TextEncoder | None
     metrics: WorkerMetrics
     processor: EventProcessor
@@ -138,7 +138,7 @@ class StreamrecApp:
 
 def create_app(
     settings: Settings,
-    learner: Learner,
+    learner: WorkerLearner,
     encoder: TextEncoder | None,
     metrics: WorkerMetrics | None = None,
     *,
@@ -210,7 +210,7 @@ def create_app(
     metrics.init_labels(sorted(s.event_weights), [str(r) for r in Reason], [s.topic_events, s.topic_items])
     for reason in ITEM_REASONS:
         metrics.items_invalid.labels(str(reason))
-    metrics.catalog_items.set(len(getattr(learner, "item_ids", ())))
+    metrics.catalog_items.set(len(learner.item_ids))
 
     async def load_catalog_from_table() -> None:
         """After recovery, give the learner every item the table holds (no re-encoding)."""
@@ -221,10 +221,8 @@ def create_app(
 
     async def learner_add(ids: list[str], vecs: np.ndarray[Any, Any]) -> None:
         async with sr.model_lock:  # not while a learning step of the events agent is half done
-            add = getattr(learner, "add_item_embeddings", None)
-            if add is not None:
-                add(ids, vecs)
-            metrics.catalog_items.set(len(getattr(learner, "item_ids", ())))
+            learner.add_item_embeddings(ids, vecs)
+            metrics.catalog_items.set(len(learner.item_ids))
             processor.learn_arrived(ids)  # events that named these items before they arrived
 
     item_table.on_recover(load_catalog_from_table)
@@ -299,7 +297,7 @@ def create_app(
         return vecs
 
     def learner_ids() -> dict[str, int]:
-        return getattr(learner, "item_index", {})
+        return learner.item_index
 
     @app.agent(events_topic, name="events")
     async def events_agent(stream: Any) -> None:
@@ -325,7 +323,7 @@ def create_app(
         sr.items_tracked = True
         sr.catalog_read.set()
         parts = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == s.topic_events)
-        n_items = len(getattr(learner, "item_ids", ()))
+        n_items = len(learner.item_ids)
         sr.health.set_ready(catalog_items=n_items, partitions=parts, model_version=learner.model_version)
         metrics.ready.set(1)
         log.warning("ready: catalog of %d items, %s partitions %s, model version %d", n_items, s.topic_events,

@@ -4,11 +4,11 @@ with bounded labels, and optionally reacts to an alarm (a temporary learning-rat
 from __future__ import annotations
 
 from collections import Counter, deque
-from typing import Any
 
 import numpy as np
 
 from learners.drift import EmbeddingDrift, SignalDriftMonitor, WindowedDistributionDrift
+from learners.types import WorkerLearner
 from stream.metrics import WorkerMetrics
 from stream.settings import Settings
 
@@ -17,7 +17,7 @@ class DriftWatch:
     """Performance drift (hit, loss), data drift (item popularity, event types, new/unknown items) and
     embedding drift (mean adapted vector of consumed items), one window of ``drift_window`` events at a time."""
 
-    def __init__(self, settings: Settings, learner: Any, metrics: WorkerMetrics) -> None:
+    def __init__(self, settings: Settings, learner: WorkerLearner, metrics: WorkerMetrics) -> None:
         s = self.settings = settings
         self.learner = learner
         self.metrics = metrics
@@ -35,9 +35,7 @@ class DriftWatch:
         """Count an alarm and react if configured."""
         self.metrics.drift_alarms.labels(detector, signal).inc()
         if self.settings.drift_reaction == "lr_boost":
-            boost = getattr(self.learner, "boost_learning_rate", None)
-            if boost is not None:
-                boost(self.settings.drift_lr_boost, self.settings.drift_boost_steps)
+            self.learner.boost_learning_rate(self.settings.drift_lr_boost, self.settings.drift_boost_steps)
 
     def observe_hit(self, hit: bool) -> None:
         for det in self.hit.update(1.0 if hit else 0.0):
@@ -69,12 +67,9 @@ class DriftWatch:
             self._close_embedding_window()
 
     def _close_embedding_window(self) -> None:
-        vectors = getattr(self.learner, "adapted_item_vectors", None)
-        index = getattr(self.learner, "item_index", None)
+        index = self.learner.item_index
         counts, self._window_items = self._window_items, Counter()
-        if vectors is None or index is None:
-            return
-        table = vectors()
+        table = self.learner.adapted_item_vectors()
         rows = [(index[i], c) for i, c in counts.items() if i in index]
         if table is None or not rows:
             return

@@ -24,7 +24,7 @@ from typing import Any
 
 from connectors.schemas import Event, Reason, Rejection, dlq_record, parse_event, recommendation_record
 from learners.history import UserState
-from learners.types import Interaction, Learner, Query, run_stages
+from learners.types import Interaction, Query, WorkerLearner, run_stages
 from stream.drift import DriftWatch
 from stream.metrics import WorkerMetrics
 from stream.settings import Settings
@@ -63,7 +63,7 @@ class BatchResult:
 class EventProcessor:
     """Validate, recommend and learn for micro-batches of raw ``events`` messages."""
 
-    def __init__(self, settings: Settings, learner: Learner, metrics: WorkerMetrics,
+    def __init__(self, settings: Settings, learner: WorkerLearner, metrics: WorkerMetrics,
                  clock: Callable[[], float] = time.time, last_recs_max: int = 50_000) -> None:
         self.settings = settings
         self.learner = learner
@@ -124,7 +124,7 @@ class EventProcessor:
                 self._relearn(res, parsed, msg, state_of(parsed.user_id))
                 continue
             valid.append((parsed, msg))
-        known = getattr(self.learner, "item_index", None)
+        known = self.learner.item_index
         accepted: list[tuple[Event, RawMessage]] = []
         again: list[tuple[Event, Query]] = []
         for ev, msg in valid:
@@ -148,7 +148,7 @@ class EventProcessor:
             res.states[ev.user_id] = (state, msg.handle)
             queries.append(Query(ev.user_id, tuple(state.seq), frozenset(state.seen)))
             example = Interaction(ev.user_id, ev.item_id, ev.ts, s.event_weights[ev.event_type])
-            if known is not None and ev.item_id not in known:
+            if ev.item_id not in known:
                 res.pending.append((example, history))  # learned when the item arrives (bounded)
             else:
                 res.examples.append(example)
@@ -156,12 +156,11 @@ class EventProcessor:
             res.produce_ts.append(msg.timestamp)
             self.metrics.events.labels(ev.event_type).inc()
             self.drift.observe_event(ev.item_id, ev.event_type)
-            if known is not None:
-                self._known_window.append(int(ev.item_id in known))
+            self._known_window.append(int(ev.item_id in known))
         if accepted or again:
-            lists0, placed0 = getattr(self.learner, "cold_places", (0, 0))
+            lists0, placed0 = self.learner.cold_places
             recs = self.learner.recommend_many(queries + [q for _, q in again], s.top_k)
-            lists, placed = getattr(self.learner, "cold_places", (0, 0))
+            lists, placed = self.learner.cold_places
             self.metrics.cold_lists.inc(lists - lists0)
             self.metrics.cold_items.inc(placed - placed0)
             version = self.learner.model_version
@@ -244,14 +243,12 @@ class EventProcessor:
         m = self.metrics
         if self.learner.model_version != before:
             m.model_updates.inc(self.learner.model_version - before)
-            loss = float(getattr(self.learner, "last_loss", float("nan")))
+            loss = float(self.learner.last_loss)
             m.training_loss.set(loss)
             self.drift.observe_loss(loss)
         m.model_version.set(self.learner.model_version)
-        replay = getattr(self.learner, "replay", None)
-        if replay is not None:
-            m.replay_size.set(len(replay))
-        m.catalog_items.set(len(getattr(self.learner, "item_ids", ())))
+        m.replay_size.set(len(self.learner.replay))
+        m.catalog_items.set(len(self.learner.item_ids))
 
     def observe_emitted(self, res: BatchResult) -> None:
         """Record latency and counts once the batch's recommendations were handed to the producer."""

@@ -219,11 +219,11 @@ def install_checkpoints(sr: StreamrecApp, save: Checkpointer) -> None:
 
     @sr.app.timer(interval=sr.settings.checkpoint_interval_s)
     async def periodic_checkpoint() -> None:
-        await save(sr)
+        await save(sr, False)
 
     @sr.app.on_before_shutdown.connect
     async def final_checkpoint(app: Any, **kwargs: Any) -> None:
-        await save(sr)
+        await save(sr, False)
 
 
 def schedule_malloc_trim(sr: StreamrecApp, interval_s: float) -> None:
