@@ -1,6 +1,7 @@
 """Crash under load: kill -9 the worker three times while events stream at a steady rate.
 
-Usage: python benchmarks/crash.py [--events 20000] [--rate 400] [--kills 3] [--window 2000]
+Usage: python benchmarks/crash.py [--events 20000] [--rate 400] [--kills 3] [--window 2000] [--brokers tansu,kafka]
+One column per broker (the embedded Tansu and Apache Kafka by default), then one ``CRASH broker=...`` line each.
 Reports lost events (no answer read back from the recommendations topic: an event counts as delivered only then,
 whatever the DLQ holds), duplicates, each recovery (restart -> first new
 recommendation), whether every user's sequence equals the one of an uninterrupted run (dedup by event id),
@@ -24,37 +25,30 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from connectors.broker import EmbeddedBroker, free_port
+from connectors.broker import free_port
 from connectors.datasets import load_dataset
 from connectors.kafka import KafkaClientConfig, ensure_topics, publish_items, read_topic, replay_events
-from stream.demo import WorkerProcess, prequential_from_topic, run_demo, scrape
+from stream.demo import WorkerProcess, local_broker, prequential_from_topic, run_demo, scrape
 
 
 async def read_values(cfg: KafkaClientConfig, topic: str, idle: float = 3.0) -> list[tuple[bytes | None, dict]]:
     return [(k, json.loads(v)) async for k, v, _ in read_topic(cfg, topic, idle_timeout=idle) if v is not None]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--events", type=int, default=20_000)
-    ap.add_argument("--rate", type=float, default=400.0)
-    ap.add_argument("--kills", type=int, default=3)
-    ap.add_argument("--window", type=int, default=2000, help="events after each kill whose HR@10 is compared")
-    args = ap.parse_args()
-    ds = load_dataset("ml-100k", Path("data"))
-    events = ds.events[: args.events]
-    work = Path(tempfile.mkdtemp(prefix="streamrec-crash-"))
+def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespace) -> dict[str, str]:
+    """One broker: the kills, the read-back and the kill-free reference run; the table's column for it."""
+    work = Path(tempfile.mkdtemp(prefix=f"streamrec-crash-{kind}-"))
     env = {"STREAMREC_CHECKPOINT_INTERVAL_S": "5"}
     recoveries: list[float] = []
     relearned: list[float] = []  # per restarted worker: already processed events its resumed model learned
     kill_at: list[int] = []
     sent_times: list[float] = []
-    with EmbeddedBroker(port=0, log_path=work / "broker.log") as broker:
+    with local_broker(kind, work / "broker.log") as broker:
         cfg = KafkaClientConfig([broker.bootstrap], {})
         asyncio.run(ensure_topics(cfg, {t: 4 for t in ("items", "events", "recommendations", "events-dlq")}))
         worker = WorkerProcess(broker.url, work / "state", free_port(), work / "worker.log", env).start()
-        asyncio.run(publish_items(cfg, "items", ds.items))
-        worker.wait_ready(len(ds.items))
+        asyncio.run(publish_items(cfg, "items", items))
+        worker.wait_ready(len(items))
         producer = threading.Thread(target=lambda: asyncio.run(replay_events(cfg, "events", events, rate=args.rate,
                                                                              sent_at=sent_times)))
         producer.start()
@@ -67,7 +61,7 @@ def main() -> None:
             kill_at.append(len(sent_times))
             t_restart = time.monotonic()
             worker = WorkerProcess(broker.url, work / "state", free_port(), work / f"worker{k}.log", env).start()
-            worker.wait_ready(len(ds.items))
+            worker.wait_ready(len(items))
             deadline = time.monotonic() + 120
             while (scrape(worker.metrics_port, "streamrec_recommendations_total") or 0) < 1:
                 if time.monotonic() > deadline:
@@ -88,34 +82,62 @@ def main() -> None:
         relearned.append(scrape(worker.metrics_port, "streamrec_relearned_events_total") or 0)
         worker.stop()
     latest = {r["event_id"]: r for r in recs}  # a redelivered event's last answer (after the restart)
-    reference = run_demo(events, ds.items, rate=args.rate, worker_env=env).extra["recommendations"]
+    reference = run_demo(events, items, rate=args.rate, worker_env=env, broker_kind=kind).extra["recommendations"]
     answered = Counter(r["event_id"] for r in recs)
     lost = want - set(answered)  # delivered means: its answer was read back from the topic
     expected: dict[str, list[str]] = {}
     for e in events:
         expected.setdefault(e["user_id"], []).append(e["item_id"])
     mismatched = [u for u, seq in expected.items() if changelog.get(u, {}).get("seq") != seq[-50:]]
-    t = Table(title=f"crash under load — {' '.join(sys.argv)}")
-    t.add_column("measure")
-    t.add_column("value", justify="right")
-    t.add_column("goal", justify="right")
-    t.add_row("events in", f"{len(want):,}", "")
-    t.add_row("answered on recommendations", f"{len(answered):,}", "")
-    t.add_row("in events-dlq (reasons)", f"{len(dlq_ids):,} {dict(Counter(d['reason'] for d in dlq))}", "")
-    t.add_row("lost", f"{len(lost):,}", "0")
-    t.add_row("answered more than once", f"{sum(1 for c in answered.values() if c > 1):,}", "counted")
-    t.add_row("recovery seconds per kill -9", ", ".join(f"{r:.1f}" for r in recoveries), "<= 30 each")
-    t.add_row("events re-learned by each restarted worker", ", ".join(f"{n:,.0f}" for n in relearned), "")
-    t.add_row("users whose sequence differs from an uninterrupted run", f"{len(mismatched)} of {len(expected)}", "0")
+    twice = sum(1 for c in answered.values() if c > 1)
+    col = {
+        "events in": f"{len(want):,}",
+        "answered on recommendations": f"{len(answered):,}",
+        "in events-dlq (reasons)": f"{len(dlq_ids):,} {dict(Counter(d['reason'] for d in dlq))}",
+        "lost": f"{len(lost):,}",
+        "answered more than once": f"{twice:,}",
+        "recovery seconds per kill -9": ", ".join(f"{r:.1f}" for r in recoveries),
+        "events re-learned by each restarted worker": ", ".join(f"{n:,.0f}" for n in relearned),
+        "users whose sequence differs from an uninterrupted run": f"{len(mismatched)} of {len(expected)}",
+    }
     for n, at in enumerate(kill_at, 1):
         hr, _, scored = prequential_from_topic(events, latest, start=at, stop=at + args.window)
         ref, _, _ = prequential_from_topic(events, reference, start=at, stop=at + args.window)
-        t.add_row(f"HR@10, {args.window:,} events after kill {n} (event {at:,}): restarted vs uninterrupted",
-                  f"{hr:.4f} vs {ref:.4f} ({hr / ref - 1:+.1%}, {scored:,} scored)", "as good")
+        col[f"HR@10, {args.window:,} events after kill {n}: restarted vs uninterrupted"] = \
+            f"{hr:.4f} vs {ref:.4f} ({hr / ref - 1:+.1%}, {scored:,} scored, event {at:,})"
+    col["_line"] = (f"CRASH broker={kind} events={len(want)} kills={args.kills} lost={len(lost)} answered_twice={twice} "
+                    f"dlq={len(dlq_ids)} recovery_s={','.join(f'{r:.1f}' for r in recoveries)} "
+                    f"sequences_differ={len(mismatched)}")
+    return col
+
+
+GOALS = {"lost": "0", "answered more than once": "counted", "recovery seconds per kill -9": "<= 30 each",
+         "users whose sequence differs from an uninterrupted run": "0"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=20_000)
+    ap.add_argument("--rate", type=float, default=400.0)
+    ap.add_argument("--kills", type=int, default=3)
+    ap.add_argument("--window", type=int, default=2000, help="events after each kill whose HR@10 is compared")
+    ap.add_argument("--brokers", default="tansu,kafka", help="comma-separated: tansu (embedded), kafka (Apache "
+                    "Kafka from `make kafka`'s jars); one column each")
+    args = ap.parse_args()
+    kinds = [k.strip() for k in args.brokers.split(",") if k.strip()]
+    ds = load_dataset("ml-100k", Path("data"))
+    events = ds.events[: args.events]
+    cols = {kind: crash_run(kind, events, ds.items, args) for kind in kinds}
+    t = Table(title=f"crash under load — {' '.join(sys.argv)}")
+    t.add_column("measure")
+    for kind in kinds:
+        t.add_column({"tansu": "Tansu 0.6.0", "kafka": "Apache Kafka"}.get(kind, kind), justify="right")
+    t.add_column("goal", justify="right")
+    for measure in [m for m in cols[kinds[0]] if not m.startswith("_")]:
+        t.add_row(measure, *(cols[k].get(measure, "-") for k in kinds), GOALS.get(measure, ""))
     Console().print(t)
-    print(f"CRASH events={len(want)} kills={args.kills} lost={len(lost)} "
-          f"answered_twice={sum(1 for c in answered.values() if c > 1)} dlq={len(dlq_ids)} "
-          f"recovery_s={','.join(f'{r:.1f}' for r in recoveries)} sequences_differ={len(mismatched)}")
+    for kind in kinds:
+        print(cols[kind]["_line"])
 
 
 if __name__ == "__main__":

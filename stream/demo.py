@@ -193,6 +193,18 @@ class WorkerProcess:
         raise TimeoutError(f"worker not ready after {timeout:.0f} s (log: {self.log_path})")
 
 
+def local_broker(kind: str, log_path: Path, port: int = 0) -> Any:
+    """A broker on this machine, to use as a context manager: ``tansu`` (the embedded one) or ``kafka`` (Apache
+    Kafka from ``make kafka``'s jars, as the integration tests run it)."""
+    if kind == "kafka":
+        from connectors.kafka_broker import ApacheKafkaBroker
+
+        return ApacheKafkaBroker(port=port or free_port(), log_path=log_path)
+    if kind == "tansu":
+        return EmbeddedBroker(port=port, log_path=log_path)
+    raise ValueError(f"broker_kind: expected tansu or kafka, got {kind!r}")
+
+
 def run_demo(
     events: list[dict[str, Any]],
     items: list[Any],
@@ -211,15 +223,7 @@ def run_demo(
     work = workdir or Path(tempfile.mkdtemp(prefix="streamrec-demo-"))
     work.mkdir(parents=True, exist_ok=True)
     mport = free_port()
-    if broker_kind == "kafka":
-        from connectors.kafka_broker import ApacheKafkaBroker
-
-        broker_cm: Any = ApacheKafkaBroker(port=broker_port or free_port(), log_path=work / "broker.log")
-    elif broker_kind == "tansu":
-        broker_cm = EmbeddedBroker(port=broker_port, log_path=work / "broker.log")
-    else:
-        raise ValueError(f"broker_kind: expected tansu or kafka, got {broker_kind!r}")
-    with broker_cm as broker:
+    with local_broker(broker_kind, work / "broker.log", broker_port) as broker:
         cfg = KafkaClientConfig([broker.bootstrap], {})
         worker = WorkerProcess(broker.url, work / "state", mport, work / "worker.log", worker_env).start()
         try:
