@@ -135,7 +135,7 @@ def main() -> None:
     t.add_column("goal", justify="right")
     for measure in [m for m in cols[kinds[0]] if not m.startswith("_")]:
         t.add_row(measure, *(cols[k].get(measure, "-") for k in kinds), GOALS.get(measure, ""))
-    Console().print(t)
+    Console(width=200).print(t)
     for kind in kinds:
         print(cols[kind]["_line"])
 
