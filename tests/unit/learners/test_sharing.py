@@ -95,3 +95,24 @@ def test_a_damaged_or_foreign_contribution_is_a_value_error() -> None:
     a.learn_many(*stream(1))
     with pytest.raises(ValueError, match="does not fit|do not fit"):
         b.merge([a.contribution()])  # another dimension: named, not silently broadcast
+
+
+def test_two_workers_that_exchange_count_what_one_worker_counts() -> None:
+    """The additive statistics of workers that share equal one worker's that saw every event (co-occurrence and
+    item counts; decayed popularity up to the order of decay)."""
+    xs, hs = stream(5, n=96)
+    one, a, b = worker("one"), worker("a"), worker("b")
+    one.learn_many(xs, hs)
+    mine = [i for i, x in enumerate(xs) if x.user_id.endswith(("-0", "-1", "-2", "-3"))]
+    theirs = [i for i in range(len(xs)) if i not in mine]
+    a.learn_many([xs[i] for i in mine], [hs[i] for i in mine])
+    b.learn_many([xs[i] for i in theirs], [hs[i] for i in theirs])
+    ca, cb = a.contribution(), b.contribution()
+    a.merge([ca, cb])
+    b.merge([ca, cb])
+    for w in (a, b):
+        assert torch.allclose(w._cooc.counts, one._cooc.counts, atol=1e-5)  # summed in another order
+        assert np.array_equal(w._gate.counts, one._gate.counts)
+        assert torch.allclose(w._pop.decayed, one._pop.decayed, rtol=0.05)
+    for name in ("head.proj", "user.position", "avg.head.item_id"):  # both serve from one model after the exchange
+        assert torch.allclose(tensors(a)[name], tensors(b)[name], atol=1e-6), name
