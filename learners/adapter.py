@@ -955,6 +955,7 @@ class AdapterRecommender(BaseLearner):
         self._sharing.merge(cs, self._shared_tensors(), self.item_index)
         events = [e for c in cs for e in c.events]
         self.count_many([Interaction("", i, 0.0, w) for i, w, _ in events], [h for _, _, h in events])
+        self._n_learned += len(events)  # the shared model has learned them: no longer young for their sake
         self._cache = None
         self._version += 1
         if self._large():
