@@ -928,7 +928,6 @@ class AdapterRecommender(BaseLearner):
         # in place on a sum (whose backward does not need it): 8x cheaper than a (B, n) mask and masked_fill
         return logits.index_put_((rows[keep], cols[keep]), torch.tensor(float("-inf"), device=logits.device))
 
-
     # -- one model across workers (learners.sharing) ---------------------------------------------------------
     def start_sharing(self, worker: str) -> None:
         """From now on keep what :meth:`contribution` hands to peers (``worker``: this worker's name in it)."""
