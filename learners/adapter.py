@@ -28,7 +28,7 @@ from learners.encoder import resolve_device
 from learners.heads import AdapterHead, AttentionUserModel
 from learners.replay import Example, ReplayBuffer
 from learners.retrieval import CandidateRetriever, RetrievalConfig
-from learners.sharing import Contribution, DeltaTracker
+from learners.sharing import Contribution, DeltaTracker, rounds
 from learners.signals import CooccurrenceSignal, PopularitySignal
 from learners.types import (
     BaseLearner,
@@ -942,16 +942,19 @@ class AdapterRecommender(BaseLearner):
             return None
         return self._sharing.contribution(self._shared_tensors(), self.item_ids)
 
-    def merge(self, cs: Sequence[Contribution]) -> None:
+    def merge(self, cs: Sequence[Contribution]) -> int:
         """Merge peers' contributions (:mod:`learners.sharing`): their events into the stream statistics, their
-        per-item deltas into the item parameters, and the dense parameters averaged with theirs."""
+        per-item deltas into the item parameters, and the dense parameters averaged with theirs. This worker's
+        own and those merged before are skipped (:meth:`~learners.sharing.DeltaTracker.fresh`); returns how many
+        were merged."""
         if self._sharing is None:
             raise RuntimeError("sharing: call start_sharing before merging contributions")
-        cs = [c for c in cs if c.worker != self._sharing.worker]  # our own, read back from the shared topic
+        cs = self._sharing.fresh(cs)
         if not cs:
-            return
+            return 0
         self._train_table = None  # its graph is of the parameters before the merge
-        self._sharing.merge(cs, self._shared_tensors(), self.item_index)
+        for run in rounds(cs):
+            self._sharing.merge(run, self._shared_tensors(), self.item_index)
         events = [e for c in cs for e in c.events]
         self.count_many([Interaction("", i, 0.0, w) for i, w, _ in events], [h for _, _, h in events])
         self._n_learned += len(events)  # the shared model has learned them: no longer young for their sake
@@ -959,6 +962,17 @@ class AdapterRecommender(BaseLearner):
         self._version += 1
         if self._large():
             self._ensure_retriever().updated(self._index_table, self._popularity_array())
+        return len(cs)
+
+    @property
+    def sharing_worker(self) -> str | None:
+        """The name this learner shares under (:meth:`start_sharing`), or None."""
+        return self._sharing.worker if self._sharing is not None else None
+
+    @property
+    def events_learned(self) -> int:
+        """Events learned from: this worker's own and those merged from peers."""
+        return self._n_learned
 
     def _shared_tensors(self) -> dict[str, torch.Tensor]:
         """The trained tensors peers share by name, the moving averages as ``avg.<name>``."""

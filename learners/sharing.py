@@ -88,6 +88,21 @@ class Contribution:
             raise ValueError(f"contribution: not a streamrec contribution ({exc!r})") from None
 
 
+def rounds(cs: Sequence[Contribution]) -> list[list[Contribution]]:
+    """``cs`` in order, cut into runs with at most one contribution per worker: a worker's successive
+    contributions are successive steps, merged one after the other, while different workers' are averaged.
+
+    >>> [[c.seq for c in r] for r in rounds([Contribution("a", 1), Contribution("b", 1), Contribution("a", 2)])]
+    [[1, 1], [2]]
+    """
+    out: list[list[Contribution]] = []
+    for c in cs:
+        if not out or any(o.worker == c.worker for o in out[-1]):
+            out.append([])
+        out[-1].append(c)
+    return out
+
+
 PER_ITEM = ("head.item_id", "head.item_bias")  # parameters with one row per catalog item (keyed by id on the wire)
 
 
@@ -108,6 +123,20 @@ class DeltaTracker:
         self.events: list[tuple[str, float, tuple[str, ...]]] = []
         self.peers: dict[str, dict[str, np.ndarray]] = {}  # each peer's latest dense values
         self.own: Contribution | None = None  # this worker's latest contribution, until a merge averages with it
+        self.merged: dict[str, int] = {}  # each peer's latest contribution merged (its seq)
+
+    def fresh(self, cs: Sequence[Contribution]) -> list[Contribution]:
+        """The contributions of ``cs`` to merge: the peers' not merged before (a seq above the peer's latest merged;
+        a contribution read twice, after a restart from a checkpoint, is merged once). This worker's own, read back
+        from the shared topic, are left out; a seq of its own above the tracker's (published before a crash the
+        checkpoint predates) moves the tracker's on, so its next contribution is not taken for an old one."""
+        out: list[Contribution] = []
+        for c in cs:
+            if c.worker == self.worker:
+                self.seq = max(self.seq, c.seq)
+            elif c.seq > self.merged.get(c.worker, 0):
+                out.append(c)
+        return out
 
     def record(self, item_ids: Sequence[str], examples: Sequence[tuple[int, float, Sequence[int]]]) -> None:
         """Note learned events: (target index, weight, history indices) each."""
@@ -201,6 +230,7 @@ class DeltaTracker:
                 self._base_for(name, t).index_add_(0, rows, change)
             for c in cs:
                 self.peers[c.worker] = c.dense
+                self.merged[c.worker] = max(self.merged.get(c.worker, 0), c.seq)
             if cs:
                 for name, t in tensors.items():
                     values = [p[name] for p in self.peers.values() if name in p]

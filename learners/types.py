@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from learners.sharing import Contribution
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -124,6 +127,23 @@ class WorkerLearner(Learner, Protocol):
     def boost_learning_rate(self, factor: float, steps: int) -> None: ...
 
     def adapted_item_vectors(self) -> FloatArray | None: ...
+
+    @property
+    def events_learned(self) -> int:
+        """Events the model has learned from: this worker's own and those merged from peers."""
+        ...
+
+    # -- one model across workers (learners.sharing; the worker's side is stream.sharing) --
+    @property
+    def sharing_worker(self) -> str | None:
+        """The name this learner shares under, or None while it does not share."""
+        ...
+
+    def start_sharing(self, worker: str) -> None: ...
+
+    def contribution(self) -> Contribution | None: ...
+
+    def merge(self, cs: Sequence[Contribution]) -> int: ...
 
 
 class BaseLearner:

@@ -34,6 +34,7 @@ from stream.metrics import WorkerMetrics
 from stream.processor import EventProcessor, RawMessage
 from stream.records import undecodable_reason
 from stream.settings import Settings
+from stream.sharing import Sharing, install_sharing
 from stream.transport import worker_transport
 from stream.web import install_routes, web_server_options
 
@@ -113,6 +114,8 @@ class StreamrecApp:
     health: WorkerHealth = field(default_factory=WorkerHealth)
     on_fatal: Callable[[str], None] = exit_process  # tests replace it: an agent crash must not end pytest
     catalog_read: asyncio.Event = field(default_factory=asyncio.Event)  # the events agent waits for it
+    catalog_complete: asyncio.Event = field(default_factory=asyncio.Event)  # the catalog is read (sharing waits)
+    sharing: Sharing | None = None  # one model across workers (stream.sharing), when sharing_interval_s > 0
     model_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # held while the learner changes across awaits
     learning_thread: ThreadPoolExecutor = field(  # runs the gradient computations (learn_off_the_loop)
         default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamrec-learning"))
@@ -207,6 +210,7 @@ def create_app(
     metrics.info.labels(version="0.1.0", model=str(model_path).rsplit("/", 1)[-1]).set(1)
     model_name = encoder_name(s.encoder_model)  # what an item's embedding must say it was made by
     metrics.model_version.set(learner.model_version)
+    metrics.events_learned.set(learner.events_learned)
     metrics.init_labels(sorted(s.event_weights), [str(r) for r in Reason], [s.topic_events, s.topic_items])
     for reason in ITEM_REASONS:
         metrics.items_invalid.labels(str(reason))
@@ -318,6 +322,13 @@ def create_app(
     async def become_ready() -> None:
         """Open the events agent once the catalog is read (:func:`wait_for_catalog`), and say so once."""
         await wait_for_catalog(sr)
+        sr.catalog_complete.set()
+        if sr.sharing is not None:  # the peers' contributions on the shared topic, merged before any answer
+            try:
+                await asyncio.wait_for(sr.sharing.caught_up.wait(), timeout=max(s.catalog_wait_s, 1.0))
+            except TimeoutError:
+                log.warning("sharing: %s not read to its end after catalog_wait_s=%.0f s; taking events anyway",
+                            s.topic_shares, s.catalog_wait_s)
         if s.broker_check_interval_s > 0:
             await check_broker()  # the watch knows every topic there at ready: one deleted a moment later counts
         sr.items_tracked = True
@@ -348,6 +359,7 @@ def create_app(
 
     watch = TopicWatch([*([epoch_topic(s.app_id)] if quirks.reset_recovery else []), s.topic_events,
                         s.topic_items, s.topic_recommendations, s.topic_dlq, s.topic_items_dlq,
+                        *([s.topic_shares] if s.sharing_interval_s > 0 else []),
                         *(t.changelog_topic.get_topic_name() for t in sr.tables())],
                        reset_recovery=quirks.reset_recovery, gauge=metrics.topic_missing)
 
@@ -370,6 +382,8 @@ def create_app(
 
     sr.events_agent = events_agent
     sr.items_agent = items_agent
+    if s.sharing_interval_s > 0:
+        install_sharing(sr, {})
     install_routes(sr)
     return sr
 

@@ -96,6 +96,22 @@ class WorkerMetrics:
         self.answered_again = Counter("streamrec_redelivered_answered", "Events read again after a crash whose "
                                       "answer was not known to be on the topic, answered again (consumers "
                                       "deduplicate by event_id).", registry=r)
+        self.events_learned = Gauge("streamrec_model_events_learned", "Events the model has learned from: this "
+                                    "worker's own and those merged from its peers.", registry=r)
+        self.shared_contributions = Counter("streamrec_shared_contributions", "Model contributions (what one worker "
+                                            "learned in a sharing interval), by outcome: `sent` by this worker, "
+                                            "`merged` from a peer, `skipped` (its own, or merged before), "
+                                            "`rejected` (unreadable or not fitting this model: logged).",
+                                            ["outcome"], registry=r)
+        for outcome in ("sent", "merged", "skipped", "rejected"):
+            self.shared_contributions.labels(outcome)
+        self.shared_bytes = Counter("streamrec_shared_bytes", "Bytes of model contributions, `sent` and `received`.",
+                                    ["direction"], registry=r)
+        for direction in ("sent", "received"):
+            self.shared_bytes.labels(direction)
+        self.sharing_peer_lag = Gauge("streamrec_sharing_peer_lag_seconds", "Seconds since each peer's latest "
+                                      "contribution was published (a peer that stopped keeps its series).", ["peer"],
+                                      registry=r)
         self.ready = Gauge("streamrec_ready", "1 once the worker has read its catalog and takes events; 0 while "
                            "starting or after a fatal error.", registry=r)
         self.info = Gauge("streamrec_worker_info", "Worker build information.", ["version", "model"], registry=r)

@@ -247,6 +247,7 @@ class EventProcessor:
             m.training_loss.set(loss)
             self.drift.observe_loss(loss)
         m.model_version.set(self.learner.model_version)
+        m.events_learned.set(self.learner.events_learned)
         m.replay_size.set(len(self.learner.replay))
         m.catalog_items.set(len(self.learner.item_ids))
 

@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     topic_recommendations: str = Field("recommendations", description="Output topic of recommendations.")
     topic_dlq: str = Field("events-dlq", description="Rejected input with its reason.")
     topic_items_dlq: str = Field("items-dlq", description="Rejected catalog items with their reason.")
+    topic_shares: str = Field("model-shares", description="What each worker learned, written by every worker and "
+                              "read by all (one partition; used when `sharing_interval_s` > 0).")
     topic_partitions: int = Field(4, ge=1, description="Partitions of new topics (an existing `events` count wins).")
     replication_factor: int = Field(1, ge=1, description="Replication factor of topics the worker creates.")
     # -- Kafka client security (passed through to aiokafka) --
@@ -160,6 +162,17 @@ class Settings(BaseSettings):
     relearn_max_events: int = Field(
         50000, ge=0, description="Events per partition re-read after a restart for the resumed model to learn (0: off)."
     )
+    sharing_interval_s: float = Field(
+        0.0, ge=0, description="Seconds between publishing what this worker learned to `topic_shares` for its peers, "
+        "whose contributions it merges as they come (0: off; set it on every worker of a group of N; README, "
+        "Several workers)."
+    )
+    sharing_max_bytes: int = Field(
+        16 * 2**20, ge=2**20, description="Largest contribution message, bytes (`topic_shares` is created with this "
+        "`max.message.bytes`; a larger one is not sent, and logged)."
+    )
+    worker_name: str = Field("", description="This worker's name among its peers, stable across restarts (empty: "
+                             "host name and `web_port`).")
     checkpoint_keep: int = Field(2, ge=1, description="Checkpoint files kept in `data_dir/checkpoints`.")
     # -- drift ---------------------------------------------------------------------------------------------
     drift_window: int = Field(5000, ge=100, description="Events per window of the data and embedding drift checks.")

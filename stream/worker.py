@@ -21,6 +21,8 @@ from stream.checkpoint import CheckpointStore
 from stream.heap import glibc, keep_freed_tensor_memory, limit_malloc_arenas
 from stream.metrics import WorkerMetrics
 from stream.settings import Settings
+from stream.sharing import flush as flush_contributions
+from stream.sharing import topic_configs
 from stream.tables import TableFiles, republish
 
 BROKER_RESETS_ENV = "_STREAMREC_BROKER_RESETS"  # carried across the worker's re-exec after a broker reset
@@ -78,13 +80,13 @@ def prepare_topics(settings: Settings) -> dict[str, int]:
     wait_for_broker(settings.bootstrap_servers, settings.broker_connect_timeout_s, on_retry=retrying)
     cfg = KafkaClientConfig.from_settings(settings)
     p = settings.topic_partitions
+    topics = {settings.topic_events: p, settings.topic_items: p, settings.topic_recommendations: p,
+              settings.topic_dlq: p, settings.topic_items_dlq: p}
+    if settings.sharing_interval_s > 0:
+        topics[settings.topic_shares] = 1  # one partition: every worker reads the contributions in one order
     try:
-        return asyncio.run(ensure_topics(
-            cfg,
-            {settings.topic_events: p, settings.topic_items: p, settings.topic_recommendations: p,
-             settings.topic_dlq: p, settings.topic_items_dlq: p},
-            settings.replication_factor,
-        ))
+        return asyncio.run(ensure_topics(cfg, topics, settings.replication_factor,
+                                         {settings.topic_shares: topic_configs(settings)}))
     except KafkaConnectionError as exc:  # it listens, but does not answer as a Kafka broker
         raise BrokerUnavailable(f"broker {','.join(settings.bootstrap_servers)}: creating topics failed ({exc})") from None
 
@@ -117,7 +119,10 @@ def build_worker_app(settings: Settings) -> StreamrecApp:
     sr = create_app(settings, learner, encoder, metrics,
                     events_partitions=parts[settings.topic_events],
                     items_partitions=parts[settings.topic_items])
-    sr.processor.learned.update(learned)
+    shares = settings.topic_shares
+    sr.processor.learned.update({tp: off for tp, off in learned.items() if tp[0] != shares})
+    if sr.sharing is not None:  # the shared topic, read on from where the resumed model stands
+        sr.sharing.read.update({p: off for (topic, p), off in learned.items() if topic == shares})
     save = checkpoint_saver(CheckpointStore(settings.data_dir / "checkpoints", settings.checkpoint_keep),
                             sr.learner.model_version)
     if settings.checkpoint_interval_s > 0:
@@ -143,6 +148,8 @@ def checkpoint_saver(store: CheckpointStore, version: int) -> Checkpointer:
             if not force and v == last["version"]:
                 return
             learned = dict(sr.processor.learned)  # as of this version (the loop may change it meanwhile)
+            if sr.sharing is not None:
+                learned.update({(sr.settings.topic_shares, p): off for p, off in sr.sharing.read.items()})
             await asyncio.get_running_loop().run_in_executor(sr.learning_thread, store.save, sr.learner, v,
                                                              learned)
             last["version"] = v
@@ -223,6 +230,7 @@ def install_checkpoints(sr: StreamrecApp, save: Checkpointer) -> None:
 
     @sr.app.on_before_shutdown.connect
     async def final_checkpoint(app: Any, **kwargs: Any) -> None:
+        await flush_contributions(sr)  # what the checkpoint's learner holds as sent is then on the topic
         await save(sr, False)
 
 

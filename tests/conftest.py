@@ -118,6 +118,7 @@ def worker_factory(broker: BrokerProcess, tmp_path: Path) -> Iterator[Callable[.
             "STREAMREC_TOPIC_RECOMMENDATIONS": f"{app_id}-recommendations",
             "STREAMREC_TOPIC_DLQ": f"{app_id}-events-dlq",
             "STREAMREC_TOPIC_ITEMS_DLQ": f"{app_id}-items-dlq",
+            "STREAMREC_TOPIC_SHARES": f"{app_id}-model-shares",
             "STREAMREC_BATCH_WITHIN_S": "0.02",
             "STREAMREC_LOG_LEVEL": "info",
         }

@@ -116,3 +116,32 @@ def test_two_workers_that_exchange_count_what_one_worker_counts() -> None:
         assert torch.allclose(w._pop.decayed, one._pop.decayed, rtol=0.05)
     for name in ("head.proj", "user.position", "avg.head.item_id"):  # both serve from one model after the exchange
         assert torch.allclose(tensors(a)[name], tensors(b)[name], atol=1e-6), name
+
+
+def test_a_contribution_read_twice_is_merged_once_and_successive_ones_add_up() -> None:
+    """After a restart a worker reads the shared topic again from its checkpoint's offset: what it merged before
+    must not count twice. Two contributions of one peer in one read are two steps, not two voices to average."""
+    a, b, c = worker("a"), worker("b"), worker("c")
+    a.learn_many(*stream(1))
+    first = a.contribution()
+    a.learn_many(*stream(2))
+    second = a.contribution()
+    assert b.merge([first, second]) == 2 and b.events_learned == 128
+    assert b.merge([first, second]) == 0 and b.events_learned == 128
+    assert c.merge([first]) == 1 and c.merge([second]) == 1
+    for name in ("head.item_id", "avg.head.item_id"):  # at once or one by one: the same rows as a's own
+        assert torch.allclose(tensors(b)[name], tensors(a)[name], atol=1e-5), name
+        assert torch.allclose(tensors(c)[name], tensors(a)[name], atol=1e-5), name
+
+
+def test_a_worker_reading_its_own_newer_contribution_numbers_on_after_it() -> None:
+    """A worker restarted from a checkpoint older than its last published contribution must not reuse that
+    contribution's seq, or its peers would skip what it learns next as merged before."""
+    a, b = worker("a"), worker("b")
+    a.learn_many(*stream(1))
+    b.merge([a.contribution()])
+    restarted = worker("a")  # its checkpoint predates contribution 1
+    restarted.merge([Contribution("a", 1)])  # read back from the topic
+    restarted.learn_many(*stream(2))
+    nxt = restarted.contribution()
+    assert nxt is not None and nxt.seq == 2 and b.merge([nxt]) == 1
