@@ -1,9 +1,12 @@
 """Crash under load: kill -9 the worker three times while events stream at a steady rate.
 
 Usage: python benchmarks/crash.py [--events 20000] [--rate 400] [--kills 3] [--window 2000] [--brokers tansu,kafka]
-One column per broker (the embedded Tansu and Apache Kafka by default), then one ``CRASH broker=...`` line each.
-Reports lost events (no answer read back from the recommendations topic: an event counts as delivered only then,
-whatever the DLQ holds), duplicates, each recovery (restart -> first new
+                                  [--workers 1] [--sharing-interval 0]
+With ``--workers N`` N workers run in one group (learning one model with ``--sharing-interval`` > 0, see README,
+"Several workers") and the kills go to each in turn; HR@10 over every event is then also compared with one
+uninterrupted worker's. One column per broker (the embedded Tansu and Apache Kafka by default), then one
+``CRASH broker=...`` line each. Reports lost events (no answer read back from the recommendations topic: an
+event counts as delivered only then, whatever the DLQ holds), duplicates, each recovery (restart -> first new
 recommendation), whether every user's sequence equals the one of an uninterrupted run (dedup by event id),
 read back from the user-sequences changelog, and the quality of the recommendations after each restart: HR@10
 (from the topic) over the ``--window`` events after each kill, against the same events in an uninterrupted run of
@@ -39,28 +42,37 @@ def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespa
     """One broker: the kills, the read-back and the kill-free reference run; the table's column for it."""
     work = Path(tempfile.mkdtemp(prefix=f"streamrec-crash-{kind}-"))
     env = {"STREAMREC_CHECKPOINT_INTERVAL_S": "5"}
+    if args.sharing_interval > 0:
+        env["STREAMREC_SHARING_INTERVAL_S"] = str(args.sharing_interval)
     recoveries: list[float] = []
     relearned: list[float] = []  # per restarted worker: already processed events its resumed model learned
     kill_at: list[int] = []
     sent_times: list[float] = []
+
+    def start(n: int, k: int = -1) -> WorkerProcess:
+        return WorkerProcess(broker.url, work / f"state{n}", free_port(), work / f"worker{n}.{k + 1}.log",
+                             {**env, "STREAMREC_WORKER_NAME": f"w{n}"}).start()
+
     with local_broker(kind, work / "broker.log") as broker:
         cfg = KafkaClientConfig([broker.bootstrap], {})
         asyncio.run(ensure_topics(cfg, {t: 4 for t in ("items", "events", "recommendations", "events-dlq")}))
-        worker = WorkerProcess(broker.url, work / "state", free_port(), work / "worker.log", env).start()
+        workers = [start(n) for n in range(args.workers)]
         asyncio.run(publish_items(cfg, "items", items))
-        worker.wait_ready(len(items))
+        for w in workers:
+            w.wait_ready(len(items))
         producer = threading.Thread(target=lambda: asyncio.run(replay_events(cfg, "events", events, rate=args.rate,
                                                                              sent_at=sent_times)))
         producer.start()
         for k in range(args.kills):
             while len(sent_times) < (k + 1) * len(events) // (args.kills + 1):  # kills spread over the stream
                 time.sleep(0.05)
-            if k:
-                relearned.append(scrape(worker.metrics_port, "streamrec_relearned_events_total") or 0)
-            worker.kill()
+            n = k % args.workers
+            if k >= args.workers:
+                relearned.append(scrape(workers[n].metrics_port, "streamrec_relearned_events_total") or 0)
+            workers[n].kill()
             kill_at.append(len(sent_times))
             t_restart = time.monotonic()
-            worker = WorkerProcess(broker.url, work / "state", free_port(), work / f"worker{k}.log", env).start()
+            worker = workers[n] = start(n, k)
             worker.wait_ready(len(items))
             deadline = time.monotonic() + 120
             while (scrape(worker.metrics_port, "streamrec_recommendations_total") or 0) < 1:
@@ -79,10 +91,13 @@ def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespa
                 break
         changelog = {json.loads(k): v for k, v in asyncio.run(read_values(cfg, "streamrec-user-sequences-changelog"))
                      if k is not None}
-        relearned.append(scrape(worker.metrics_port, "streamrec_relearned_events_total") or 0)
-        worker.stop()
+        for n in sorted({k % args.workers for k in range(args.kills)}):
+            relearned.append(scrape(workers[n].metrics_port, "streamrec_relearned_events_total") or 0)
+        for w in workers:
+            w.stop()
     latest = {r["event_id"]: r for r in recs}  # a redelivered event's last answer (after the restart)
-    reference = run_demo(events, items, rate=args.rate, worker_env=env, broker_kind=kind).extra["recommendations"]
+    one = {k: v for k, v in env.items() if k != "STREAMREC_SHARING_INTERVAL_S"}  # one worker, never killed
+    reference = run_demo(events, items, rate=args.rate, worker_env=one, broker_kind=kind).extra["recommendations"]
     answered = Counter(r["event_id"] for r in recs)
     lost = want - set(answered)  # delivered means: its answer was read back from the topic
     expected: dict[str, list[str]] = {}
@@ -105,9 +120,16 @@ def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespa
         ref, _, _ = prequential_from_topic(events, reference, start=at, stop=at + args.window)
         col[f"HR@10, {args.window:,} events after kill {n}: restarted vs uninterrupted"] = \
             f"{hr:.4f} vs {ref:.4f} ({hr / ref - 1:+.1%}, {scored:,} scored, event {at:,})"
+    if args.workers > 1:
+        hr, _, scored = prequential_from_topic(events, latest, start=0, stop=len(events))
+        ref, _, _ = prequential_from_topic(events, reference, start=0, stop=len(events))
+        col[f"HR@10 over all events: {args.workers} workers (killed) vs one worker"] = \
+            f"{hr:.4f} vs {ref:.4f} ({hr / ref - 1:+.1%}, {scored:,} scored)"
+        col["_line_hr"] = f" workers={args.workers} sharing_interval_s={args.sharing_interval} hr10={hr:.4f} " \
+                          f"hr10_one_worker={ref:.4f}"
     col["_line"] = (f"CRASH broker={kind} events={len(want)} kills={args.kills} lost={len(lost)} answered_twice={twice} "
                     f"dlq={len(dlq_ids)} recovery_s={','.join(f'{r:.1f}' for r in recoveries)} "
-                    f"sequences_differ={len(mismatched)}")
+                    f"sequences_differ={len(mismatched)}" + col.pop("_line_hr", ""))
     return col
 
 
@@ -123,7 +145,12 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=2000, help="events after each kill whose HR@10 is compared")
     ap.add_argument("--brokers", default="tansu,kafka", help="comma-separated: tansu (embedded), kafka (Apache "
                     "Kafka from `make kafka`'s jars); one column each")
+    ap.add_argument("--workers", type=int, default=1, help="workers in one group; the kills go to each in turn")
+    ap.add_argument("--sharing-interval", type=float, default=0.0, help="the workers' sharing_interval_s (0: each "
+                    "learns alone)")
     args = ap.parse_args()
+    if args.workers < 1:
+        raise SystemExit("--workers: expected 1 or more")
     kinds = [k.strip() for k in args.brokers.split(",") if k.strip()]
     ds = load_dataset("ml-100k", Path("data"))
     events = ds.events[: args.events]

@@ -128,10 +128,11 @@ async def publish(sr: StreamrecApp, cfg: KafkaClientConfig) -> None:
     """Send what the learner learned since its previous contribution (and any contribution not sent before)."""
     s, sh, m = sr.settings, sr.sharing, sr.metrics
     assert sh is not None
-    async with sr.model_lock:  # between learning steps
-        c = sr.learner.contribution()
+    loop = asyncio.get_running_loop()
+    async with sr.model_lock:  # between learning steps, on the learning thread (the diff reads every item's rows)
+        c = await loop.run_in_executor(sr.learning_thread, sr.learner.contribution)
     if c is not None:
-        data = await asyncio.get_running_loop().run_in_executor(None, c.to_bytes)
+        data = await loop.run_in_executor(None, c.to_bytes)
         if len(data) > s.sharing_max_bytes:
             m.shared_contributions.labels("rejected").inc()
             log.error("sharing: contribution %d is %d bytes, over sharing_max_bytes=%d; not sent (%d events lost "

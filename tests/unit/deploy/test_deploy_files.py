@@ -32,6 +32,7 @@ def exported_metric_names() -> set[str]:
     m.init_labels(["click"], ["invalid_json"], ["events"])
     m.drift_score.labels("item_popularity", "psi").set(0)
     m.info.labels("0", "m").set(1)
+    m.sharing_peer_lag.labels("peer").set(0)  # its series appear with the first peer
     names = set()
     for fam in reg.collect():
         for sample in fam.samples:
