@@ -1,7 +1,7 @@
 """Crash under load: kill -9 the worker three times while events stream at a steady rate.
 
 Usage: python benchmarks/crash.py [--events 20000] [--rate 400] [--kills 3] [--window 2000] [--brokers tansu,kafka]
-                                  [--workers 1] [--sharing-interval 0]
+                                  [--workers 1] [--sharing-interval 0] [--guarantee at_least_once]
 With ``--workers N`` N workers run in one group (learning one model with ``--sharing-interval`` > 0, see README,
 "Several workers") and the kills go to each in turn; HR@10 over every event is then also compared with one
 uninterrupted worker's. One column per broker (the embedded Tansu and Apache Kafka by default), then one
@@ -33,9 +33,12 @@ from connectors.datasets import load_dataset
 from connectors.kafka import KafkaClientConfig, ensure_topics, publish_items, read_topic, replay_events
 from stream.demo import WorkerProcess, local_broker, prequential_from_topic, run_demo, scrape
 
+ISOLATION = {"level": "read_uncommitted"}  # read_committed with --guarantee exactly_once, as its consumers must
+
 
 async def read_values(cfg: KafkaClientConfig, topic: str, idle: float = 3.0) -> list[tuple[bytes | None, dict]]:
-    return [(k, json.loads(v)) async for k, v, _ in read_topic(cfg, topic, idle_timeout=idle) if v is not None]
+    return [(k, json.loads(v)) async for k, v, _ in read_topic(cfg, topic, idle_timeout=idle,
+                                                               isolation_level=ISOLATION["level"]) if v is not None]
 
 
 def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespace) -> dict[str, str]:
@@ -44,6 +47,8 @@ def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespa
     env = {"STREAMREC_CHECKPOINT_INTERVAL_S": "5"}
     if args.sharing_interval > 0:
         env["STREAMREC_SHARING_INTERVAL_S"] = str(args.sharing_interval)
+    if args.guarantee != "at_least_once":
+        env["STREAMREC_PROCESSING_GUARANTEE"] = args.guarantee
     recoveries: list[float] = []
     relearned: list[float] = []  # per restarted worker: already processed events its resumed model learned
     kill_at: list[int] = []
@@ -127,6 +132,8 @@ def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespa
             f"{hr:.4f} vs {ref:.4f} ({hr / ref - 1:+.1%}, {scored:,} scored)"
         col["_line_hr"] = f" workers={args.workers} sharing_interval_s={args.sharing_interval} hr10={hr:.4f} " \
                           f"hr10_one_worker={ref:.4f}"
+    if args.guarantee != "at_least_once":
+        col["_line_hr"] = col.get("_line_hr", "") + f" guarantee={args.guarantee}"
     col["_line"] = (f"CRASH broker={kind} events={len(want)} kills={args.kills} lost={len(lost)} answered_twice={twice} "
                     f"dlq={len(dlq_ids)} recovery_s={','.join(f'{r:.1f}' for r in recoveries)} "
                     f"sequences_differ={len(mismatched)}" + col.pop("_line_hr", ""))
@@ -148,7 +155,11 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1, help="workers in one group; the kills go to each in turn")
     ap.add_argument("--sharing-interval", type=float, default=0.0, help="the workers' sharing_interval_s (0: each "
                     "learns alone)")
+    ap.add_argument("--guarantee", default="at_least_once", choices=("at_least_once", "exactly_once"),
+                    help="the workers' processing_guarantee (exactly_once: Apache Kafka only)")
     args = ap.parse_args()
+    if args.guarantee == "exactly_once":
+        ISOLATION["level"] = "read_committed"
     if args.workers < 1:
         raise SystemExit("--workers: expected 1 or more")
     kinds = [k.strip() for k in args.brokers.split(",") if k.strip()]

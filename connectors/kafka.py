@@ -276,13 +276,17 @@ async def read_topic(
     from_beginning: bool = True,
     follow: bool = False,
     stop: Callable[[], bool] | None = None,
+    isolation_level: str = "read_uncommitted",
 ) -> AsyncIterator[tuple[bytes | None, bytes | None, dict[str, bytes]]]:
     """Yield ``(key, value, headers)`` of a topic without a consumer group.
 
     Stops after ``until_count`` messages, or once nothing arrived for ``idle_timeout`` seconds (unless ``follow``).
+    ``isolation_level="read_committed"`` leaves out what aborted transactions wrote (workers with
+    ``processing_guarantee=exactly_once``).
     """
     consumer = AIOKafkaConsumer(**cfg.kwargs(), group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="earliest" if from_beginning else "latest")
+                                auto_offset_reset="earliest" if from_beginning else "latest",
+                                isolation_level=isolation_level)
     await consumer.start()
     try:
         if not await assign_all_partitions(consumer, topic, from_beginning=from_beginning):

@@ -191,6 +191,7 @@ def create_app(
         producer_linger_ms=5,
         stream_wait_empty=False,
         recovery_consistency_check=quirks.recovery_consistency_check,
+        processing_guarantee=s.processing_guarantee,
     )
     events_topic = app.topic(s.topic_events, key_type=bytes, value_type=bytes, key_serializer="raw",
                              value_serializer="raw", partitions=n_events)

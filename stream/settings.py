@@ -206,6 +206,10 @@ class Settings(BaseSettings):
         None, description="Read past reported end offsets (empty: the profile's, on for tansu only: Tansu 0.6.0 "
         "under-reports them after multi-record batches)."
     )
+    processing_guarantee: str = Field(
+        "at_least_once", description="Faust's `processing_guarantee`: `at_least_once`, or `exactly_once` (Kafka "
+        "transactions: Apache Kafka only, Tansu has none; README, Reliability, for what it gave here)."
+    )
     recovery_consistency_check: bool | None = Field(
         None, description="Faust's changelog-offset check at recovery (empty: the profile's, on for kafka only: Tansu "
         "0.6.0 under-reports high watermarks)."
@@ -223,6 +227,13 @@ class Settings(BaseSettings):
     def _check_profile(cls, v: str) -> str:
         if v != "auto" and v not in PROFILES:
             raise ValueError(f"expected auto, {' or '.join(PROFILES)}")
+        return v
+
+    @field_validator("processing_guarantee")
+    @classmethod
+    def _check_guarantee(cls, v: str) -> str:
+        if v not in ("at_least_once", "exactly_once"):
+            raise ValueError("expected at_least_once or exactly_once")
         return v
 
     @field_validator("store_url")

@@ -20,7 +20,7 @@ from stream.broker_watch import epoch_topic, resolve_broker_profile
 from stream.checkpoint import CheckpointStore
 from stream.heap import glibc, keep_freed_tensor_memory, limit_malloc_arenas
 from stream.metrics import WorkerMetrics
-from stream.settings import Settings
+from stream.settings import ConfigError, Settings
 from stream.sharing import flush as flush_contributions
 from stream.sharing import topic_configs
 from stream.tables import TableFiles, republish
@@ -109,6 +109,8 @@ def load_or_build_learner(settings: Settings, encoder: Any) -> tuple[AdapterReco
 def build_worker_app(settings: Settings) -> StreamrecApp:
     parts = prepare_topics(settings)
     settings = resolve_broker_profile(settings)  # `auto`: ask the broker which one it is
+    if settings.processing_guarantee == "exactly_once" and settings.broker_profile == "tansu":
+        raise ConfigError("processing_guarantee: exactly_once needs Kafka transactions, which Tansu 0.6.0 lacks")
     reset_recovery = settings.broker_quirks().reset_recovery
     if reset_recovery:  # the marker topic only a broker that lost its data loses (stream.broker_watch)
         asyncio.run(ensure_topics(KafkaClientConfig.from_settings(settings), {epoch_topic(settings.app_id): 1},

@@ -41,12 +41,14 @@ class LazyGroup(click.Group):
         return cmd
 
     def invoke(self, ctx: click.Context) -> object:
-        """Run the subcommand; a broker that cannot be reached ends it with one line naming the broker."""
+        """Run the subcommand; a broker that cannot be reached ends it with one line naming the broker, a setting
+        that does not fit the broker found (``stream.worker``) with one line naming the setting."""
         from connectors.clients import BrokerUnavailable
+        from stream.settings import ConfigError
 
         try:
             return super().invoke(ctx)
-        except BrokerUnavailable as exc:
+        except (BrokerUnavailable, ConfigError) as exc:
             raise click.ClickException(str(exc)) from None
 
 
