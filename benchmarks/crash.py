@@ -41,6 +41,11 @@ async def read_values(cfg: KafkaClientConfig, topic: str, idle: float = 3.0) -> 
                                                                isolation_level=ISOLATION["level"]) if v is not None]
 
 
+async def read_raw(cfg: KafkaClientConfig, topic: str) -> list[bytes]:
+    return [v async for _, v, _ in read_topic(cfg, topic, idle_timeout=3.0, isolation_level=ISOLATION["level"])
+            if v is not None]
+
+
 def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespace) -> dict[str, str]:
     """One broker: the kills, the read-back and the kill-free reference run; the table's column for it."""
     work = Path(tempfile.mkdtemp(prefix=f"streamrec-crash-{kind}-"))
@@ -96,6 +101,7 @@ def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespa
                 break
         changelog = {json.loads(k): v for k, v in asyncio.run(read_values(cfg, "streamrec-user-sequences-changelog"))
                      if k is not None}
+        shared = asyncio.run(read_raw(cfg, "model-shares")) if args.sharing_interval > 0 else []
         for n in sorted({k % args.workers for k in range(args.kills)}):
             relearned.append(scrape(workers[n].metrics_port, "streamrec_relearned_events_total") or 0)
         for w in workers:
@@ -125,6 +131,9 @@ def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespa
         ref, _, _ = prequential_from_topic(events, reference, start=at, stop=at + args.window)
         col[f"HR@10, {args.window:,} events after kill {n}: restarted vs uninterrupted"] = \
             f"{hr:.4f} vs {ref:.4f} ({hr / ref - 1:+.1%}, {scored:,} scored, event {at:,})"
+    if shared:
+        col["contributions on model-shares: count, MB, largest KB"] = \
+            f"{len(shared):,}, {sum(map(len, shared)) / 2**20:.1f}, {max(map(len, shared)) / 1024:,.0f}"
     if args.workers > 1:
         hr, _, scored = prequential_from_topic(events, latest, start=0, stop=len(events))
         ref, _, _ = prequential_from_topic(events, reference, start=0, stop=len(events))

@@ -87,8 +87,9 @@ def test_rows_of_items_this_worker_does_not_have_are_skipped() -> None:
 
 
 def test_a_damaged_or_foreign_contribution_is_a_value_error() -> None:
-    with pytest.raises(ValueError, match="contribution"):
-        Contribution.from_bytes(b"not an archive")
+    for junk in (b"not an archive", b"", b"PK\x03\x04", np.zeros(3).tobytes()):
+        with pytest.raises(ValueError, match="contribution"):
+            Contribution.from_bytes(junk)
     a, b = worker("a"), AdapterRecommender(HashingEncoder(32), dim=4, seq_len=6, device="cpu", seed=3)
     b.add_items(ITEMS)
     b.start_sharing("b")
@@ -145,3 +146,34 @@ def test_a_worker_reading_its_own_newer_contribution_numbers_on_after_it() -> No
     restarted.learn_many(*stream(2))
     nxt = restarted.contribution()
     assert nxt is not None and nxt.seq == 2 and b.merge([nxt]) == 1
+
+
+def test_a_checkpoint_from_before_the_dedup_and_weights_still_merges() -> None:
+    """A learner pickled by an earlier version (its tracker without the attributes added since) keeps merging
+    after the upgrade: a live worker restarted onto new code failed every merge before this."""
+    import pickle
+
+    a, old = worker("a"), worker("b")
+    for attr in ("merged", "target_weight"):
+        del old._sharing.__dict__[attr]
+    b = pickle.loads(pickle.dumps(old))
+    a.learn_many(*stream(1))
+    assert b.merge([a.contribution()]) == 1 and b.events_learned == 64
+
+
+def test_the_worker_that_learned_an_item_as_a_target_moves_its_row() -> None:
+    """Every worker moves every row each step (negatives, Adam's momentum); the row of an item one worker learned
+    as a target follows that worker's delta rather than the mean with the others' negative pushes."""
+    a, b, c, d = worker("a"), worker("b"), worker("c"), worker("d")
+    start = tensors(d)["head.item_id"]
+    a.learn_many([Interaction("ua", "i7")] * 8, [("i1", "i2")] * 8)
+    b.learn_many([Interaction("ub", "i9")] * 8, [("i3",)] * 8)
+    c.learn_many([Interaction("uc", "i11")] * 8, [("i4",)] * 8)
+    ca, cb, cc = a.contribution(), b.contribution(), c.contribution()
+    d.merge([ca, cb, cc])
+    moved = tensors(d)["head.item_id"] - start
+    for m, item in ((a, 7), (b, 9), (c, 11)):
+        own = tensors(m)["head.item_id"][item] - start[item]
+        assert torch.allclose(moved[item], own, atol=0.02 * float(own.abs().max())), item
+    others = (tensors(a)["head.item_id"][20] + tensors(b)["head.item_id"][20] + tensors(c)["head.item_id"][20]) / 3
+    assert torch.allclose(tensors(d)["head.item_id"][20], others, atol=1e-6)  # no target anywhere: the mean
