@@ -137,7 +137,8 @@ def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespa
     if args.workers > 1:
         hr, _, scored = prequential_from_topic(events, latest, start=0, stop=len(events))
         ref, _, _ = prequential_from_topic(events, reference, start=0, stop=len(events))
-        col[f"HR@10 over all events: {args.workers} workers (killed) vs one worker"] = \
+        killed = " (killed)" if args.kills else ""
+        col[f"HR@10 over all events: {args.workers} workers{killed} vs one worker"] = \
             f"{hr:.4f} vs {ref:.4f} ({hr / ref - 1:+.1%}, {scored:,} scored)"
         col["_line_hr"] = f" workers={args.workers} sharing_interval_s={args.sharing_interval} hr10={hr:.4f} " \
                           f"hr10_one_worker={ref:.4f}"
