@@ -1,6 +1,7 @@
 """N workers, one model? The prequential protocol with users partitioned over N simulated workers.
 
 Usage: python benchmarks/workers.py [--workers 1,2,4,8] [--seeds 0] [--limit N] [--round-events E] [--sync-every R]
+                                   [--score-from N]
 
 Each simulated worker is the default learner (same settings, same seed: same initial parameters, as N worker
 processes built from one configuration). A user's events and queries go to the worker of the user's partition,
@@ -126,6 +127,8 @@ def main() -> None:
     ap.add_argument("--round-events", default="batch_max", help="events per round: a number, batch_max, or "
                     "batch_max*N (a full micro-batch per worker)")
     ap.add_argument("--sync-every", type=int, default=1, help="rounds between exchanges (sharing on)")
+    ap.add_argument("--score-from", type=int, default=0, help="count HR@10 from this event on (50000: the half "
+                    "no hyper-parameter was tuned on); every event is still recommended and learned from")
     args = ap.parse_args()
     keep_freed_tensor_memory()
     s = load_settings()
@@ -153,7 +156,8 @@ def main() -> None:
             rounds = {"batch_max": s.batch_max, "batch_max*N": s.batch_max * n}
             round_events = rounds.get(args.round_events) or int(args.round_events)
             rows, _ = evaluate_many({name: make}, events, seeds, batch_size=round_events, seq_len=s.seq_len,
-                                    seen_max=s.seen_max, limit=args.limit, progress=None)
+                                    seen_max=s.seen_max, limit=args.limit, progress=None,
+                                    score_from=args.score_from)
             all_rows.extend(rows)
             lines.append((n, sharing, rows[0].hr[0]))
     console.print(summary_table(f"prequential HR@10 with users over N workers — $ {command_line}", all_rows))
@@ -163,7 +167,8 @@ def main() -> None:
         target = TARGETS.get(n)
         met = "" if target is None or not sharing else \
             f" target_ratio={1 - target:g} met={'yes' if ratio >= 1 - target else 'no'}"
-        console.print(f"WORKERS n={n} sharing={'on' if sharing else 'off'} hr10={hr:.4f} ratio_to_one={ratio:.4f}{met}",
+        console.print(f"WORKERS n={n} sharing={'on' if sharing else 'off'} hr10={hr:.4f} ratio_to_one={ratio:.4f}{met}"
+                      f" score_from={args.score_from}",
                       soft_wrap=True)
 
 
