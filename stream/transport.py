@@ -15,8 +15,6 @@
   (another worker owned it and had not committed) was then read on from past the dropped records, which were
   never processed (seen on Apache Kafka: nine catalog items a second worker waited for until ``catalog_wait_s``).
   Such partitions are sought to their beginning, which is what ``auto_offset_reset="earliest"`` promises.
-* **Seeks on the consumer's thread** (``Consumer._seek``): Faust's own seek touches the fetcher from the event
-  loop's thread while the consumer's thread drains it.
 * **High watermarks.** Tansu 0.6.0 reports a partition's end offset as the base offset of its last record batch
   + 1, not the last offset + 1. Faust's table recovery reads changelogs only up to that number, so the tail of
   the last batch was silently not restored (seen: 23 of 24 catalog items after losing local state). With
@@ -25,7 +23,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -87,17 +84,6 @@ def worker_transport(fetch_max_wait_ms: int, probe_kwargs: dict[str, Any] | None
     class Consumer(faust_aiokafka.Consumer):
         def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
-
-        async def _seek(self, partition: Any, offset: int) -> None:
-            """Seek on the consumer's own thread. Faust seeks from the event loop's thread while the consumer's
-            thread may be draining the fetcher, and aiokafka's seek drops the partition's fetched records under the
-            draining loop's feet: a worker restarted next to another one on Apache Kafka ended with ``KeyError`` in
-            ``Fetcher.fetched_records`` right after the rewind's seeks."""
-            thread = self._thread
-            if asyncio.get_running_loop() is thread.thread_loop:
-                thread.seek(partition, offset)
-            else:
-                await thread.call_thread(thread.seek, partition, offset)
 
         async def perform_seek(self) -> None:
             await super().perform_seek()
