@@ -355,6 +355,7 @@ class ScoredItem:
 
     item_id: str
     score: float
+    because: dict[str, Any] | None = None  # why it is in the list (see the README), when the worker says
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,7 +399,7 @@ def parse_recommendation(raw: bytes | str | None, validator: Any = None) -> Reco
     >>> ok = (b'{"user_id": "u", "event_id": "e", "rec_id": "r", "items": [{"item_id": "i", "score": 0.5}],'
     ...       b' "model_version": 3, "event_ts": 1.0, "emitted_ts": 2.0}')
     >>> parse_recommendation(ok).items
-    (ScoredItem(item_id='i', score=0.5),)
+    (ScoredItem(item_id='i', score=0.5, because=None),)
     >>> parse_recommendation(ok.replace(b'"item_id": "i"', b'"item_id": ["71", 5.1]'))
     Traceback (most recent call last):
     ...
@@ -416,7 +417,8 @@ def parse_recommendation(raw: bytes | str | None, validator: Any = None) -> Reco
             raise SchemaError(Rejection(Reason.MISSING_FIELD, f"{_path([*path, missing])}: required field is missing"))
         raise SchemaError(Rejection(Reason.WRONG_TYPE, f"{_path(path) or 'message'}: {first.message}"[:300]))
     return Recommendation(obj["user_id"], obj["event_id"], obj["rec_id"],
-                          tuple(ScoredItem(it["item_id"], float(it["score"])) for it in obj["items"]),
+                          tuple(ScoredItem(it["item_id"], float(it["score"]), it.get("because"))
+                                for it in obj["items"]),
                           obj["model_version"], float(obj["event_ts"]), float(obj["emitted_ts"]), obj)
 
 

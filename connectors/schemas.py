@@ -5,8 +5,8 @@ All messages are UTF-8 JSON.
 * ``events`` (key = user id): ``{"event_id", "user_id", "item_id", "event_type", "ts"}`` + optional ``context``.
 * ``items`` (key = item id): ``{"item_id", "text"}`` + optional ``attributes`` and ``embedding``
   (``{"model", "values"}``: the item's text already encoded, see :class:`ItemEmbedding`).
-* ``recommendations`` (key = user id): ``{"user_id", "event_id", "items": [{"item_id", "score"}], "model_version",
-  "event_ts", "emitted_ts"}``; header ``schema`` = ``streamrec.recommendations.v1``.
+* ``recommendations`` (key = user id): ``{"user_id", "event_id", "rec_id", "items": [{"item_id", "score"}
+  + optional "because"], "model_version", "event_ts", "emitted_ts"}``; header ``schema`` = ``streamrec.recommendations.v1``.
 * ``events-dlq`` (key = the rejected message's key): a JSON wrapper (:func:`dlq_record`) holding the reason, a
   detail line, where it came from and the rejected bytes (base64, plus the text when it decodes); header
   ``reason`` carries the reason code too.
@@ -311,22 +311,27 @@ def new_rec_id() -> str:
 
 def recommendation_record(
     user_id: str, event_id: str | None, items: Sequence[tuple[str, float]], model_version: int, event_ts: float,
-    emitted_ts: float | None = None, rec_id: str | None = None,
+    emitted_ts: float | None = None, rec_id: str | None = None, because: Sequence[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The ``recommendations`` message body (:data:`RECOMMENDATION_JSON_SCHEMA`).
 
     An item whose score is not a finite number (a place the learner could not fill) is left out: JSON has no
-    NaN or infinity, and such a place means "nothing here".
+    NaN or infinity, and such a place means "nothing here". ``because``: one reason per item of ``items``
+    (``items[].because``), or None for none.
 
     >>> r = recommendation_record("u", "e1", [("i1", 0.5), ("i2", float("-inf"))], 3, 10.0, emitted_ts=11.0)
     >>> r["items"], r["model_version"], r["emitted_ts"], len(r["rec_id"])
     ([{'item_id': 'i1', 'score': 0.5}], 3, 11.0, 32)
+    >>> recommendation_record("u", "e1", [("i1", 0.5)], 3, 10.0, because=[{"kind": "new"}])["items"]
+    [{'item_id': 'i1', 'score': 0.5, 'because': {'kind': 'new'}}]
     """
+    reasons: Sequence[dict[str, Any] | None] = because if because is not None else [None] * len(items)
     return {
         "user_id": user_id,
         "event_id": event_id,
         "rec_id": rec_id or new_rec_id(),
-        "items": [{"item_id": str(i), "score": float(s)} for i, s in items if math.isfinite(s)],
+        "items": [{"item_id": str(i), "score": float(s), **({"because": why} if why else {})}
+                  for (i, s), why in zip(items, reasons, strict=True) if math.isfinite(s)],
         "model_version": int(model_version),
         "event_ts": float(event_ts),
         "emitted_ts": float(time.time() if emitted_ts is None else emitted_ts),
@@ -398,6 +403,17 @@ ITEM_JSON_SCHEMA: dict[str, Any] = {
     },
 }
 
+#: Kinds of ``items[].because``: a history item (with its ``item_id``), the request's text query, popularity, a new
+#: item (text only, no interactions yet), an exploration place.
+BECAUSE_KINDS = ("history", "intent", "popular", "new", "explore")
+_BECAUSE = {
+    "type": "object",
+    "required": ["kind"],
+    "properties": {"kind": {"enum": list(BECAUSE_KINDS)}, "item_id": _ITEM_ID},
+    "if": {"properties": {"kind": {"const": "history"}}},
+    "then": {"required": ["item_id"]},
+}
+
 #: JSON Schema of a ``recommendations`` message value (the README's schema; outside consumers hold us to it).
 RECOMMENDATION_JSON_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -413,7 +429,7 @@ RECOMMENDATION_JSON_SCHEMA: dict[str, Any] = {
             "items": {
                 "type": "object",
                 "required": ["item_id", "score"],
-                "properties": {"item_id": _ITEM_ID, "score": _NUMBER},
+                "properties": {"item_id": _ITEM_ID, "score": _NUMBER, "because": _BECAUSE},
             },
         },
         "model_version": {"type": "integer", "minimum": 0},

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from learners import explain
 from learners.cold import ColdGate
 from learners.encoder import resolve_device
 from learners.heads import AdapterHead, AttentionUserModel
@@ -32,6 +33,7 @@ from learners.sharing import Contribution, DeltaTracker, rounds
 from learners.signals import CooccurrenceSignal, PopularitySignal
 from learners.types import (
     BaseLearner,
+    Because,
     FloatArray,
     Interaction,
     Item,
@@ -628,10 +630,15 @@ class AdapterRecommender(BaseLearner):
 
     def _user_vectors(self, user: AttentionUserModel, head: AdapterHead, idx: torch.Tensor,
                       mask: torch.Tensor) -> torch.Tensor:
-        """(B, dim) user vectors from the history index rows, computing only the history items' vectors."""
-        rows, at = unique_rows(idx.reshape(-1))
-        v, _ = self._row_vectors(head, rows)
-        h = v.index_select(0, at).view(*idx.shape, v.shape[1])
+        """(B, dim) user vectors from the history index rows, computing only the history items' vectors (or
+        reading them from the whole-catalog table when it is at hand)."""
+        cached = self._cached_table()
+        if cached is not None:
+            h = cached[0].index_select(0, idx.reshape(-1)).view(*idx.shape, cached[0].shape[1])
+        else:
+            rows, at = unique_rows(idx.reshape(-1))
+            v, _ = self._row_vectors(head, rows)
+            h = v.index_select(0, at).view(*idx.shape, v.shape[1])
         u: torch.Tensor = user(h, mask)
         return u
 
@@ -669,7 +676,6 @@ class AdapterRecommender(BaseLearner):
     def _recommend_two_stage(self, qs: Sequence[Query], k: int, on_demand: bool) -> list[Recommendation]:
         """Candidates (:class:`~learners.retrieval.CandidateRetriever`), then the full model, the fusion and the
         cold gate on them only: nothing here is O(catalog)."""
-        head, user, log_temp, blend = self._scoring_parts()
         idx, mask = self._encode_histories([q.history for q in qs])
         idx_np, mask_np = idx.cpu().numpy(), mask.cpu().numpy()
         n = len(self.item_ids)
@@ -677,15 +683,7 @@ class AdapterRecommender(BaseLearner):
             u, cand = self._retrieve(idx, mask)
             cand_t = torch.as_tensor(cand, device=self._dev)
             valid = cand_t >= 0
-            crow, pos = unique_rows(cand_t.clamp(min=0).reshape(-1))
-            vc, bc = self._row_vectors(head, crow)
-            pos = pos.view(cand_t.shape)
-            scores_t = torch.einsum("bd,bcd->bc", u, vc[pos]) + bc[pos]
-            if self._cooc is not None:
-                scores_t = scores_t + blend[0] * self._cooc.features_at(idx, mask, cand_t)
-            if self._pop is not None:
-                scores_t = scores_t + blend[1] * self._pop.features_at(cand_t)
-            scores = scores_t.float().cpu().numpy()
+            scores = self._scores_at(u, idx, mask, cand_t).float().cpu().numpy()
         scores[~valid.cpu().numpy()] = -np.inf
         # a query's history items are usually among its exclusions: out before the fusion picks its candidates
         width = max(n, 1)
@@ -719,6 +717,56 @@ class AdapterRecommender(BaseLearner):
             recs = self._gate.reshape(recs, scores, idx_np, mask_np, qs, self.item_ids, count=not on_demand,
                                       force=no_history, cand=cand)
         return recs
+
+    def _scores_at(self, u: torch.Tensor | None, idx: torch.Tensor, mask: torch.Tensor,
+                   cand: torch.Tensor) -> torch.Tensor:
+        """(B, C) model scores (before fusion and cold places) of each row's items ``cand`` (item indices, -1: 0)
+        for the histories ``idx``/``mask``, under the scoring parameters; ``u``: the rows' scaled user vectors when
+        already computed. Only the candidates' and histories' item vectors are computed."""
+        head, user, log_temp, blend = self._scoring_parts()
+        if u is None:
+            u = self._user_vectors(user, head, idx, mask) * log_temp.exp()
+        cached = self._cached_table()
+        if cached is not None:
+            vc, bc = cached
+            pos = cand.clamp(min=0)
+        else:
+            crow, pos = unique_rows(cand.clamp(min=0).reshape(-1))
+            vc, bc = self._row_vectors(head, crow)
+            pos = pos.view(cand.shape)
+        scores_t = torch.einsum("bd,bcd->bc", u, vc[pos]) + bc[pos]
+        if self._cooc is not None:
+            scores_t = scores_t + blend[0] * self._cooc.features_at(idx, mask, cand)
+        if self._pop is not None:
+            scores_t = scores_t + blend[1] * self._pop.features_at(cand)
+        return scores_t
+
+    def _cached_table(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The (items, dim) vectors and (items,) biases of every item under the scoring parameters, when the
+        whole-catalog scoring path (small catalogs) has them computed already; else None."""
+        table = self._cache
+        return table if table is not None and len(table[0]) >= len(self.item_ids) else None
+
+    def explain_many(self, qs: Sequence[Query], recs: Sequence[Recommendation]) -> list[list[Because]]:
+        """Why each recommended item is in its list (:mod:`learners.explain`), for lists this learner just made
+        for ``qs`` and has not learned since: the history item whose removal from the user's history lowers the
+        item's model score most (of the latest ``explain.RECENT`` distinct ones), else ``new`` for an item with no
+        interactions yet, else ``popular``. Changes nothing."""
+        counts = self._interactions()
+        if self._head is None or not self.item_ids:
+            return explain.without_history(recs, self.item_index, counts)
+        with torch.no_grad():
+            return explain.by_leave_one_out(qs, recs, self.item_index, self.item_ids, counts, self._encode_histories,
+                                            lambda idx, mask, cand: self._scores_at(None, idx, mask, cand))
+
+    def _interactions(self) -> np.ndarray:
+        """Interactions per item index so far (what makes an item cold or new)."""
+        if self._gate is not None:
+            return self._gate.counts[: len(self.item_ids)]
+        if self._cooc is not None:
+            out: np.ndarray = self._cooc.item_count_tensor(len(self.item_ids)).cpu().numpy()
+            return out
+        return np.ones(len(self.item_ids))
 
     def _fused(self, scores: FloatArray, idx: torch.Tensor, mask: torch.Tensor,
                dropped: tuple[np.ndarray, np.ndarray], qs: Sequence[Query], k: int) -> list[Recommendation]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -48,6 +48,9 @@ class Query:
 
 
 Recommendation = list[tuple[str, float]]
+#: Why one recommended item is in its list (``items[].because`` on the wire, see :mod:`learners.explain`):
+#: ``{"kind": "history", "item_id": ...}``, ``{"kind": "popular"}``, ``{"kind": "new"}``, ...
+Because = dict[str, Any]
 
 
 @runtime_checkable
@@ -144,6 +147,11 @@ class WorkerLearner(Learner, Protocol):
     def contribution(self) -> Contribution | None: ...
 
     def merge(self, cs: Sequence[Contribution]) -> int: ...
+
+    def explain_many(self, qs: Sequence[Query], recs: Sequence[Recommendation]) -> list[list[Because]]:
+        """One reason per item of each list in ``recs``, made for ``qs`` by this learner as it is now (before it
+        learns again); changes nothing."""
+        ...
 
 
 class BaseLearner:
@@ -420,6 +428,7 @@ __all__ = [
     "Learner",
     "Query",
     "Recommendation",
+    "Because",
     "TextEncoder",
     "pick_top_k",
     "reciprocal_rank_fusion",

@@ -159,23 +159,25 @@ class EventProcessor:
             self._known_window.append(int(ev.item_id in known))
         if accepted or again:
             lists0, placed0 = self.learner.cold_places
-            recs = self.learner.recommend_many(queries + [q for _, q in again], s.top_k)
+            asked = queries + [q for _, q in again]
+            recs = self.learner.recommend_many(asked, s.top_k)
+            reasons = self.learner.explain_many(asked, recs) if s.explain else [None] * len(recs)
             lists, placed = self.learner.cold_places
             self.metrics.cold_lists.inc(lists - lists0)
             self.metrics.cold_items.inc(placed - placed0)
             version = self.learner.model_version
             now = self.clock()
-            for (ev, _), rec in zip(accepted, recs, strict=False):
+            for (ev, _), rec, why in zip(accepted, recs, reasons, strict=False):
                 res.recommendations.append(
-                    (ev.user_id, recommendation_record(ev.user_id, ev.event_id, rec, version, ev.ts, now))
+                    (ev.user_id, recommendation_record(ev.user_id, ev.event_id, rec, version, ev.ts, now, because=why))
                 )
                 # in event order, so a user's second event in this batch is scored against the list made after
                 # the first one (not the stale list from before the batch)
                 self._observe_hit(ev)
                 self._remember(ev.user_id, tuple(i for i, _ in rec))
-            for (ev, _), rec in zip(again, recs[len(accepted):], strict=True):
+            for (ev, _), rec, why in zip(again, recs[len(accepted):], reasons[len(accepted):], strict=True):
                 res.recommendations.append(
-                    (ev.user_id, recommendation_record(ev.user_id, ev.event_id, rec, version, ev.ts, now))
+                    (ev.user_id, recommendation_record(ev.user_id, ev.event_id, rec, version, ev.ts, now, because=why))
                 )
             res.answered_again = len(again)
             if self._known_window:

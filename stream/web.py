@@ -110,9 +110,10 @@ class OnDemandAnswers:
         asked = time.time()
         state = UserState.from_dict(self.sr.user_table.get(user_id))
         learner = self.sr.learner
-        items = learner.recommend_readonly(Query(user_id, tuple(state.seq), frozenset(state.seen)),
-                                           int(parse_k(k, self.settings.top_k)))
-        return 200, recommendation_record(user_id, None, items, learner.model_version, asked)
+        q = Query(user_id, tuple(state.seq), frozenset(state.seen))
+        items = learner.recommend_readonly(q, int(parse_k(k, self.settings.top_k)))
+        why = learner.explain_many([q], [items])[0] if self.settings.explain else None
+        return 200, recommendation_record(user_id, None, items, learner.model_version, asked, because=why)
 
     def similar_items(self, item_id: str, k: str | None) -> tuple[int, dict[str, Any]]:
         """(status, body) of ``GET /items/{item_id}/similar``: the nearest items, or an error (404: unknown)."""

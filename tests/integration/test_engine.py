@@ -74,13 +74,17 @@ def test_events_in_recommendations_out_with_schema_and_dlq(worker_factory: Any, 
         assert set(r) == {"user_id", "event_id", "rec_id", "items", "model_version", "event_ts", "emitted_ts"}
         assert isinstance(r["model_version"], int) and r["emitted_ts"] >= time.time() - 600
         assert len(r["items"]) == 10
-        assert all(set(i) == {"item_id", "score"} and isinstance(i["score"], float) for i in r["items"])
-    # items the user already has are never recommended
+        assert all(set(i) == {"item_id", "score", "because"} and isinstance(i["score"], float) for i in r["items"])
+    # items the user already has are never recommended; a reason from the history names one of the user's items
     seen: dict[str, set[str]] = {}
     by_id = {r["event_id"]: r for r in recs}
     for e in good:
         seen.setdefault(e["user_id"], set()).add(e["item_id"])
-        assert not seen[e["user_id"]] & {i["item_id"] for i in by_id[e["event_id"]]["items"]}
+        items = by_id[e["event_id"]]["items"]
+        assert not seen[e["user_id"]] & {i["item_id"] for i in items}
+        cited = {i["because"]["item_id"] for i in items if i["because"]["kind"] == "history"}
+        assert cited <= seen[e["user_id"]], (cited, seen[e["user_id"]])
+    assert any(i["because"]["kind"] == "history" for r in recs for i in r["items"])
     assert sorted(d["reason"] for d in dlq) == ["invalid_json", "missing_field", "unknown_event_type"]
     assert all(d["detail"] and d["value_b64"] for d in dlq)
     assert all(schema_errors(d, DLQ_JSON_SCHEMA) == [] for d in dlq)

@@ -42,6 +42,7 @@ def _check_outgoing(res) -> None:  # noqa: ANN001 - a BatchResult
         wire = json.dumps(record, allow_nan=False)  # what the agent sends; NaN/inf would raise here
         assert schema_errors(wire, RECOMMENDATION_JSON_SCHEMA) == [], wire
         ids = [i["item_id"] for i in record["items"]]
+        assert all("because" in i for i in record["items"]), wire  # explain is on by default
         assert len(ids) == len(set(ids)), wire
         assert record["user_id"] == user
     for _, record in res.dlq:
@@ -101,3 +102,16 @@ def test_dead_letters_of_arbitrary_bytes_match_their_schema(raw: bytes, key: byt
     proc = EventProcessor(s, learner, WorkerMetrics(), clock=lambda: 1.0)
     res = proc.prepare([RawMessage(key, raw, "events", 0, 1, 1.0)], lambda u: UserState())
     _check_outgoing(res)
+
+
+def test_reasons_the_schema_refuses() -> None:
+    """A history reason names its item; a reason is one of the README's kinds."""
+    def record(because: object) -> dict:
+        return {"user_id": "u", "event_id": None, "rec_id": "r", "model_version": 1, "event_ts": 1.0,
+                "emitted_ts": 1.0, "items": [{"item_id": "i", "score": 1.0, "because": because}]}
+
+    assert schema_errors(record({"kind": "history", "item_id": "j"}), RECOMMENDATION_JSON_SCHEMA) == []
+    assert schema_errors(record({"kind": "new"}), RECOMMENDATION_JSON_SCHEMA) == []
+    assert schema_errors(record({"kind": "history"}), RECOMMENDATION_JSON_SCHEMA) != []
+    assert schema_errors(record({"kind": "because"}), RECOMMENDATION_JSON_SCHEMA) != []
+    assert schema_errors(record("history"), RECOMMENDATION_JSON_SCHEMA) != []
