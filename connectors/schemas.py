@@ -99,6 +99,26 @@ def _check_id(name: str, v: Any, max_len: int) -> Rejection | None:
     return None
 
 
+def _check_attribution(ctx: dict[str, Any], max_id_length: int) -> Rejection | None:
+    """``context.rec_id`` (the list a click came from) and ``context.position`` (its 0-based place there), when
+    given, must be an id and a whole number >= 0.
+
+    >>> _check_attribution({"rec_id": "r1", "position": 2}, 64) is None, _check_attribution({"position": "2"}, 64).detail
+    (True, 'context.position: expected a whole number >= 0, got str')
+    """
+    rec_id = ctx.get("rec_id")
+    if rec_id is not None:
+        rej = _check_id("context.rec_id", rec_id, max_id_length)
+        if rej is not None:
+            return rej
+    pos = ctx.get("position")
+    whole = isinstance(pos, int) and not isinstance(pos, bool)
+    if pos is not None and (not whole or pos < 0):
+        got = pos if whole else type(pos).__name__
+        return Rejection(Reason.WRONG_TYPE, f"context.position: expected a whole number >= 0, got {got}")
+    return None
+
+
 def parse_event(
     raw: bytes | str | None,
     *,
@@ -141,6 +161,9 @@ def parse_event(
         ctx = {}
     if not isinstance(ctx, dict):
         return Rejection(Reason.WRONG_TYPE, f"context: expected an object, got {type(ctx).__name__}")
+    rej = _check_attribution(ctx, max_id_length)
+    if rej is not None:
+        return rej
     return Event(obj["event_id"], obj["user_id"], obj["item_id"], et, float(ts), ctx)
 
 

@@ -26,6 +26,7 @@ from torch import nn
 from learners import explain
 from learners.cold import ColdGate
 from learners.encoder import resolve_device
+from learners.exploration import ExposureStats
 from learners.heads import AdapterHead, AttentionUserModel
 from learners.replay import Example, ReplayBuffer
 from learners.retrieval import CandidateRetriever, RetrievalConfig
@@ -197,6 +198,7 @@ class AdapterRecommender(BaseLearner):
     early_steps = 1
     _n_learned = 0
     _gate: ColdGate | None = None
+    _exposure: ExposureStats | None = None  # made on first feedback (checkpoints from before it have none)
     cooccurrence_dense_items = 4096
     cooccurrence_neighbours = 64
     retrieval = RetrievalConfig(exact_max_items=2**62)  # checkpoints from before two-stage: exact, as they were
@@ -1028,6 +1030,21 @@ class AdapterRecommender(BaseLearner):
         if self._avg is not None:
             out.update({f"avg.{name}": t for name, t in self._avg.items()})
         return out
+
+    def observe_feedback(self, shown: Sequence[Sequence[str]], clicked: Sequence[tuple[str, int]]) -> None:
+        """The lists the worker sent (item ids) and the clicks attributed to them ((item id, 0-based position)):
+        per-item exposures and clicks (:class:`~learners.exploration.ExposureStats`)."""
+        if self._exposure is None:
+            self._exposure = ExposureStats()
+        get = self.item_index.get
+        self._exposure.grow(len(self.item_ids))
+        self._exposure.observe([[get(i, -1) for i in lst] for lst in shown], [(get(i, -1), p) for i, p in clicked])
+
+    @property
+    def feedback(self) -> tuple[int, int]:
+        """(lists sent, clicks attributed to them) that :meth:`observe_feedback` has seen."""
+        e = self._exposure
+        return (e.lists, e.attributed) if e is not None else (0, 0)
 
     @property
     def cold_places(self) -> tuple[int, int]:

@@ -30,6 +30,7 @@ class UserState:
     n: int = 0
     ids: list[str] = field(default_factory=list)
     offs: list[int] = field(default_factory=list)
+    shown: list[list[Any]] = field(default_factory=list)  # the last lists sent: [rec_id, [items], [explored places]]
 
     def has_event(self, event_id: str) -> bool:
         """True when ``event_id`` is among the last remembered event ids of this user."""
@@ -77,9 +78,33 @@ class UserState:
             return None
         return tuple(self.seq[:end])
 
+    def remember_list(self, rec_id: str, items: list[str], explored: list[int], keep: int) -> None:
+        """Keep the list ``rec_id`` sent to this user (its items and the places exploration chose), the last
+        ``keep`` lists only, so a later click that names it can be attributed (:meth:`find_list`)."""
+        if keep <= 0:
+            return
+        self.shown.append([rec_id, list(items), list(explored)])
+        if len(self.shown) > keep:
+            del self.shown[: len(self.shown) - keep]
+
+    def find_list(self, rec_id: str) -> tuple[list[str], list[int]] | None:
+        """The items and explored places of the remembered list ``rec_id`` (None: not among the last ones).
+
+        >>> s = UserState(); s.remember_list("r1", ["a", "b"], [1], keep=1); s.remember_list("r2", ["c"], [], keep=1)
+        >>> s.find_list("r2"), s.find_list("r1")
+        ((['c'], []), None)
+        """
+        for rid, items, explored in reversed(self.shown):
+            if rid == rec_id:
+                return items, explored
+        return None
+
     def to_dict(self) -> dict[str, Any]:
-        return {"seq": list(self.seq), "seen": list(self.seen), "n": self.n, "ids": list(self.ids),
-                "offs": list(self.offs)}
+        d = {"seq": list(self.seq), "seen": list(self.seen), "n": self.n, "ids": list(self.ids),
+             "offs": list(self.offs)}
+        if self.shown:
+            d["shown"] = [list(x) for x in self.shown]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> UserState:
@@ -90,7 +115,7 @@ class UserState:
         if len(offs) != len(ids):  # written before offsets were kept
             offs = [-1] * len(ids)
         return cls(seq=list(d.get("seq", [])), seen=list(d.get("seen", [])), n=int(d.get("n", 0)), ids=ids,
-                   offs=offs)
+                   offs=offs, shown=[list(x) for x in d.get("shown", [])])
 
 
 class InMemoryHistory:

@@ -148,6 +148,16 @@ class WorkerLearner(Learner, Protocol):
 
     def merge(self, cs: Sequence[Contribution]) -> int: ...
 
+    def observe_feedback(self, shown: Sequence[Sequence[str]], clicked: Sequence[tuple[str, int]]) -> None:
+        """What the worker sent (each list's item ids) and the clicks attributed to those lists ((item id,
+        0-based position)), once per micro-batch."""
+        ...
+
+    @property
+    def feedback(self) -> tuple[int, int]:
+        """(lists sent, attributed clicks) seen through :meth:`observe_feedback`."""
+        ...
+
     def explain_many(self, qs: Sequence[Query], recs: Sequence[Recommendation]) -> list[list[Because]]:
         """One reason per item of each list in ``recs``, made for ``qs`` by this learner as it is now (before it
         learns again); changes nothing."""

@@ -96,6 +96,20 @@ class WorkerMetrics:
         self.answered_again = Counter("streamrec_redelivered_answered", "Events read again after a crash whose "
                                       "answer was not known to be on the topic, answered again (consumers "
                                       "deduplicate by event_id).", registry=r)
+        self.shown = Counter("streamrec_recommendation_shown", "Items sent in recommendation lists, by arm "
+                             "(exploit: the model's order; explore: placed by the exploration policy) and "
+                             "0-based position.", ["arm", "position"], registry=r)
+        self.clicks = Counter("streamrec_recommendation_clicks", "Events attributed to a list sent before (their "
+                              "context.rec_id names it and their item is in it), by the arm and 0-based position "
+                              "it had there.", ["arm", "position"], registry=r)
+        self.attributions = Counter("streamrec_attributions", "Events that name a list in context.rec_id, by "
+                                    "outcome: attributed, unknown_list (not among the user's last "
+                                    "attribution_lists lists), not_in_list (the item was not in it).", ["outcome"],
+                                    registry=r)
+        for outcome in ("attributed", "unknown_list", "not_in_list"):
+            self.attributions.labels(outcome)
+        self.feedback_clicks = Gauge("streamrec_model_feedback_clicks", "Attributed clicks the learner has "
+                                     "taken in (its per-item exposure and click counts).", registry=r)
         self.events_learned = Gauge("streamrec_model_events_learned", "Events the model has learned from: this "
                                     "worker's own and those merged from its peers.", registry=r)
         self.shared_contributions = Counter("streamrec_shared_contributions", "Model contributions (what one worker "

@@ -22,7 +22,15 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.schemas import Event, Reason, Rejection, dlq_record, parse_event, recommendation_record
+from connectors.schemas import (
+    Event,
+    Reason,
+    Rejection,
+    dlq_record,
+    new_rec_id,
+    parse_event,
+    recommendation_record,
+)
 from learners.history import UserState
 from learners.types import Interaction, Query, WorkerLearner, run_stages
 from stream.drift import DriftWatch
@@ -58,6 +66,8 @@ class BatchResult:
     relearned: int = 0
     pending: list[tuple[Interaction, tuple[str, ...]]] = field(default_factory=list)  # items not in the catalog yet
     answered_again: int = 0  # redelivered events answered again (their first answer was not known to be out)
+    shown: list[list[str]] = field(default_factory=list)  # the items of each list sent, in order
+    clicks: list[tuple[str, int, str]] = field(default_factory=list)  # attributed: (item, position, arm)
 
 
 class EventProcessor:
@@ -143,6 +153,9 @@ class EventProcessor:
                                                 f"user_id: over {s.user_rate_per_s:g} events/s (burst {s.user_burst})"))
                 continue
             accepted.append((ev, msg))
+            click = self._attribute(ev, state)
+            if click is not None:
+                res.clicks.append(click)
             history = tuple(state.seq)
             state.append(ev.item_id, s.seq_len, s.seen_max, ev.event_id, s.dedup_window, msg.offset)
             res.states[ev.user_id] = (state, msg.handle)
@@ -168,9 +181,12 @@ class EventProcessor:
             version = self.learner.model_version
             now = self.clock()
             for (ev, _), rec, why in zip(accepted, recs, reasons, strict=False):
-                res.recommendations.append(
-                    (ev.user_id, recommendation_record(ev.user_id, ev.event_id, rec, version, ev.ts, now, because=why))
-                )
+                rec_id = new_rec_id()
+                record = recommendation_record(ev.user_id, ev.event_id, rec, version, ev.ts, now, rec_id, why)
+                res.recommendations.append((ev.user_id, record))
+                sent = [it["item_id"] for it in record["items"]]
+                res.shown.append(sent)
+                res.states[ev.user_id][0].remember_list(rec_id, sent, [], s.attribution_lists)
                 # in event order, so a user's second event in this batch is scored against the list made after
                 # the first one (not the stale list from before the batch)
                 self._observe_hit(ev)
@@ -183,6 +199,25 @@ class EventProcessor:
             if self._known_window:
                 self.metrics.unknown_item_ratio.set(1.0 - sum(self._known_window) / len(self._known_window))
         return res
+
+    def _attribute(self, ev: Event, state: UserState) -> tuple[str, int, str] | None:
+        """The (item, 0-based position, arm) of a click on a list the user was sent (``context.rec_id``), counted
+        by outcome; None when the event names no list or not one of the user's last ``attribution_lists``, or its
+        item was not in it. The list's own order decides the position (``context.position`` is the producer's
+        claim; the worker knows what it sent)."""
+        rec_id = ev.context.get("rec_id")
+        if rec_id is None or not self.settings.attribution_lists:
+            return None
+        found = state.find_list(rec_id)
+        if found is None or ev.item_id not in found[0]:
+            self.metrics.attributions.labels("unknown_list" if found is None else "not_in_list").inc()
+            return None
+        items, explored = found
+        position = items.index(ev.item_id)
+        arm = "explore" if position in explored else "exploit"
+        self.metrics.attributions.labels("attributed").inc()
+        self.metrics.clicks.labels(arm, str(position)).inc()
+        return ev.item_id, position, arm
 
     def _query_at(self, ev: Event, state: UserState, later: int) -> Query:
         """The query of an event already in ``state`` with ``later`` events after it: its history prefix and the
@@ -261,6 +296,16 @@ class EventProcessor:
             if ts is not None:
                 m.latency.observe(max(0.0, now - ts))
         m.recommendations.inc(len(res.recommendations))
+        shown: dict[tuple[str, int], int] = {}
+        for record in (r for _, r in res.recommendations):
+            for position, it in enumerate(record["items"]):
+                arm = "explore" if it.get("explore") else "exploit"
+                shown[arm, position] = shown.get((arm, position), 0) + 1
+        for (arm, position), n in shown.items():
+            m.shown.labels(arm, str(position)).inc(n)
+        if res.shown or res.clicks:
+            self.learner.observe_feedback(res.shown, [(item, position) for item, position, _ in res.clicks])
+            m.feedback_clicks.set(self.learner.feedback[1])
         m.empty_lists.inc(sum(1 for _, r in res.recommendations if not r["items"]))
         m.answered_again.inc(res.answered_again)
 

@@ -112,6 +112,8 @@ class Settings(BaseSettings):
     # -- recommendation and learning -----------------------------------------------------------------------
     top_k: int = Field(10, ge=1, le=1000, description="Items per recommendation message.")
     explain: bool = Field(True, description="Give each recommended item its `because` (why it is in the list).")
+    attribution_lists: int = Field(5, ge=0, le=100, description="Lists remembered per user so a click naming "
+                                   "its `context.rec_id` is attributed (0: none).")
     batch_max: int = Field(256, ge=1, description="Largest micro-batch taken from `events` (`stream.take`).")
     batch_within_s: float = Field(0.05, gt=0, description="Longest wait to fill a micro-batch, seconds.")
     fetch_max_wait_ms: int = Field(50, ge=1, le=10000, description="Consumer fetch wait (Tansu holds every fetch this long).")

@@ -12,7 +12,7 @@ import pytest
 
 from connectors.kafka import KafkaClientConfig, ensure_topics, publish_items, read_topic, replay_events
 from connectors.schemas import DLQ_JSON_SCHEMA, RECOMMENDATION_JSON_SCHEMA, schema_errors
-from stream.demo import scrape
+from stream.demo import scrape, scrape_all
 from tests.conftest import make_catalog
 
 pytestmark = pytest.mark.integration
@@ -142,3 +142,32 @@ def test_new_item_recommended_from_text_alone(worker_factory: Any, kafka: KafkaC
     recs = asyncio.run(read_json(kafka, f"{app}-recommendations", len(history) + 1))
     last = next(r for r in recs if r["event_id"] == "bob-50")
     assert "brand-new" in [i["item_id"] for i in last["items"]][:5]
+
+
+def test_clicks_on_a_list_reach_the_metrics_and_the_learner(worker_factory: Any, kafka: KafkaClientConfig) -> None:
+    """A consumer reads a list, the user clicks its third item and the producer names the list in
+    context.rec_id: the worker counts the click at that place and its learner takes it in."""
+    app = "t-attr"
+    asyncio.run(setup_topics(kafka, app))
+    w = start_ready(worker_factory, kafka, app)
+    first = [ev(i, f"u{i}", f"space-{i}") for i in range(3)]
+
+    async def go() -> None:
+        await replay_events(kafka, f"{app}-events", first)
+        recs = await read_json(kafka, f"{app}-recommendations", len(first))
+        clicks = [{**ev(10, r["user_id"], r["items"][2]["item_id"]), "context": {"rec_id": r["rec_id"], "position": 2}}
+                  for r in recs]
+        stray = {**ev(11, "u0", "space-7"), "context": {"rec_id": "no-such-list"}}
+        await replay_events(kafka, f"{app}-events", [*clicks, stray])
+        await read_json(kafka, f"{app}-recommendations", len(first) * 2 + 1)
+
+    asyncio.run(go())
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and scrape(w.metrics_port, "streamrec_model_feedback_clicks") != 3:
+        time.sleep(0.5)
+    samples = scrape_all(w.metrics_port)
+    assert samples['streamrec_recommendation_clicks_total{arm=exploit,position=2}'] == 3
+    assert samples['streamrec_attributions_total{outcome=attributed}'] == 3
+    assert samples['streamrec_attributions_total{outcome=unknown_list}'] == 1
+    assert samples['streamrec_recommendation_shown_total{arm=exploit,position=0}'] == 7
+    assert samples["streamrec_model_feedback_clicks"] == 3

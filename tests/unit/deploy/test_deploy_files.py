@@ -33,6 +33,8 @@ def exported_metric_names() -> set[str]:
     m.drift_score.labels("item_popularity", "psi").set(0)
     m.info.labels("0", "m").set(1)
     m.sharing_peer_lag.labels("peer").set(0)  # its series appear with the first peer
+    m.shown.labels("exploit", "0")  # these appear with the first list sent and the first click
+    m.clicks.labels("exploit", "0")
     names = set()
     for fam in reg.collect():
         for sample in fam.samples:

@@ -226,3 +226,39 @@ def test_cold_places_are_counted_for_operators() -> None:
     off = AdapterRecommender(HashingEncoder(16), dim=8, device="cpu", cold_slots=0)
     off.add_items([Item("a", "item a"), Item("b", "item b")])
     assert off.cold_places == (0, 0)
+
+
+def test_a_click_naming_a_list_it_was_sent_is_attributed_to_its_position() -> None:
+    p, m, metrics = make(attribution_lists=2)
+    states: dict[str, UserState] = {}
+
+    def step(*events: dict) -> object:
+        res = p.prepare([msg(e, offset=n) for n, e in enumerate(events)], lambda u: states.get(u) or UserState())
+        states.update({u: st for u, (st, _) in res.states.items()})
+        p.observe_emitted(res)
+        p.learn(res)
+        return res
+
+    first = step(event(1, "u", "i1")).recommendations[0][1]
+    rec_id, shown = first["rec_id"], [it["item_id"] for it in first["items"]]
+    assert states["u"].find_list(rec_id) == (shown, [])
+    step({**event(2, "u", shown[3]), "context": {"rec_id": rec_id, "position": 3}},
+         {**event(3, "v", "i5"), "context": {"rec_id": rec_id}},  # not v's list
+         {**event(4, "u", "i1"), "context": {"rec_id": rec_id}})  # not in it (u had it)
+    assert metrics.clicks.labels("exploit", "3")._value.get() == 1  # noqa: SLF001
+    assert [metrics.attributions.labels(o)._value.get() for o in ("attributed", "unknown_list", "not_in_list")] \
+        == [1, 1, 1]  # noqa: SLF001
+    assert metrics.shown.labels("exploit", "0")._value.get() == 4  # noqa: SLF001 - one list per event
+    assert m.feedback == (4, 1)  # the learner saw every list sent and the attributed click
+    for _ in range(2):  # only the last attribution_lists lists are remembered
+        step(event(10 + _, "u", f"i{12 + _}"))
+    assert states["u"].find_list(rec_id) is None
+    assert UserState.from_dict(states["u"].to_dict()) == states["u"]
+
+
+def test_attribution_fields_of_the_wrong_type_are_dead_letters() -> None:
+    p, _, _ = make()
+    res = p.prepare([msg({**event(1, "u", "i1"), "context": {"rec_id": 7}}),
+                     msg({**event(2, "u", "i1"), "context": {"position": -1}})], lambda u: UserState())
+    assert [d["detail"].split(":")[0] for _, d in res.dlq] == ["context.rec_id", "context.position"]
+    assert res.recommendations == []
