@@ -6,7 +6,8 @@ All messages are UTF-8 JSON.
 * ``items`` (key = item id): ``{"item_id", "text"}`` + optional ``attributes`` and ``embedding``
   (``{"model", "values"}``: the item's text already encoded, see :class:`ItemEmbedding`).
 * ``recommendations`` (key = user id): ``{"user_id", "event_id", "rec_id", "items": [{"item_id", "score"}
-  + optional "because"], "model_version", "event_ts", "emitted_ts"}``; header ``schema`` = ``streamrec.recommendations.v1``.
+  + optional "because", "explore", "propensity"], "model_version", "event_ts", "emitted_ts"}``; header ``schema`` =
+  ``streamrec.recommendations.v1``.
 * ``events-dlq`` (key = the rejected message's key): a JSON wrapper (:func:`dlq_record`) holding the reason, a
   detail line, where it came from and the rejected bytes (base64, plus the text when it decodes); header
   ``reason`` carries the reason code too.
@@ -335,26 +336,43 @@ def new_rec_id() -> str:
 def recommendation_record(
     user_id: str, event_id: str | None, items: Sequence[tuple[str, float]], model_version: int, event_ts: float,
     emitted_ts: float | None = None, rec_id: str | None = None, because: Sequence[dict[str, Any]] | None = None,
+    explored: dict[int, float | None] | None = None,
 ) -> dict[str, Any]:
     """The ``recommendations`` message body (:data:`RECOMMENDATION_JSON_SCHEMA`).
 
     An item whose score is not a finite number (a place the learner could not fill) is left out: JSON has no
     NaN or infinity, and such a place means "nothing here". ``because``: one reason per item of ``items``
-    (``items[].because``), or None for none.
+    (``items[].because``), or None for none. ``explored``: the places of ``items`` an exploration policy filled,
+    each with its propensity (None: not known): those items carry ``"explore": true`` (and ``propensity``).
 
     >>> r = recommendation_record("u", "e1", [("i1", 0.5), ("i2", float("-inf"))], 3, 10.0, emitted_ts=11.0)
     >>> r["items"], r["model_version"], r["emitted_ts"], len(r["rec_id"])
     ([{'item_id': 'i1', 'score': 0.5}], 3, 11.0, 32)
     >>> recommendation_record("u", "e1", [("i1", 0.5)], 3, 10.0, because=[{"kind": "new"}])["items"]
     [{'item_id': 'i1', 'score': 0.5, 'because': {'kind': 'new'}}]
+    >>> recommendation_record("u", "e1", [("i1", 0.5), ("i2", 0.4)], 3, 10.0, explored={1: 0.05})["items"][1]
+    {'item_id': 'i2', 'score': 0.4, 'explore': True, 'propensity': 0.05}
     """
     reasons: Sequence[dict[str, Any] | None] = because if because is not None else [None] * len(items)
+    marks = explored or {}
+    out = []
+    for pos, ((i, s), why) in enumerate(zip(items, reasons, strict=True)):
+        if not math.isfinite(s):
+            continue
+        item: dict[str, Any] = {"item_id": str(i), "score": float(s)}
+        if why:
+            item["because"] = why
+        if pos in marks:
+            item["explore"] = True
+            propensity = marks[pos]
+            if propensity is not None:
+                item["propensity"] = float(propensity)
+        out.append(item)
     return {
         "user_id": user_id,
         "event_id": event_id,
         "rec_id": rec_id or new_rec_id(),
-        "items": [{"item_id": str(i), "score": float(s), **({"because": why} if why else {})}
-                  for (i, s), why in zip(items, reasons, strict=True) if math.isfinite(s)],
+        "items": out,
         "model_version": int(model_version),
         "event_ts": float(event_ts),
         "emitted_ts": float(time.time() if emitted_ts is None else emitted_ts),
@@ -452,7 +470,9 @@ RECOMMENDATION_JSON_SCHEMA: dict[str, Any] = {
             "items": {
                 "type": "object",
                 "required": ["item_id", "score"],
-                "properties": {"item_id": _ITEM_ID, "score": _NUMBER, "because": _BECAUSE},
+                "properties": {"item_id": _ITEM_ID, "score": _NUMBER, "because": _BECAUSE,
+                               "explore": {"type": "boolean"},
+                               "propensity": {"type": "number", "minimum": 0, "maximum": 1}},
             },
         },
         "model_version": {"type": "integer", "minimum": 0},

@@ -26,7 +26,15 @@ from torch import nn
 from learners import explain
 from learners.cold import ColdGate
 from learners.encoder import resolve_device
-from learners.exploration import ExposureStats
+from learners.exploration import (
+    Boost,
+    ExplorationConfig,
+    Explored,
+    ExposureStats,
+    boosted_places,
+    epsilon_places,
+    exposure_boost,
+)
 from learners.heads import AdapterHead, AttentionUserModel
 from learners.replay import Example, ReplayBuffer
 from learners.retrieval import CandidateRetriever, RetrievalConfig
@@ -199,6 +207,9 @@ class AdapterRecommender(BaseLearner):
     _n_learned = 0
     _gate: ColdGate | None = None
     _exposure: ExposureStats | None = None  # made on first feedback (checkpoints from before it have none)
+    exploration = ExplorationConfig()  # class defaults: learners pickled before exploration existed
+    _explore_rng: np.random.Generator | None = None
+    last_explored: list[Explored] = []  # noqa: RUF012 - replaced, never mutated: see recommend_many
     cooccurrence_dense_items = 4096
     cooccurrence_neighbours = 64
     retrieval = RetrievalConfig(exact_max_items=2**62)  # checkpoints from before two-stage: exact, as they were
@@ -234,6 +245,7 @@ class AdapterRecommender(BaseLearner):
         cold_gate: float = 0.5,
         cold_slots: int = 4,
         retrieval: RetrievalConfig | None = None,
+        exploration: ExplorationConfig | None = None,
         device: str = "auto",
         seed: int = 0,
     ) -> None:
@@ -267,6 +279,8 @@ class AdapterRecommender(BaseLearner):
         self.cold_slots = cold_slots
         self.retrieval = retrieval or RetrievalConfig()
         self._retriever = None  # made when the catalog passes retrieval.exact_max_items
+        self.exploration = exploration or ExplorationConfig()
+        self._explore_rng = np.random.default_rng(seed + 7919)
         self.device = device
         self.seed = seed
         self.replay = ReplayBuffer(replay_capacity, seed=seed)
@@ -500,7 +514,29 @@ class AdapterRecommender(BaseLearner):
         return row
 
     def recommend_many(self, qs: Sequence[Query], k: int = 10) -> list[Recommendation]:
-        return self._recommend(qs, k)
+        """The lists for these events, after the exploration policy (``exploration``,
+        :mod:`learners.exploration`); the places it filled are in :attr:`last_explored` until the next call."""
+        recs = self._recommend(qs, k)
+        cfg = self.exploration
+        if cfg.policy == "none" or not self.item_ids or self._head is None:
+            self.last_explored = [{} for _ in qs]
+            return recs
+        if self._explore_rng is None:
+            self._explore_rng = np.random.default_rng(self.seed + 7919)
+        stats = self._exposure
+        counts = np.zeros(len(self.item_ids))
+        if stats is not None:
+            counts[: len(stats.exposures)] = stats.exposures[: len(counts)]
+        with torch.no_grad():
+            boost = exposure_boost(cfg, counts, stats.lists if stats is not None else 0, self._explore_rng)
+            if cfg.policy == "epsilon":
+                pools = self._recommend(qs, max(cfg.pool, k), on_demand=True, force_cold=False,
+                                        boost=boost if cfg.bonus > 0 else None)
+                out, self.last_explored = epsilon_places(cfg, recs, pools, self._explore_rng)
+                return out
+            boosted = self._recommend(qs, k, on_demand=True, force_cold=False, boost=boost)
+        out, self.last_explored = boosted_places(cfg, recs, boosted)
+        return out
 
     def recommend_readonly(self, q: Query, k: int = 10) -> Recommendation:
         """:meth:`recommend` for a request that came with no event: the cold gate's counters stay as they are
@@ -552,13 +588,16 @@ class AdapterRecommender(BaseLearner):
         return len(self.item_ids) > self.retrieval.exact_max_items
 
     def _recommend(self, qs: Sequence[Query], k: int, on_demand: bool = False, exact: bool = False,
-                   force_cold: bool = True) -> list[Recommendation]:
-        """Top-``k`` lists; ``on_demand``: counted nowhere, unknown users get cold places (recommend_readonly)."""
+                   force_cold: bool = True, boost: Boost | None = None) -> list[Recommendation]:
+        """Top-``k`` lists; ``on_demand``: counted nowhere, unknown users get cold places (recommend_readonly);
+        ``boost(rows, queries)``: added to the model's scores of item indices ``rows`` (exploration)."""
         if not self.item_ids:
             return [[] for _ in qs]
         if self._large() and not exact and self._head is not None:
-            return self._recommend_two_stage(qs, k, on_demand)
+            return self._recommend_two_stage(qs, k, on_demand, boost)
         scores, idx, mask = self._scores(qs)
+        if boost is not None:
+            scores = (scores + boost(np.arange(scores.shape[1])[None, :], len(qs))).astype(np.float32)
         if idx is None or mask is None:
             return top_k(scores, qs, self.item_ids, self.item_index, k, extra=16)
         idx_np, mask_np = idx.cpu().numpy(), mask.cpu().numpy()
@@ -675,7 +714,8 @@ class AdapterRecommender(BaseLearner):
         hits = [len(set(b.tolist()) & set(c.tolist())) / len(b) for b, c in zip(best, cand, strict=True)]
         return float(np.mean(hits))
 
-    def _recommend_two_stage(self, qs: Sequence[Query], k: int, on_demand: bool) -> list[Recommendation]:
+    def _recommend_two_stage(self, qs: Sequence[Query], k: int, on_demand: bool,
+                             boost: Boost | None = None) -> list[Recommendation]:
         """Candidates (:class:`~learners.retrieval.CandidateRetriever`), then the full model, the fusion and the
         cold gate on them only: nothing here is O(catalog)."""
         idx, mask = self._encode_histories([q.history for q in qs])
@@ -686,6 +726,8 @@ class AdapterRecommender(BaseLearner):
             cand_t = torch.as_tensor(cand, device=self._dev)
             valid = cand_t >= 0
             scores = self._scores_at(u, idx, mask, cand_t).float().cpu().numpy()
+        if boost is not None:
+            scores = (scores + boost(np.maximum(cand, 0), len(qs))).astype(np.float32)
         scores[~valid.cpu().numpy()] = -np.inf
         # a query's history items are usually among its exclusions: out before the fusion picks its candidates
         width = max(n, 1)

@@ -9,7 +9,8 @@ the catalog, pickled with the learner.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -49,3 +50,121 @@ class ExposureStats:
             self.grow(int(hit.max()) + 1)
             np.add.at(self.clicks, hit, 1.0)
         self.attributed += len(hit)
+
+
+POLICIES = ("none", "epsilon", "ucb", "thompson")
+
+
+@dataclass(frozen=True)
+class ExplorationConfig:
+    """How lists explore beyond the model's order (the ``exploration`` setting, JSON).
+
+    policy
+        ``none``: the model's lists as they are.
+        ``epsilon``: with probability ``epsilon`` a list's last ``places`` places go to items drawn uniformly from
+        the top ``pool`` items it lacks by the model's score plus the ``ucb`` bonus below (the model's next items
+        and, the larger ``bonus``, more of the items rarely shown); propensity: the chance the item is shown in
+        one of those places.
+        ``ucb``: a list's last ``places`` places go to the best items it lacks by the model's score plus
+        ``bonus * sqrt(log(1 + lists sent) / (1 + exposures))`` (added before the rank fusion), so items rarely
+        shown (new ones first) get places where the model already likes them; deterministic: propensity 1.
+        ``thompson``: the same places, by the score plus a draw from ``N(0, bonus^2 / (1 + exposures))`` per
+        (list, item): a posterior over each item's score whose precision grows with every exposure (a diagonal
+        sketch of neural-linear Thompson sampling, not a fitted Bayesian last layer); no propensity (the chance is
+        not computed). The first places stay the model's.
+    epsilon, places, pool, bonus
+        As above (``bonus`` in units of the model's logits).
+    """
+
+    policy: str = "none"
+    epsilon: float = 0.1
+    places: int = 2
+    pool: int = 40
+    bonus: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise ValueError(f"exploration_policy: expected one of {', '.join(POLICIES)}, got {self.policy!r}")
+        if not 0 <= self.epsilon <= 1:
+            raise ValueError(f"exploration_epsilon: expected a number in [0, 1], got {self.epsilon!r}")
+        for name in ("places", "pool"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"exploration_{name}: expected a number >= 0, got {getattr(self, name)!r}")
+        if self.bonus < 0:
+            raise ValueError(f"exploration_bonus: expected a number >= 0, got {self.bonus!r}")
+
+
+#: Per list: 0-based place -> propensity (None where the policy's chance is not computed) of the places the
+#: exploration policy filled.
+Explored = dict[int, float | None]
+#: ``boost(rows, queries)``: what exploration adds to the model's scores of item indices ``rows`` ((1, n) for the
+#: whole catalog, or (queries, C) candidates), broadcastable to (queries, ...).
+Boost = Callable[[np.ndarray, int], np.ndarray]
+Scored = Sequence[tuple[str, float]]
+
+
+def epsilon_places(config: ExplorationConfig, lists: Sequence[Scored], pools: Sequence[Scored],
+                   rng: np.random.Generator) -> tuple[list[list[tuple[str, float]]], list[Explored]]:
+    """The ``epsilon`` policy: each list's last ``places`` places, with probability ``epsilon``, to items drawn
+    from its pool (the model's longer list) that it does not hold; each takes the score of the place it fills.
+
+    >>> cfg = ExplorationConfig("epsilon", epsilon=1.0, places=1)
+    >>> epsilon_places(cfg, [[("a", 3.0), ("b", 2.0)]], [[("a", 3.0), ("b", 2.0), ("c", 1.0)]],
+    ...                np.random.default_rng(0))
+    ([[('a', 3.0), ('c', 2.0)]], [{1: 1.0}])
+    """
+    out: list[list[tuple[str, float]]] = []
+    marks: list[Explored] = []
+    for lst, pool in zip(lists, pools, strict=True):
+        have = {i for i, _ in lst}
+        mine = [i for i, _ in pool if i not in have]
+        places = min(config.places, len(lst), len(mine))
+        if places == 0 or rng.random() >= config.epsilon:
+            out.append(list(lst))
+            marks.append({})
+            continue
+        drawn = [mine[j] for j in rng.choice(len(mine), size=places, replace=False)]
+        k = len(lst)
+        out.append([*lst[: k - places], *((i, lst[k - places + n][1]) for n, i in enumerate(drawn))])
+        marks.append(dict.fromkeys(range(k - places, k), config.epsilon * places / len(mine)))
+    return out, marks
+
+
+def exposure_boost(config: ExplorationConfig, exposures: np.ndarray, lists_sent: int,
+                   rng: np.random.Generator) -> Boost:
+    """The score boost of ``ucb`` or ``thompson`` (see :class:`ExplorationConfig`) for items with these
+    exposure counts (by item index).
+
+    >>> b = exposure_boost(ExplorationConfig("ucb", bonus=1.0), np.array([0.0, 3.0]), 100, np.random.default_rng(0))
+    >>> np.round(b(np.array([[0, 1]]), 1), 3).tolist()
+    [[2.148, 1.074]]
+    """
+    scale = config.bonus / np.sqrt(1.0 + exposures)
+    if config.policy != "thompson":
+        ucb = scale * np.sqrt(np.log1p(lists_sent))
+        return lambda rows, queries: ucb[rows]
+    return lambda rows, queries: rng.standard_normal((queries, rows.shape[1])) * scale[rows]
+
+
+def boosted_places(config: ExplorationConfig, plain: Sequence[Scored],
+                   boosted: Sequence[Scored]) -> tuple[list[list[tuple[str, float]]], list[Explored]]:
+    """``ucb``/``thompson``: each list keeps the model's first ``len - places`` items; its last ``places`` places
+    go to the best items of the boosted ranking it does not hold yet, each with the score of the place it fills.
+    Places holding an item the model's own list lacked are the explored ones.
+
+    >>> cfg = ExplorationConfig("ucb", places=1)
+    >>> boosted_places(cfg, [[("a", 3.0), ("b", 2.0)]], [[("c", 9.0), ("a", 5.0), ("b", 1.0)]])
+    ([[('a', 3.0), ('c', 2.0)]], [{1: 1.0}])
+    """
+    value = 1.0 if config.policy == "ucb" else None
+    out: list[list[tuple[str, float]]] = []
+    marks: list[Explored] = []
+    for p, b in zip(plain, boosted, strict=True):
+        head = list(p[: max(0, len(p) - config.places)])
+        have = {i for i, _ in head}
+        tail = [i for i, _ in b if i not in have][: len(p) - len(head)]
+        lst = [*head, *((i, p[len(head) + n][1]) for n, i in enumerate(tail))]
+        model = {i for i, _ in p}
+        out.append(lst)
+        marks.append({pos: value for pos, (i, _) in enumerate(lst) if i not in model})
+    return out, marks

@@ -154,6 +154,12 @@ class WorkerLearner(Learner, Protocol):
         ...
 
     @property
+    def last_explored(self) -> list[dict[int, float | None]]:
+        """Per list of the latest ``recommend_many``: the 0-based places its exploration policy filled, each with
+        its propensity (None: not computed)."""
+        ...
+
+    @property
     def feedback(self) -> tuple[int, int]:
         """(lists sent, attributed clicks) seen through :meth:`observe_feedback`."""
         ...

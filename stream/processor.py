@@ -174,26 +174,33 @@ class EventProcessor:
             lists0, placed0 = self.learner.cold_places
             asked = queries + [q for _, q in again]
             recs = self.learner.recommend_many(asked, s.top_k)
+            explored = self.learner.last_explored
             reasons = self.learner.explain_many(asked, recs) if s.explain else [None] * len(recs)
+            for why, marks in zip(reasons, explored, strict=False):
+                for pos in marks if why is not None else ():
+                    why[pos] = {"kind": "explore"}
             lists, placed = self.learner.cold_places
             self.metrics.cold_lists.inc(lists - lists0)
             self.metrics.cold_items.inc(placed - placed0)
             version = self.learner.model_version
             now = self.clock()
-            for (ev, _), rec, why in zip(accepted, recs, reasons, strict=False):
+            for (ev, _), rec, why, marks in zip(accepted, recs, reasons, explored, strict=False):
                 rec_id = new_rec_id()
-                record = recommendation_record(ev.user_id, ev.event_id, rec, version, ev.ts, now, rec_id, why)
+                record = recommendation_record(ev.user_id, ev.event_id, rec, version, ev.ts, now, rec_id, why, marks)
                 res.recommendations.append((ev.user_id, record))
                 sent = [it["item_id"] for it in record["items"]]
                 res.shown.append(sent)
-                res.states[ev.user_id][0].remember_list(rec_id, sent, [], s.attribution_lists)
+                res.states[ev.user_id][0].remember_list(
+                    rec_id, sent, [p for p, it in enumerate(record["items"]) if it.get("explore")], s.attribution_lists)
                 # in event order, so a user's second event in this batch is scored against the list made after
                 # the first one (not the stale list from before the batch)
                 self._observe_hit(ev)
                 self._remember(ev.user_id, tuple(i for i, _ in rec))
-            for (ev, _), rec, why in zip(again, recs[len(accepted):], reasons[len(accepted):], strict=True):
+            for (ev, _), rec, why, marks in zip(again, recs[len(accepted):], reasons[len(accepted):],
+                                                explored[len(accepted):], strict=True):
                 res.recommendations.append(
-                    (ev.user_id, recommendation_record(ev.user_id, ev.event_id, rec, version, ev.ts, now, because=why))
+                    (ev.user_id, recommendation_record(ev.user_id, ev.event_id, rec, version, ev.ts, now, because=why,
+                                                       explored=marks))
                 )
             res.answered_again = len(again)
             if self._known_window:

@@ -28,6 +28,7 @@ from pydantic_settings import (
 from pydantic_settings.exceptions import SettingsError
 
 from connectors.broker import KAFKA, PROFILES, BrokerProfile
+from learners.exploration import ExplorationConfig
 from learners.retrieval import RetrievalConfig
 
 ENV_PREFIX = "STREAMREC_"
@@ -147,6 +148,10 @@ class Settings(BaseSettings):
         RetrievalConfig(), description="Large catalogs, as JSON (e.g. `{\"exact_max_items\": 50000}`): past "
         "`exact_max_items` items (default 20000) two-stage recommendation (ANN, co-occurrence, fresh and popular "
         "candidates, then the full model) and sampled-softmax training; every field in README, Large catalogs."
+    )
+    exploration: ExplorationConfig = Field(
+        ExplorationConfig(), description="Exploration policy of the lists sent, as JSON (e.g. `{\"policy\": "
+        "\"epsilon\", \"epsilon\": 0.1}`): none, epsilon, ucb or thompson; every field in README, Exploration."
     )
     seed: int = Field(0, description="Seed for model init, replay sampling and exploration.")
     torch_threads: int = Field(0, ge=0, description="Torch intra-op threads in the worker (0: torch's default).")

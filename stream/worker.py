@@ -52,6 +52,7 @@ def build_learner(settings: Settings, encoder: Any) -> AdapterRecommender:
         cold_gate=settings.cold_gate,
         cold_slots=settings.cold_slots,
         retrieval=settings.retrieval,
+        exploration=settings.exploration,
         device=settings.device,
         seed=settings.seed,
     )

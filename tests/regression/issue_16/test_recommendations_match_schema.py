@@ -19,6 +19,7 @@ from connectors.schemas import DLQ_JSON_SCHEMA, RECOMMENDATION_JSON_SCHEMA, sche
 from learners.adapter import AdapterRecommender
 from learners.cold import ColdGate
 from learners.encoder import HashingEncoder
+from learners.exploration import POLICIES, ExplorationConfig
 from learners.history import UserState
 from learners.types import Item, Query
 from stream.metrics import WorkerMetrics
@@ -43,6 +44,7 @@ def _check_outgoing(res) -> None:  # noqa: ANN001 - a BatchResult
         assert schema_errors(wire, RECOMMENDATION_JSON_SCHEMA) == [], wire
         ids = [i["item_id"] for i in record["items"]]
         assert all("because" in i for i in record["items"]), wire  # explain is on by default
+        assert all((i["because"] == {"kind": "explore"}) == i.get("explore", False) for i in record["items"]), wire
         assert len(ids) == len(set(ids)), wire
         assert record["user_id"] == user
     for _, record in res.dlq:
@@ -65,12 +67,14 @@ events = st.lists(
     history=st.lists(st.integers(0, 40), max_size=30),
     batches=st.lists(events, min_size=1, max_size=4),
     seed=st.integers(0, 3),
+    policy=st.sampled_from(POLICIES),
 )
 def test_every_outgoing_message_matches_its_schema(n_items: int, top_k: int, cold_slots: int, cold_gate: float,
-                                                   history: list[int], batches: list, seed: int) -> None:
+                                                   history: list[int], batches: list, seed: int, policy: str) -> None:
     s = load_settings(top_k=top_k, cold_slots=cold_slots, cold_gate=cold_gate, seq_len=8, seed=seed)
     learner = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=8, cold_slots=cold_slots, cold_gate=cold_gate,
-                                 early_events=0, device="cpu", seed=seed)
+                                 early_events=0, device="cpu", seed=seed,
+                                 exploration=ExplorationConfig(policy, epsilon=0.5, places=2, bonus=2.0))
     learner.add_items([Item(f"i{j}", f"item number {j}") for j in range(n_items)])
     proc = EventProcessor(s, learner, WorkerMetrics(), clock=lambda: 1000.0)
     states: dict[str, UserState] = {}

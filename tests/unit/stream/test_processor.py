@@ -6,6 +6,7 @@ import json
 
 from learners.adapter import AdapterRecommender
 from learners.encoder import HashingEncoder
+from learners.exploration import ExplorationConfig
 from learners.history import UserState
 from learners.types import Item
 from stream.metrics import WorkerMetrics
@@ -262,3 +263,22 @@ def test_attribution_fields_of_the_wrong_type_are_dead_letters() -> None:
                      msg({**event(2, "u", "i1"), "context": {"position": -1}})], lambda u: UserState())
     assert [d["detail"].split(":")[0] for _, d in res.dlq] == ["context.rec_id", "context.position"]
     assert res.recommendations == []
+
+
+def test_explored_places_are_marked_and_their_clicks_counted_as_explore() -> None:
+    p, m, metrics = make()
+    m.exploration = ExplorationConfig("epsilon", epsilon=1.0, places=2)
+    states: dict[str, UserState] = {}
+    res = p.prepare([msg(event(1, "u", "i1"))], lambda u: UserState())
+    states.update({u: st for u, (st, _) in res.states.items()})
+    p.observe_emitted(res)
+    p.learn(res)
+    record = res.recommendations[0][1]
+    explored = [pos for pos, it in enumerate(record["items"]) if it.get("explore")]
+    assert explored == [8, 9]
+    assert all(record["items"][pos]["because"] == {"kind": "explore"} for pos in explored)
+    assert all(0 < record["items"][pos]["propensity"] <= 1 for pos in explored)
+    assert metrics.shown.labels("explore", "9")._value.get() == 1  # noqa: SLF001
+    click = {**event(2, "u", record["items"][9]["item_id"]), "context": {"rec_id": record["rec_id"]}}
+    p.prepare([msg(click, offset=1)], lambda u: states[u])
+    assert metrics.clicks.labels("explore", "9")._value.get() == 1  # noqa: SLF001

@@ -1,0 +1,68 @@
+"""Exploration policies (learners.exploration) inside the default learner: seeded, bounded, marked."""
+
+from __future__ import annotations
+
+import pytest
+
+from learners.adapter import AdapterRecommender
+from learners.encoder import HashingEncoder
+from learners.exploration import ExplorationConfig
+from learners.types import Interaction, Item, Query
+
+
+def trained(cfg: ExplorationConfig, seed: int = 0) -> AdapterRecommender:
+    m = AdapterRecommender(HashingEncoder(32), dim=16, seq_len=8, device="cpu", early_events=0, exploration=cfg,
+                           seed=seed)
+    m.add_items([Item(f"i{j}", f"topic{j % 5} thing{j}") for j in range(80)])
+    for s in range(5):
+        m.learn_many([Interaction(f"u{e}", f"i{(e * 7 + s) % 80}") for e in range(50)],
+                     [(f"i{(e * 3) % 80}", f"i{(e * 5) % 80}") for e in range(50)])
+    return m
+
+
+def queries() -> list[Query]:
+    return [Query(f"q{j}", (f"i{j}", f"i{j + 1}"), frozenset({f"i{j}", f"i{j + 1}", f"i{j + 2}"})) for j in range(30)]
+
+
+@pytest.mark.parametrize("policy", ["epsilon", "ucb", "thompson"])
+def test_explored_places_are_marked_new_to_the_list_and_never_excluded(policy: str) -> None:
+    cfg = ExplorationConfig(policy, epsilon=1.0, places=2, bonus=5.0)
+    m, plain = trained(cfg), trained(ExplorationConfig())
+    qs = queries()
+    model = plain.recommend_many(qs, 10)
+    m.observe_feedback([[i for i, _ in r] for r in model] * 3, [])  # what the model shows has been shown
+    recs = m.recommend_many(qs, 10)
+    assert len(m.last_explored) == len(qs) and plain.last_explored == [{}] * len(qs)
+    assert any(m.last_explored)
+    for q, rec, own, marks in zip(qs, recs, model, m.last_explored, strict=True):
+        ids = [i for i, _ in rec]
+        assert len(ids) == len(set(ids)) == 10 and not set(ids) & q.exclude
+        assert set(marks) <= {8, 9}  # the last `places` places; the first stay the model's
+        assert ids[:8] == [i for i, _ in own][:8]
+        assert {ids[p] for p in marks} == set(ids) - {i for i, _ in own}
+        scores = [s for _, s in rec]
+        assert scores == sorted(scores, reverse=True)  # an explored item takes its place's score
+        for p in marks.values():
+            assert (p is None) if policy == "thompson" else (0 < p <= 1)
+
+
+def test_exploration_is_seeded() -> None:
+    cfg = ExplorationConfig("thompson", places=3, bonus=5.0)
+    assert trained(cfg, seed=3).recommend_many(queries(), 10) == trained(cfg, seed=3).recommend_many(queries(), 10)
+    assert trained(cfg, seed=3).recommend_many(queries(), 10) != trained(cfg, seed=4).recommend_many(queries(), 10)
+
+
+def test_ucb_favours_items_never_shown() -> None:
+    m = trained(ExplorationConfig("ucb", places=2, bonus=50.0))
+    qs = queries()
+    shown = {i for r in trained(ExplorationConfig()).recommend_many(qs, 10) for i, _ in r}
+    m.observe_feedback([sorted(shown)] * 50, [])  # everything the model shows has been shown often
+    recs = m.recommend_many(qs, 10)
+    explored = {rec[p][0] for rec, marks in zip(recs, m.last_explored, strict=True) for p in marks}
+    assert explored and not explored & shown
+
+
+@pytest.mark.parametrize("bad", [{"policy": "greedy"}, {"epsilon": 2.0}, {"places": -1}, {"bonus": -0.1}])
+def test_bad_settings_name_the_field(bad: dict) -> None:
+    with pytest.raises(ValueError, match="exploration_"):
+        ExplorationConfig(**bad)
