@@ -101,8 +101,9 @@ def _check_id(name: str, v: Any, max_len: int) -> Rejection | None:
 
 
 def _check_attribution(ctx: dict[str, Any], max_id_length: int) -> Rejection | None:
-    """``context.rec_id`` (the list a click came from) and ``context.position`` (its 0-based place there), when
-    given, must be an id and a whole number >= 0.
+    """``context.rec_id`` (the list a click came from), ``context.position`` (its 0-based place there) and
+    ``context.query`` (what the user typed, or the page they are on), when given, must be an id, a whole number
+    >= 0 and a string.
 
     >>> _check_attribution({"rec_id": "r1", "position": 2}, 64) is None, _check_attribution({"position": "2"}, 64).detail
     (True, 'context.position: expected a whole number >= 0, got str')
@@ -113,6 +114,9 @@ def _check_attribution(ctx: dict[str, Any], max_id_length: int) -> Rejection | N
         if rej is not None:
             return rej
     pos = ctx.get("position")
+    query = ctx.get("query")
+    if query is not None and not isinstance(query, str):
+        return Rejection(Reason.WRONG_TYPE, f"context.query: expected a string, got {type(query).__name__}")
     whole = isinstance(pos, int) and not isinstance(pos, bool)
     if pos is not None and (not whole or pos < 0):
         got = pos if whole else type(pos).__name__

@@ -16,6 +16,7 @@ import copy
 import logging
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -57,6 +58,7 @@ from learners.types import (
 )
 
 log = logging.getLogger(__name__)
+INTENT_CACHE = 10_000  # request texts whose embeddings the learner keeps
 
 
 def right_aligned(codes: Sequence[int], lengths: Sequence[int], width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -208,6 +210,8 @@ class AdapterRecommender(BaseLearner):
     _gate: ColdGate | None = None
     _exposure: ExposureStats | None = None  # made on first feedback (checkpoints from before it have none)
     exploration = ExplorationConfig()  # class defaults: learners pickled before exploration existed
+    intent_weight = 4.0
+    _intents: OrderedDict[str, np.ndarray] | None = None  # request text -> frozen embedding (not checkpointed)
     _explore_rng: np.random.Generator | None = None
     last_explored: list[Explored] = []  # noqa: RUF012 - replaced, never mutated: see recommend_many
     cooccurrence_dense_items = 4096
@@ -246,6 +250,7 @@ class AdapterRecommender(BaseLearner):
         cold_slots: int = 4,
         retrieval: RetrievalConfig | None = None,
         exploration: ExplorationConfig | None = None,
+        intent_weight: float = 4.0,
         device: str = "auto",
         seed: int = 0,
     ) -> None:
@@ -280,6 +285,7 @@ class AdapterRecommender(BaseLearner):
         self.retrieval = retrieval or RetrievalConfig()
         self._retriever = None  # made when the catalog passes retrieval.exact_max_items
         self.exploration = exploration or ExplorationConfig()
+        self.intent_weight = intent_weight
         self._explore_rng = np.random.default_rng(seed + 7919)
         self.device = device
         self.seed = seed
@@ -471,15 +477,19 @@ class AdapterRecommender(BaseLearner):
         return torch.as_tensor(idx, device=self._dev), torch.as_tensor(mask, device=self._dev)
 
     def _logits(self, idx: torch.Tensor, mask: torch.Tensor, table: tuple[torch.Tensor, torch.Tensor],
-                averaged: bool = False) -> torch.Tensor:
+                averaged: bool = False, intent: torch.Tensor | None = None) -> torch.Tensor:
         assert self._user is not None
         v, b = table
         h = v.index_select(0, idx.reshape(-1)).view(*idx.shape, v.shape[1])  # backward: index_add_, not index_put_
+        head: AdapterHead | None
         if averaged and self._avg is not None:
-            u: torch.Tensor = self._averaged_modules()[1](h, mask)
+            head, user = self._averaged_modules()
+            u: torch.Tensor = user(h, mask)
             log_temp, blend = self._avg["log_temp"], self._avg["blend"]
         else:
-            u, log_temp, blend = self._user(h, mask), self._log_temp, self._blend
+            head, u, log_temp, blend = self._head, self._user(h, mask), self._log_temp, self._blend
+        if intent is not None and head is not None:
+            u = self._with_intent(head, u, intent)
         logits: torch.Tensor = (u * log_temp.exp()) @ v.T + b  # scale (B, dim), not (B, n)
         n = v.shape[0]
         if self._cooc is not None:
@@ -506,7 +516,8 @@ class AdapterRecommender(BaseLearner):
                     self._cache = self._item_table(averaged)
         with torch.no_grad():
             idx, mask = self._encode_histories([q.history for q in qs])
-            out: FloatArray = self._logits(idx, mask, self._cache, averaged).float().cpu().numpy()
+            out: FloatArray = self._logits(idx, mask, self._cache, averaged,
+                                           self._intent_tensor(qs)).float().cpu().numpy()
         return out, idx, mask
 
     def _score_all(self, q: Query) -> FloatArray:
@@ -670,7 +681,7 @@ class AdapterRecommender(BaseLearner):
             self._retriever.wait(self._index_table)
 
     def _user_vectors(self, user: AttentionUserModel, head: AdapterHead, idx: torch.Tensor,
-                      mask: torch.Tensor) -> torch.Tensor:
+                      mask: torch.Tensor, intent: torch.Tensor | None = None) -> torch.Tensor:
         """(B, dim) user vectors from the history index rows, computing only the history items' vectors (or
         reading them from the whole-catalog table when it is at hand)."""
         cached = self._cached_table()
@@ -681,14 +692,15 @@ class AdapterRecommender(BaseLearner):
             v, _ = self._row_vectors(head, rows)
             h = v.index_select(0, at).view(*idx.shape, v.shape[1])
         u: torch.Tensor = user(h, mask)
-        return u
+        return self._with_intent(head, u, intent) if intent is not None else u
 
-    def _retrieve(self, idx: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+    def _retrieve(self, idx: torch.Tensor, mask: torch.Tensor,
+                  intent: torch.Tensor | None = None) -> tuple[torch.Tensor, np.ndarray]:
         """The scaled user vectors (B, dim) and the (B, C) candidates of the retriever's sources (-1 padded)."""
         rt = self._ensure_retriever()
         cfg = self.retrieval
         head, user, log_temp, _ = self._scoring_parts()
-        u = self._user_vectors(user, head, idx, mask) * log_temp.exp()
+        u = self._user_vectors(user, head, idx, mask, intent) * log_temp.exp()
         queries = torch.cat([u, torch.ones(u.shape[0], 1, device=self._dev)], dim=1).float().cpu().numpy()
         cooc = None
         bounded = self._cooc.bounded if self._cooc is not None else None
@@ -706,7 +718,7 @@ class AdapterRecommender(BaseLearner):
         with torch.no_grad():
             scores, idx, mask = self._scores(qs)
             assert idx is not None and mask is not None
-            _, cand = self._retrieve(idx, mask)
+            _, cand = self._retrieve(idx, mask, self._intent_tensor(qs))
         for row, q in enumerate(qs):
             gone = [self.item_index[i] for i in q.exclude if i in self.item_index]
             scores[row, gone] = -np.inf
@@ -722,7 +734,7 @@ class AdapterRecommender(BaseLearner):
         idx_np, mask_np = idx.cpu().numpy(), mask.cpu().numpy()
         n = len(self.item_ids)
         with torch.no_grad():
-            u, cand = self._retrieve(idx, mask)
+            u, cand = self._retrieve(idx, mask, self._intent_tensor(qs))
             cand_t = torch.as_tensor(cand, device=self._dev)
             valid = cand_t >= 0
             scores = self._scores_at(u, idx, mask, cand_t).float().cpu().numpy()
@@ -763,13 +775,13 @@ class AdapterRecommender(BaseLearner):
         return recs
 
     def _scores_at(self, u: torch.Tensor | None, idx: torch.Tensor, mask: torch.Tensor,
-                   cand: torch.Tensor) -> torch.Tensor:
+                   cand: torch.Tensor, intent: torch.Tensor | None = None) -> torch.Tensor:
         """(B, C) model scores (before fusion and cold places) of each row's items ``cand`` (item indices, -1: 0)
         for the histories ``idx``/``mask``, under the scoring parameters; ``u``: the rows' scaled user vectors when
         already computed. Only the candidates' and histories' item vectors are computed."""
         head, user, log_temp, blend = self._scoring_parts()
         if u is None:
-            u = self._user_vectors(user, head, idx, mask) * log_temp.exp()
+            u = self._user_vectors(user, head, idx, mask, intent) * log_temp.exp()
         cached = self._cached_table()
         if cached is not None:
             vc, bc = cached
@@ -784,6 +796,48 @@ class AdapterRecommender(BaseLearner):
         if self._pop is not None:
             scores_t = scores_t + blend[1] * self._pop.features_at(cand)
         return scores_t
+
+    # -- user intent (a request's text) ---------------------------------------------------------------------
+    def encode_intents(self, texts: Sequence[str]) -> None:
+        """Encode the request texts not cached yet, in one batch (the encoder is frozen: a text's vector never
+        changes); the cache keeps the latest ``INTENT_CACHE`` texts."""
+        if self._intents is None:
+            self._intents = OrderedDict()
+        cache = self._intents
+        missing = [t for t in dict.fromkeys(texts) if t and t not in cache]
+        if missing and self.encoder is not None:
+            for t, v in zip(missing, self.encoder.encode(missing), strict=True):
+                cache[t] = np.asarray(v, dtype=np.float32)
+        for t in texts:
+            if t in cache:
+                cache.move_to_end(t)
+        while len(cache) > INTENT_CACHE:
+            cache.popitem(last=False)
+
+    def _intent_tensor(self, qs: Sequence[Query]) -> torch.Tensor | None:
+        """(B, encoder dim) frozen embeddings of the queries' texts (zero rows: no text), or None when none has
+        one (or there is no encoder, or ``intent_weight`` is 0)."""
+        if self.intent_weight <= 0 or self.encoder is None or not any(q.intent for q in qs) or self._emb is None:
+            return None
+        self.encode_intents([q.intent for q in qs if q.intent])
+        cache = self._intents
+        assert cache is not None
+        width = self._basis.shape[0] if self._basis is not None else self._emb.shape[1]  # the encoder's
+        out = np.zeros((len(qs), width), dtype=np.float32)
+        for row, q in enumerate(qs):
+            v = cache.get(q.intent) if q.intent else None
+            if v is not None and len(v) == width:
+                out[row] = v
+        t = torch.as_tensor(out, device=self._dev)
+        return t @ self._basis if self._basis is not None else t  # as item embeddings are (text_dims)
+
+    def _with_intent(self, head: AdapterHead, u: torch.Tensor, intent: torch.Tensor) -> torch.Tensor:
+        """User vectors moved toward their request's text: ``u + intent_weight * |u| * q / |q|``, q the text's
+        adapted vector (the item head without an item's own id vector); rows without a text unchanged."""
+        has = intent.abs().sum(dim=1, keepdim=True) > 0
+        q = intent @ head.proj.T + head.mlp(intent)
+        q = torch.nn.functional.normalize(q, dim=1) * u.norm(dim=1, keepdim=True).clamp(min=1e-6)
+        return torch.where(has, u + self.intent_weight * q, u)
 
     def _cached_table(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The (items, dim) vectors and (items,) biases of every item under the scoring parameters, when the
@@ -800,8 +854,18 @@ class AdapterRecommender(BaseLearner):
         if self._head is None or not self.item_ids:
             return explain.without_history(recs, self.item_index, counts)
         with torch.no_grad():
+            texts = self._intent_tensor(qs)
+
+            def scores_at(idx: torch.Tensor, mask: torch.Tensor, cand: torch.Tensor, owner: np.ndarray,
+                          with_intent: np.ndarray) -> torch.Tensor:
+                rows = None
+                if texts is not None:
+                    rows = texts[torch.as_tensor(owner, device=self._dev)]
+                    rows = rows * torch.as_tensor(with_intent, device=self._dev, dtype=rows.dtype)[:, None]
+                return self._scores_at(None, idx, mask, cand, rows)
+
             return explain.by_leave_one_out(qs, recs, self.item_index, self.item_ids, counts, self._encode_histories,
-                                            lambda idx, mask, cand: self._scores_at(None, idx, mask, cand))
+                                            scores_at)
 
     def _interactions(self) -> np.ndarray:
         """Interactions per item index so far (what makes an item cold or new)."""
@@ -1125,6 +1189,7 @@ class AdapterRecommender(BaseLearner):
         state["_cache"] = None
         state["_train_table"] = None
         state["_averaged"] = None  # views of _avg: rebuilt after loading
+        state["_intents"] = None  # a cache of request texts' embeddings
         return state
 
     def trainable_parameters(self) -> int:

@@ -11,7 +11,10 @@ Each recommended item gets one reason (a :data:`Because`):
 * ``{"kind": "popular"}``: no history item raises the score (or the user has none) and the item has had
   interactions: popularity and the item's learned bias placed it.
 
-``intent`` and ``explore`` are reserved for requests with a text query and for exploration places.
+* ``{"kind": "intent"}``: the request came with a text (``Query.intent``) and removing the text lowers the item's
+  score more than removing any history item does.
+
+``explore`` is given by the worker to places an exploration policy filled (:mod:`learners.exploration`).
 The model score here is the one before rank fusion and cold places; leave-one-out costs one extra user-model
 pass per (list, recent item), batched per micro-batch.
 """
@@ -80,14 +83,17 @@ def without_each(idx: np.ndarray, mask: np.ndarray, owner: np.ndarray, drop: np.
 def by_leave_one_out(qs: Sequence[Query], recs: Sequence[Recommendation], item_index: dict[str, int],
                      item_ids: Sequence[str], counts: np.ndarray,
                      encode: Callable[[Sequence[Sequence[str]]], tuple[torch.Tensor, torch.Tensor]],
-                     scores_at: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+                     scores_at: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray, np.ndarray],
+                                         torch.Tensor],
                      recent: int = RECENT) -> list[list[Because]]:
     """The reasons of the module doc for lists ``recs`` made for ``qs``.
 
     ``encode(histories)`` gives a learner's (rows, L) right-aligned history index rows and mask;
-    ``scores_at(idx, mask, cand)`` its (rows, C) model scores of the item indices ``cand`` (-1: none). One call of
-    ``scores_at`` for the whole batch: the histories as they are, and each with one of its latest ``recent``
-    distinct items removed (within the L places the learner reads: an item older than those does not move in).
+    ``scores_at(idx, mask, cand, owner, with_intent)`` its (rows, C) model scores of the item indices ``cand``
+    (-1: none) for rows that belong to query ``owner``, with that query's text (intent) where ``with_intent``.
+    One call of ``scores_at`` for the whole batch: the histories as they are, each with one of its latest
+    ``recent`` distinct items removed (within the L places the learner reads: an item older than those does not
+    move in), and, for a query with a text, the history without the text.
     """
     width = max((len(r) for r in recs), default=0)
     if not recs or width == 0:
@@ -102,12 +108,18 @@ def by_leave_one_out(qs: Sequence[Query], recs: Sequence[Recommendation], item_i
     owner = np.repeat(np.arange(len(qs)), [len(t) for t in tried])
     dropped = np.asarray([j for t in tried for j in t], dtype=np.int64)
     loo_idx, loo_mask = without_each(idx, mask, owner, dropped)
+    texts = np.asarray([b for b, q in enumerate(qs) if q.intent], dtype=np.int64)
+    everyone = np.arange(len(qs))
+    rows_owner = np.concatenate([everyone, owner, texts])
+    with_intent = np.concatenate([np.ones(len(qs) + len(owner), dtype=bool), np.zeros(len(texts), dtype=bool)])
     dev = idx_t.device
-    scores = scores_at(torch.as_tensor(np.concatenate([idx, loo_idx]), device=dev),
-                       torch.as_tensor(np.concatenate([mask, loo_mask]), device=dev),
-                       torch.as_tensor(np.concatenate([cand, cand[owner]]), device=dev)).float().cpu().numpy()
-    base, loo = scores[: len(recs)], scores[len(recs):]
+    scores = scores_at(torch.as_tensor(np.concatenate([idx, loo_idx, idx[texts]]), device=dev),
+                       torch.as_tensor(np.concatenate([mask, loo_mask, mask[texts]]), device=dev),
+                       torch.as_tensor(cand[rows_owner], device=dev), rows_owner, with_intent).float().cpu().numpy()
+    base, loo = scores[: len(recs)], scores[len(recs): len(recs) + len(owner)]
     drop = base[owner] - loo  # (tries, width): how much each removal lowers each item's score
+    intent_drop = np.full(cand.shape, -np.inf)
+    intent_drop[texts] = base[texts] - scores[len(recs) + len(owner):]  # what the text adds
     starts = np.concatenate([[0], np.cumsum([len(t) for t in tried])])
     out: list[list[Because]] = []
     for b, rec in enumerate(recs):
@@ -117,9 +129,13 @@ def by_leave_one_out(qs: Sequence[Query], recs: Sequence[Recommendation], item_i
         for c in range(len(rec)):
             row = int(cand[b, c])
             plain = _plain(row if row >= 0 else None, counts)
-            if best is None or row < 0 or d[best[c], c] <= 0:
+            j = int(best[c]) if best is not None else -1
+            history = float(d[j, c]) if j >= 0 else -np.inf
+            if row >= 0 and intent_drop[b, c] > max(history, 0.0):
+                reasons.append({"kind": "intent"})
+            elif row < 0 or history <= 0:
                 reasons.append(plain)
             else:
-                reasons.append({"kind": "history", "item_id": item_ids[tried[b][best[c]]]})
+                reasons.append({"kind": "history", "item_id": item_ids[tried[b][j]]})
         out.append(reasons)
     return out

@@ -40,11 +40,13 @@ class Interaction:
 
 @dataclass(frozen=True, slots=True)
 class Query:
-    """A request for recommendations: the user, their recent items (oldest first) and items to leave out."""
+    """A request for recommendations: the user, their recent items (oldest first), items to leave out and, when
+    there is one, the text of the request (user intent)."""
 
     user_id: str
     history: tuple[str, ...] = ()
     exclude: frozenset[str] = field(default_factory=frozenset)
+    intent: str = ""  # what the user typed or the page they are on (an event's context.query): "" for none
 
 
 Recommendation = list[tuple[str, float]]
@@ -162,6 +164,11 @@ class WorkerLearner(Learner, Protocol):
     @property
     def feedback(self) -> tuple[int, int]:
         """(lists sent, attributed clicks) seen through :meth:`observe_feedback`."""
+        ...
+
+    def encode_intents(self, texts: Sequence[str]) -> None:
+        """Encode these request texts (:attr:`Query.intent`) into the learner's cache, so recommending for them
+        later encodes nothing (the worker calls this off its event loop)."""
         ...
 
     def explain_many(self, qs: Sequence[Query], recs: Sequence[Recommendation]) -> list[list[Because]]:

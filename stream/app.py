@@ -31,7 +31,7 @@ from stream.broker_watch import TopicWatch, epoch_topic
 from stream.catalog import catalog_entries, check_embeddings, encode_embedding, encoder_name, follow_catalog
 from stream.health import WorkerHealth
 from stream.metrics import WorkerMetrics
-from stream.processor import EventProcessor, RawMessage
+from stream.processor import EventProcessor, RawMessage, intent_texts
 from stream.records import undecodable_reason
 from stream.settings import Settings
 from stream.sharing import Sharing, install_sharing
@@ -501,6 +501,9 @@ async def process_batch(sr: StreamrecApp, batch: list[Any]) -> None:
         for e in batch
     ]
     sr.metrics.batch_size.observe(len(msgs))
+    texts = intent_texts(msgs)
+    if texts:  # the frozen encoder runs off the event loop; prepare then finds every text encoded
+        await asyncio.get_running_loop().run_in_executor(None, sr.learner.encode_intents, texts)
     res = sr.processor.prepare(msgs, lambda u: load_user_state(sr.user_table, u))
     for user_id, (state, event) in res.states.items():
         with event_context(event):

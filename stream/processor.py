@@ -16,6 +16,7 @@ events the resumed model has not learned, are then learned only: no state change
 
 from __future__ import annotations
 
+import json
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
@@ -159,7 +160,7 @@ class EventProcessor:
             history = tuple(state.seq)
             state.append(ev.item_id, s.seq_len, s.seen_max, ev.event_id, s.dedup_window, msg.offset)
             res.states[ev.user_id] = (state, msg.handle)
-            queries.append(Query(ev.user_id, tuple(state.seq), frozenset(state.seen)))
+            queries.append(Query(ev.user_id, tuple(state.seq), frozenset(state.seen), intent_of(ev)))
             example = Interaction(ev.user_id, ev.item_id, ev.ts, s.event_weights[ev.event_type])
             if ev.item_id not in known:
                 res.pending.append((example, history))  # learned when the item arrives (bounded)
@@ -231,7 +232,7 @@ class EventProcessor:
         event's item (the whole stored sequence when that prefix is no longer known); everything seen excluded."""
         before = state.history_before(later)
         seq = (*before, ev.item_id) if before is not None else tuple(state.seq)
-        return Query(ev.user_id, seq, frozenset(state.seen))
+        return Query(ev.user_id, seq, frozenset(state.seen), intent_of(ev))
 
     def _relearn(self, res: BatchResult, ev: Event, msg: RawMessage, state: UserState) -> None:
         """Learn from an already processed event the model has not learned (a replay or redelivery after restart)."""
@@ -330,6 +331,33 @@ class EventProcessor:
         lr.move_to_end(user_id)
         if len(lr) > self._last_recs_max:
             lr.popitem(last=False)
+
+
+def intent_of(ev: Event) -> str:
+    """The event's request text (``context.query``, validated a string), "" when it has none."""
+    query = ev.context.get("query")
+    return query.strip() if isinstance(query, str) else ""
+
+
+def intent_texts(batch: Sequence[RawMessage]) -> list[str]:
+    """The request texts (``context.query``) of a micro-batch's raw messages, read ahead of :meth:`prepare` so
+    the worker can encode them off its event loop; only messages that mention ``"query"`` are parsed here.
+
+    >>> intent_texts([RawMessage(None, b'{"context": {"query": " sci-fi "}}'), RawMessage(None, b'{"x": 1}')])
+    ['sci-fi']
+    """
+    out: list[str] = []
+    for msg in batch:
+        if msg.value is None or b'"query"' not in msg.value:
+            continue
+        try:
+            ctx = json.loads(msg.value).get("context")
+        except (ValueError, AttributeError):
+            continue
+        query = ctx.get("query") if isinstance(ctx, dict) else None
+        if isinstance(query, str) and query.strip():
+            out.append(query.strip())
+    return out
 
 
 class PendingEvents:

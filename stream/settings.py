@@ -149,6 +149,8 @@ class Settings(BaseSettings):
         "`exact_max_items` items (default 20000) two-stage recommendation (ANN, co-occurrence, fresh and popular "
         "candidates, then the full model) and sampled-softmax training; every field in README, Large catalogs."
     )
+    intent_weight: float = Field(4.0, ge=0, description="How far an event's `context.query` text moves the user "
+                                 "vector of its request (0: ignored).")
     exploration: ExplorationConfig = Field(
         ExplorationConfig(), description="Exploration policy of the lists sent, as JSON (e.g. `{\"policy\": "
         "\"epsilon\", \"epsilon\": 0.1}`): none, epsilon, ucb or thompson; every field in README, Exploration."

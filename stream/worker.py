@@ -53,6 +53,7 @@ def build_learner(settings: Settings, encoder: Any) -> AdapterRecommender:
         cold_slots=settings.cold_slots,
         retrieval=settings.retrieval,
         exploration=settings.exploration,
+        intent_weight=settings.intent_weight,
         device=settings.device,
         seed=settings.seed,
     )

@@ -171,3 +171,43 @@ def test_clicks_on_a_list_reach_the_metrics_and_the_learner(worker_factory: Any,
     assert samples['streamrec_attributions_total{outcome=unknown_list}'] == 1
     assert samples['streamrec_recommendation_shown_total{arm=exploit,position=0}'] == 7
     assert samples["streamrec_model_feedback_clicks"] == 3
+
+
+def test_a_query_and_exploration_show_in_the_lists(worker_factory: Any, kafka: KafkaClientConfig) -> None:
+    """An event's context.query brings its topic into that list (because: intent); with an exploration policy the
+    last places are marked explore, and a click on one counts under arm=explore."""
+    app = "t-intent"
+    asyncio.run(setup_topics(kafka, app))
+    w = worker_factory(app, None, STREAMREC_EXPLORATION='{"policy": "epsilon", "epsilon": 1.0, "places": 2}')
+    asyncio.run(publish_items(kafka, f"{app}-items", make_catalog()))
+    w.wait_ready(len(make_catalog()), timeout=180)
+    history = [ev(i, "fan", f"space-{i}") for i in range(3)]
+    asked = {**ev(3, "fan", "space-3"), "context": {"query": "cooking: recipes, pasta and soup in the kitchen"}}
+
+    async def go() -> list[dict[str, Any]]:
+        await replay_events(kafka, f"{app}-events", [*history, asked])
+        return await read_json(kafka, f"{app}-recommendations", 4)
+
+    recs = {r["event_id"]: r for r in asyncio.run(go())}
+    for r in recs.values():
+        assert schema_errors(r, RECOMMENDATION_JSON_SCHEMA) == []
+        marked = [p for p, it in enumerate(r["items"]) if it.get("explore")]
+        assert marked == [8, 9], r
+        assert all(r["items"][p]["because"] == {"kind": "explore"} and 0 < r["items"][p]["propensity"] <= 1
+                   for p in marked)
+    plain, with_query = recs["fan-2"]["items"][:8], recs["fan-3"]["items"][:8]
+    cooking = [it for it in with_query if it["item_id"].startswith("cooking")]
+    assert len(cooking) > sum(it["item_id"].startswith("cooking") for it in plain)
+    assert any(it["because"] == {"kind": "intent"} for it in cooking)
+    r = recs["fan-3"]
+    click = {**ev(4, "fan", r["items"][9]["item_id"]), "context": {"rec_id": r["rec_id"], "position": 9}}
+
+    async def click_it() -> None:
+        await replay_events(kafka, f"{app}-events", [click])
+        await read_json(kafka, f"{app}-recommendations", 5)
+
+    asyncio.run(click_it())
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and scrape(w.metrics_port, "streamrec_model_feedback_clicks") != 1:
+        time.sleep(0.5)
+    assert scrape_all(w.metrics_port)["streamrec_recommendation_clicks_total{arm=explore,position=9}"] == 1

@@ -257,12 +257,23 @@ def test_a_click_naming_a_list_it_was_sent_is_attributed_to_its_position() -> No
     assert UserState.from_dict(states["u"].to_dict()) == states["u"]
 
 
-def test_attribution_fields_of_the_wrong_type_are_dead_letters() -> None:
+def test_attribution_and_query_fields_of_the_wrong_type_are_dead_letters() -> None:
     p, _, _ = make()
     res = p.prepare([msg({**event(1, "u", "i1"), "context": {"rec_id": 7}}),
-                     msg({**event(2, "u", "i1"), "context": {"position": -1}})], lambda u: UserState())
-    assert [d["detail"].split(":")[0] for _, d in res.dlq] == ["context.rec_id", "context.position"]
+                     msg({**event(2, "u", "i1"), "context": {"position": -1}}),
+                     msg({**event(3, "u", "i1"), "context": {"query": ["sci-fi"]}})], lambda u: UserState())
+    assert [d["detail"].split(":")[0] for _, d in res.dlq] == ["context.rec_id", "context.position", "context.query"]
     assert res.recommendations == []
+
+
+def test_the_query_of_an_event_reaches_the_learner_as_its_intent() -> None:
+    p, m, _ = make()
+    asked: list = []
+    recommend = m.recommend_many
+    m.recommend_many = lambda qs, k: asked.extend(qs) or recommend(qs, k)  # type: ignore[method-assign]
+    p.prepare([msg({**event(1, "u", "i1"), "context": {"query": "  item number 7 "}}), msg(event(2, "v", "i2"))],
+              lambda u: UserState())
+    assert [q.intent for q in asked] == ["item number 7", ""]
 
 
 def test_explored_places_are_marked_and_their_clicks_counted_as_explore() -> None:
