@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from connectors.broker import free_port
-from connectors.kafka import KafkaClientConfig, publish_items, replay_events
+from connectors.kafka import KafkaClientConfig, publish_items, read_topic, replay_events
 from tests.conftest import make_catalog
 
 pytestmark = pytest.mark.integration
@@ -28,6 +28,19 @@ ROOT = Path(__file__).resolve().parents[2]
 #: Panels with a series per peer: one worker alone has none (tests/integration/test_sharing.py reads the metric
 #: from two workers that share).
 NEEDS_A_PEER = {"Sharing lag per peer"}
+
+async def click_latest_lists(kafka: KafkaClientConfig, app: str, sent: int) -> None:
+    """Each user clicks the first item of the latest list they were sent, naming it in context.rec_id."""
+    latest: dict[str, dict[str, Any]] = {}
+    async for _, value, _ in read_topic(kafka, f"{app}-recommendations", until_count=sent, idle_timeout=30):
+        if value is not None:
+            r = json.loads(value)
+            latest[r["user_id"]] = r
+    clicks = [{"event_id": f"click-{n}", "user_id": r["user_id"], "item_id": r["items"][0]["item_id"],
+               "event_type": "click", "ts": 10_000.0 + n, "context": {"rec_id": r["rec_id"], "position": 0}}
+              for n, r in enumerate(latest.values()) if r["items"]]
+    await replay_events(kafka, f"{app}-events", clicks)
+
 
 def query(port: int, expr: str) -> dict[str, Any]:
     url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
@@ -98,10 +111,12 @@ def test_dashboard_and_alerts_against_real_prometheus(worker_factory: Any, kafka
         if got and float(got[0]["value"][1]) >= len(events):
             break
         time.sleep(1)
-    deadline = time.monotonic() + 30
+    asyncio.run(click_latest_lists(kafka, app, len(events)))  # the CTR panels need attributed clicks
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # rates need two scrapes that both saw traffic
         got = query(prom, "sum(rate(streamrec_recommendations_total[1m]))")["data"]["result"]
-        if got and float(got[0]["value"][1]) > 0:
+        clicked = query(prom, "sum(rate(streamrec_recommendation_clicks_total[5m]))")["data"]["result"]
+        if got and float(got[0]["value"][1]) > 0 and clicked and float(clicked[0]["value"][1]) > 0:
             break
         time.sleep(0.5)
 
