@@ -47,6 +47,12 @@ class AdapterHead(nn.Module):
         return v, self.item_bias.index_select(0, rows)
 
 
+#: Past this many history cells x dims, the attention's two reductions run as bmm: on one CPU thread (h * q).sum over
+#: (256, 50, 64) takes 0.26 ms against bmm's 0.41, but over (2816, 50, 64) (the leave-one-out rows of explanations)
+#: 28 ms against 5. Training and recommending stay below it, so their numbers do not move.
+BMM_ABOVE = 4_000_000
+
+
 class AttentionUserModel(nn.Module):
     """Attention pooling over the adapted vectors of a user's recent items (padding masked).
 
@@ -73,7 +79,8 @@ class AttentionUserModel(nn.Module):
         pos = position[-h.shape[1]:] if position is not None else None
         last = h[:, -1, :] if pos is None else h[:, -1, :] + pos[-1] * mask[:, -1:]
         q = self.query + self.w_q(last)
-        att = (h * q.unsqueeze(1)).sum(-1) / self.scale  # 2x faster on CPU than a bmm of (L, dim) @ (dim, 1)
+        big = h.numel() > BMM_ABOVE  # elementwise is 2x faster on CPU for a micro-batch; bmm 5x for 11 of them
+        att = (torch.bmm(h, q.unsqueeze(-1)).squeeze(-1) if big else (h * q.unsqueeze(1)).sum(-1)) / self.scale
         if pos is not None:
             att = att + (q @ pos.T) / self.scale
         age = self.recency.flip(0)[-h.shape[1]:]
@@ -81,7 +88,7 @@ class AttentionUserModel(nn.Module):
         att = att.masked_fill(~mask, float("-inf"))
         has_any = mask.any(dim=1, keepdim=True)
         w = torch.softmax(att.masked_fill(~has_any, 0.0), dim=1) * mask
-        pooled = (w.unsqueeze(-1) * h).sum(1)
+        pooled = torch.bmm(w.unsqueeze(1), h).squeeze(1) if big else (w.unsqueeze(-1) * h).sum(1)
         if pos is not None:
             pooled = pooled + w @ pos
         pooled = torch.nn.functional.normalize(pooled, dim=-1)
