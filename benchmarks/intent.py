@@ -55,13 +55,12 @@ def search_box(text: str, rng: np.random.Generator) -> str:
     return " ".join(parts)
 
 
-def run(weight: float, queries: dict[int, str], events: list[Any], encoder: Any, limit: int,
+def run(weight: float, queries: dict[int, str], items: list[Any], events: list[Any], encoder: Any, limit: int,
         seed: int) -> np.ndarray:
-    """One pass; per event, whether the next item was in the list (1/0)."""
+    """One pass over ``events`` with a catalog of ``items``; per event, whether its item was in the list (1/0)."""
     s = load_settings(seed=seed, intent_weight=weight)
-    ds_items = run.items  # type: ignore[attr-defined]
     m = build_learner(s, encoder)
-    m.add_items(ds_items)
+    m.add_items(items)
     hist: dict[str, list[str]] = {}
     hits = np.zeros(min(limit, len(events)), dtype=np.int8)
     for start in range(0, len(hits), s.batch_max):
@@ -95,12 +94,11 @@ def main() -> None:
     rng = np.random.default_rng(args.seed + 101)
     queries = {n: search_box(texts[x.item_id], rng) for n, x in enumerate(events) if rng.random() < args.share}
     queries = {n: q for n, q in queries.items() if q}
-    run.items = ds.items  # type: ignore[attr-defined]
     encoder = CachingEncoder(build_encoder(s))
     weights = [float(w) for w in args.weights.split(",") if w.strip()]
     if args.default not in weights:
         weights.append(args.default)
-    reference = run(0.0, {}, events, encoder, args.limit, args.seed)
+    reference = run(0.0, {}, ds.items, events, encoder, args.limit, args.seed)
     n = len(reference)
     has = np.zeros(n, dtype=bool)
     has[[k for k in queries if k < n]] = True
@@ -112,7 +110,7 @@ def main() -> None:
         table.add_column(col, justify="right")
     summary: dict[float, tuple[float, float]] = {}
     for w in weights:
-        got = run(w, queries, events, encoder, args.limit, args.seed)
+        got = run(w, queries, ds.items, events, encoder, args.limit, args.seed)
         for part, sel in (("whole", np.ones(n, dtype=bool)), ("second half", second)):
             q, o = sel & has, sel & ~has
             if not q.any() or not o.any():
