@@ -107,6 +107,17 @@ def principal_basis(emb: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
     return basis
 
 
+#: An attribute value counts for an item once at least this many items have it (one: the item's own vector again).
+ATTRIBUTE_MIN_ITEMS = 2
+
+
+def padded(t: torch.Tensor, capacity: int) -> torch.Tensor:
+    """``t``'s rows (detached), then zero rows up to ``capacity``."""
+    out = torch.zeros((capacity, *t.shape[1:]), device=t.device, dtype=t.dtype)
+    out[: t.shape[0]] = t.detach()
+    return out
+
+
 def unique_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Sorted distinct values of a 1-D index tensor and each entry's position among them (numpy's unique: several
     times faster than torch's on CPU for the ~10^5 indices of a batch's candidates).
@@ -179,6 +190,11 @@ class AdapterRecommender(BaseLearner):
         when the online estimate that a user's next item is cold reaches ``cold_gate``, the last ``cold_slots``
         places of their list go to the best-scored cold items (``cold_slots`` 0: off). 0.5 and 4 raised
         cold-item HR@10 by 9% for 0.3% of HR@10 on the first half of ML-100K (2 seeds).
+    attribute_slots, attribute_scale
+        Up to ``attribute_slots`` attribute values per item (``Item.attributes``, e.g. ``director=...``) add the
+        mean of learned vectors and biases, one per value, shared by every item with that value, times
+        ``attribute_scale`` (:class:`~learners.heads.AdapterHead`); a value only one item has so far is left out
+        (it would be a second vector of that item). 0 slots: items' attributes are ignored.
     device
         ``auto``, ``cpu`` or ``cuda[:N]``.
     seed
@@ -220,6 +236,13 @@ class AdapterRecommender(BaseLearner):
     _retriever: CandidateRetriever | None = None
     _sparse_opt: torch.optim.SparseAdam | None = None
     _sharing: DeltaTracker | None = None
+    attribute_slots = 0  # checkpoints from before item attributes: none
+    _attr_index: dict[str, int] | None = None  # attribute value -> row of the head's attribute tables (0: padding)
+    _attr_rows: torch.Tensor | None = None  # (capacity, attribute_slots) int32 value rows of each item, 0-padded:
+    # made when the first item with attributes arrives (a catalog without any pays nothing)
+    _attr_support: torch.Tensor | None = None  # items with each value (by row)
+    _attr_width = 0  # the most values an item has had (the rows' columns past it are all padding)
+    attribute_scale = 0.5
 
     def __init__(
         self,
@@ -251,6 +274,8 @@ class AdapterRecommender(BaseLearner):
         retrieval: RetrievalConfig | None = None,
         exploration: ExplorationConfig | None = None,
         intent_weight: float = 4.0,
+        attribute_slots: int = 0,
+        attribute_scale: float = 0.5,
         device: str = "auto",
         seed: int = 0,
     ) -> None:
@@ -286,6 +311,12 @@ class AdapterRecommender(BaseLearner):
         self._retriever = None  # made when the catalog passes retrieval.exact_max_items
         self.exploration = exploration or ExplorationConfig()
         self.intent_weight = intent_weight
+        if attribute_slots < 0:
+            raise ValueError(f"attribute_slots: expected a count >= 0, got {attribute_slots!r}")
+        self.attribute_slots = attribute_slots
+        if not attribute_scale > 0:
+            raise ValueError(f"attribute_scale: expected a number > 0, got {attribute_scale!r}")
+        self.attribute_scale = attribute_scale
         self._explore_rng = np.random.default_rng(seed + 7919)
         self.device = device
         self.seed = seed
@@ -321,12 +352,18 @@ class AdapterRecommender(BaseLearner):
             return
         if self.encoder is None:
             raise ValueError("encoder: this learner has no encoder attached; call attach_encoder() first")
-        self.add_item_embeddings([it.item_id for it in new], self.encoder.encode([it.text for it in new]))
+        self.add_item_embeddings([it.item_id for it in new], self.encoder.encode([it.text for it in new]),
+                                 [it.attributes for it in new])
 
-    def add_item_embeddings(self, item_ids: Sequence[str], embeddings: FloatArray) -> None:
-        """Add items whose frozen embeddings were computed elsewhere (e.g. cached in a table)."""
+    def add_item_embeddings(self, item_ids: Sequence[str], embeddings: FloatArray,
+                            attributes: Sequence[Sequence[str]] | None = None) -> None:
+        """Add items whose frozen embeddings were computed elsewhere (e.g. cached in a table). ``attributes``: each
+        item's attribute values (``key=value``); those of an item already known replace its values."""
+        if attributes is not None and len(attributes) != len(item_ids):
+            raise ValueError(f"attributes: expected one entry per item ({len(item_ids)}), got {len(attributes)}")
         fresh = [(i, row) for row, i in enumerate(item_ids) if i not in self.item_index]
         if not fresh:
+            self._set_attributes(item_ids, attributes)
             return
         emb = torch.as_tensor(np.asarray(embeddings, dtype=np.float32)[[r for _, r in fresh]], device=self._dev)
         if self._head is None:
@@ -344,6 +381,7 @@ class AdapterRecommender(BaseLearner):
         self._emb[n0:need] = emb
         for i, _ in fresh:
             self._register(i)
+        self._set_attributes(item_ids, attributes)
         if self._gate is not None:
             self._gate.grow(need)
         self._fit_cooccurrence(need)
@@ -353,6 +391,57 @@ class AdapterRecommender(BaseLearner):
             self._retriever.items_added(need, rows, self._index_table(rows))
         elif self._large():
             self._ensure_retriever()  # the catalog just passed retrieval.exact_max_items: index it now
+
+    def _set_attributes(self, item_ids: Sequence[str], attributes: Sequence[Sequence[str]] | None) -> None:
+        """Give the (registered) items ``item_ids`` their first ``attribute_slots`` attribute values, registering
+        values not seen before (their shared vectors start at zero)."""
+        if attributes is None or self._attr_index is None or self._head is None or self._emb is None:
+            return  # attribute_slots 0 (no tables made by _build)
+        if self._attr_rows is None:
+            if not any(attributes):
+                return
+            self._attr_rows = torch.zeros(self._emb.shape[0], self.attribute_slots, dtype=torch.int32, device=self._dev)
+        index = self._attr_index
+        at: list[int] = []
+        rows: list[list[int]] = []
+        for item_id, values in zip(item_ids, attributes, strict=True):
+            row = [index.setdefault(v, len(index)) for v in list(dict.fromkeys(values))[: self.attribute_slots] if v]
+            self._attr_width = max(self._attr_width, len(row))
+            at.append(self.item_index[item_id])
+            rows.append(row + [0] * (self.attribute_slots - len(row)))
+        if len(index) > self._head.attr_vec.shape[0]:
+            self._resize(("attr_vec", "attr_bias"), 2 * len(index))
+        if at:
+            at_t = torch.as_tensor(at, device=self._dev)
+            assert self._attr_support is not None  # made by _build with the tables
+            support = self._attr_support = padded(self._attr_support, self._head.attr_vec.shape[0])
+            old = self._attr_rows.index_select(0, at_t).reshape(-1)
+            support.index_add_(0, old, torch.full((len(old),), -1, dtype=torch.long, device=self._dev))
+            self._attr_rows[at_t] = new = torch.as_tensor(rows, dtype=torch.int32, device=self._dev)
+            support.index_add_(0, new.reshape(-1), torch.ones(len(old), dtype=torch.long, device=self._dev))
+        self._cache = self._train_table = None
+
+    @property
+    def attribute_values(self) -> list[str]:
+        """The attribute values the model has a shared vector for, by row (row 0, padding, is ``""``)."""
+        index = self._attr_index or {}
+        out = [""] * len(index)
+        for v, r in index.items():
+            out[r] = v
+        return out
+
+    @property
+    def attribute_count(self) -> int:
+        """How many attribute values have a shared vector (0 with ``attribute_slots`` 0)."""
+        return len(self._attr_index) - 1 if self._attr_index else 0
+
+    def _attrs(self, rows: torch.Tensor | None = None, n: int = 0) -> torch.Tensor | None:
+        """The attribute value rows of items ``rows`` (of the first ``n`` items when None), or None without any."""
+        if self._attr_rows is None or self._attr_support is None:
+            return None
+        r = self._attr_rows[:n] if rows is None else self._attr_rows.index_select(0, rows)
+        r = r[:, : self._attr_width]  # no item has more values: the rest of every row is padding
+        return torch.where(self._attr_support[r] >= ATTRIBUTE_MIN_ITEMS, r, 0)
 
     def _fit_cooccurrence(self, n: int) -> None:
         """Size the co-occurrence counts to the live catalog (256-row steps), not to the doubled capacity of the
@@ -374,6 +463,10 @@ class AdapterRecommender(BaseLearner):
         self._emb = torch.zeros(capacity, in_dim, device=self._dev)
         self._head = AdapterHead(in_dim, self.dim, capacity, g).to(self._dev)
         self._user = AttentionUserModel(self.dim, self.seq_len).to(self._dev)
+        if self.attribute_slots > 0:
+            self._head.add_attributes(1024, self.attribute_scale)
+            self._attr_index = {"": 0}
+            self._attr_support = torch.zeros(1024, dtype=torch.long, device=self._dev)
         if self.cooccurrence_window > 0:  # sized by _fit_cooccurrence once the items are registered
             self._cooc = CooccurrenceSignal(0, self.cooccurrence_window, self.cooccurrence_recent, self._dev,
                                             self.cooccurrence_log_scale, self.cooccurrence_distance_decay)
@@ -414,40 +507,41 @@ class AdapterRecommender(BaseLearner):
 
     def _grow(self, capacity: int) -> None:
         """Enlarge the per-item tensors (and their Adam state) to ``capacity`` rows."""
-        assert self._emb is not None and self._head is not None and self._opt is not None
-
-        def padded(t: torch.Tensor) -> torch.Tensor:  # t's rows, then zero rows up to capacity
-            out = torch.zeros((capacity, *t.shape[1:]), device=self._dev, dtype=t.dtype)
-            out[: t.shape[0]] = t.detach()
-            return out
-
-        self._emb = padded(self._emb)
+        assert self._emb is not None
+        self._emb = padded(self._emb, capacity)
+        if self._attr_rows is not None:
+            self._attr_rows = padded(self._attr_rows, capacity)
         if self._pop is not None:
             self._pop.grow(capacity)
-        for name in ("item_id", "item_bias"):
+        self._resize(("item_id", "item_bias"), capacity)
+
+    def _resize(self, names: Sequence[str], capacity: int) -> None:
+        """Enlarge the head's parameters ``names`` (their Adam state and moving averages) to ``capacity`` rows."""
+        assert self._head is not None and self._opt is not None
+        for name in names:
             p_old: nn.Parameter = getattr(self._head, name)
-            p_new = nn.Parameter(padded(p_old))
+            p_new = nn.Parameter(padded(p_old, capacity))
             opt = self._sparse_opt if self._sparse_opt is not None and name == "item_id" else self._opt
             state = opt.state.pop(p_old, None)
             setattr(self._head, name, p_new)
             if state:
                 for key in ("exp_avg", "exp_avg_sq"):
-                    state[key] = padded(state[key])
+                    state[key] = padded(state[key], capacity)
                 opt.state[p_new] = state
         self._opt.param_groups[0]["params"] = self._dense_params()
         if self._sparse_opt is not None:
             self._sparse_opt.param_groups[0]["params"] = [self._head.item_id]
         if self._avg is not None:
-            for name in ("head.item_id", "head.item_bias"):
-                self._avg[name] = padded(self._avg[name])
+            for name in names:
+                self._avg[f"head.{name}"] = padded(self._avg[f"head.{name}"], capacity)
             self._averaged = None
 
     # -- the model -------------------------------------------------------------------------------------------
     def _item_table(self, averaged: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         assert self._head is not None and self._emb is not None
-        emb = self._emb[: len(self.item_ids)]
+        n = len(self.item_ids)
         head = self._averaged_modules()[0] if averaged and self._avg is not None else self._head
-        v, b = head(emb)
+        v, b = head(self._emb[:n], self._attrs(n=n))
         return v, b
 
     def _averaged_modules(self) -> tuple[AdapterHead, AttentionUserModel]:
@@ -638,7 +732,7 @@ class AdapterRecommender(BaseLearner):
 
     def _row_vectors(self, head: AdapterHead, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         assert self._emb is not None
-        return head.rows(self._emb.index_select(0, rows), rows)
+        return head.rows(self._emb.index_select(0, rows), rows, attrs=self._attrs(rows))
 
     def _index_table(self, rows: np.ndarray | None = None, chunk: int = 65_536) -> np.ndarray:
         """(rows, dim + 1) ``[v, bias]`` of item index ``rows`` (every item when None) under the scoring
@@ -1052,7 +1146,8 @@ class AdapterRecommender(BaseLearner):
         cols = unique_rows(torch.cat([target, sampled]))[0]  # sorted
         rows, inverse = unique_rows(torch.cat([cols, idx.reshape(-1)]))
         assert self._emb is not None
-        v, b = self._head.rows(self._emb.index_select(0, rows), rows, sparse=self._sparse_opt is not None)
+        v, b = self._head.rows(self._emb.index_select(0, rows), rows, sparse=self._sparse_opt is not None,
+                               attrs=self._attrs(rows))
         at = inverse[: len(cols)]
         h = v.index_select(0, inverse[len(cols):]).view(*idx.shape, v.shape[1])
         u = self._user(h, mask)
@@ -1096,7 +1191,7 @@ class AdapterRecommender(BaseLearner):
         """What this learner learned since its previous contribution (None when it learned nothing)."""
         if self._sharing is None or not self._sharing.events:
             return None
-        return self._sharing.contribution(self._shared_tensors(), self.item_ids)
+        return self._sharing.contribution(self._shared_tensors(), self.item_ids, self.attribute_values)
 
     def merge(self, cs: Sequence[Contribution]) -> int:
         """Merge peers' contributions (:mod:`learners.sharing`): their events into the stream statistics, their
@@ -1110,7 +1205,7 @@ class AdapterRecommender(BaseLearner):
             return 0
         self._train_table = None  # its graph is of the parameters before the merge
         for run in rounds(cs):
-            self._sharing.merge(run, self._shared_tensors(), self.item_index)
+            self._sharing.merge(run, self._shared_tensors(), self.item_index, self._attr_index)
         events = [e for c in cs for e in c.events]
         self.count_many([Interaction("", i, 0.0, w) for i, w, _ in events], [h for _, _, h in events])
         self._n_learned += len(events)  # the shared model has learned them: no longer young for their sake

@@ -3,6 +3,9 @@
 * :class:`AdapterHead` maps a frozen item embedding to the adapted space: a projection initialised to preserve
   dot products (so text similarity ranks well before any learning), a residual MLP initialised to zero, a
   per-item id embedding (zero for a new item, so a cold item is scored from its text alone) and an item bias.
+* Item attributes (director, brand...): every attribute value has a learned vector and bias, zero at first, shared
+  by each item that has it; an item adds the mean of its values' (so a new item by a known director starts from
+  what was learned about the director). Off when the learner keeps no attribute values per item.
 * :class:`AttentionUserModel` turns the user's recent items into a user vector: learned attention over the
   sequence (query from the latest item, a learned recency bias), as in dynamic-interest models.
 
@@ -33,18 +36,47 @@ class AdapterHead(nn.Module):
         self.item_id = nn.Parameter(torch.zeros(capacity, dim))
         self.item_bias = nn.Parameter(torch.zeros(capacity))
 
-    def forward(self, emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def add_attributes(self, capacity: int, scale: float) -> None:
+        """Make the attribute-value tables (``capacity`` rows; row 0 is padding and stays zero), whose mean enters
+        an item's vector and bias times ``scale`` (under Adam, the step size of the shared values relative to the
+        items' own vectors)."""
+        dev = self.item_bias.device
+        self.attr_vec = nn.Parameter(torch.zeros(capacity, self.item_id.shape[1], device=dev))
+        self.attr_bias = nn.Parameter(torch.zeros(capacity, 1, device=dev))  # (rows, 1): an embedding_bag table
+        self.attr_scale = scale
+
+    def _attributes(self, attrs: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Mean vector and bias of each item's attribute values (``attrs``: (n, slots) value rows, 0 padding),
+        times ``attr_scale``."""
+        vec = self._parameters.get("attr_vec")
+        if attrs is None or vec is None or attrs.shape[1] == 0:
+            return None
+        present = (attrs > 0).to(vec.dtype)
+        weight = present * (self.attr_scale / present.sum(1, keepdim=True).clamp(min=1.0))
+        rows = attrs.long()  # one fused gather-and-sum per table, not an (n, slots, dim) array
+        v = nn.functional.embedding_bag(rows, vec, per_sample_weights=weight, mode="sum")
+        b = nn.functional.embedding_bag(rows, self.attr_bias, per_sample_weights=weight, mode="sum")
+        return v, b.squeeze(1)
+
+    def forward(self, emb: torch.Tensor, attrs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Adapted vectors and biases of the first ``len(emb)`` items (``attrs``: their attribute value rows)."""
         n = emb.shape[0]
         v = emb @ self.proj.T + self.mlp(emb) + self.item_id[:n]
-        return v, self.item_bias[:n]
+        b = self.item_bias[:n]
+        shared = self._attributes(attrs)
+        return (v, b) if shared is None else (v + shared[0], b + shared[1])
 
-    def rows(self, emb: torch.Tensor, rows: torch.Tensor, sparse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`forward` for the items ``rows`` only (``emb``: their frozen embeddings): O(len(rows)), the cost
-        of a large catalog's candidates and sampled negatives instead of the whole table. ``sparse``: the
-        gradient of ``item_id`` is a sparse tensor of these rows (for ``torch.optim.SparseAdam``)."""
+    def rows(self, emb: torch.Tensor, rows: torch.Tensor, sparse: bool = False,
+             attrs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` for the items ``rows`` only (``emb``: their frozen embeddings, ``attrs``: their attribute
+        value rows): O(len(rows)), the cost of a large catalog's candidates and sampled negatives instead of the
+        whole table. ``sparse``: the gradient of ``item_id`` is a sparse tensor of these rows (for
+        ``torch.optim.SparseAdam``)."""
         item = nn.functional.embedding(rows, self.item_id, sparse=sparse)
         v = emb @ self.proj.T + self.mlp(emb) + item
-        return v, self.item_bias.index_select(0, rows)
+        b = self.item_bias.index_select(0, rows)
+        shared = self._attributes(attrs)
+        return (v, b) if shared is None else (v + shared[0], b + shared[1])
 
 
 #: Past this many history cells x dims, the attention's two reductions run as bmm: on one CPU thread (h * q).sum over

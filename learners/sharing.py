@@ -9,8 +9,9 @@ worker serve from a model that has seen the whole stream, without a coordination
   so every worker's totals are a single worker's, up to the order of the events.
 * **Per-item parameters** (each item's adapted vector and bias, and their moving averages) travel as deltas: the
   change since the worker's last contribution of the rows that changed, keyed by item id (item indices differ
-  between workers). A merging worker moves each row by the mean of the deltas of the workers that changed it
-  (its own latest and the peers'), as a model that took the mean of their steps. Every worker starts from the
+  between workers); the shared vectors of item attribute values likewise, keyed by value. A merging worker moves
+  each row by the mean of the deltas of the workers that changed it (its own latest and the peers'), as a model
+  that took the mean of their steps. Every worker starts from the
   same initial parameters (the same seed).
 * **Dense parameters** (the adapter's projection, the user model, temperature and blend weights, and their moving
   averages) are averaged: a contribution carries their values, and a worker that merges replaces its own by the
@@ -112,6 +113,13 @@ def rounds(cs: Sequence[Contribution]) -> list[list[Contribution]]:
 TARGET_WEIGHT = 100.0
 
 PER_ITEM = ("head.item_id", "head.item_bias")  # parameters with one row per catalog item (keyed by id on the wire)
+PER_VALUE = ("head.attr_vec", "head.attr_bias")  # one row per attribute value (keyed by the value on the wire)
+
+
+def _keyed(name: str) -> str | None:
+    """``"item"`` or ``"value"`` for a parameter with one row per item or attribute value, else None (dense)."""
+    base = name.removeprefix("avg.")
+    return "item" if base in PER_ITEM else "value" if base in PER_VALUE else None
 
 
 class DeltaTracker:
@@ -167,19 +175,23 @@ class DeltaTracker:
             base = self.base[name] = grown
         return base
 
-    def contribution(self, tensors: dict[str, torch.Tensor], item_ids: Sequence[str]) -> Contribution:
-        """Everything learned since the previous contribution; the base moves to the tensors' values."""
-        n = len(item_ids)
+    def contribution(self, tensors: dict[str, torch.Tensor], item_ids: Sequence[str],
+                     values: Sequence[str] = ()) -> Contribution:
+        """Everything learned since the previous contribution; the base moves to the tensors' values.
+        ``values``: the attribute values by row of the per-value tensors."""
         dense: dict[str, np.ndarray] = {}
         rows: dict[str, tuple[list[str], np.ndarray]] = {}
         with torch.no_grad():
             for name, t in tensors.items():
                 base = self._base_for(name, t)
-                if name.removeprefix("avg.") in PER_ITEM:
+                keyed = _keyed(name)
+                if keyed is not None:
+                    keys = item_ids if keyed == "item" else values
+                    n = len(keys)
                     d = (t[:n] - base[:n]).reshape(n, -1)
                     changed = torch.nonzero(d.abs().amax(dim=1) > 0).flatten() if n else torch.zeros(0, dtype=torch.long)
                     if len(changed):
-                        rows[name] = ([item_ids[i] for i in changed.tolist()],
+                        rows[name] = ([keys[i] for i in changed.tolist()],
                                       d.index_select(0, changed).reshape(-1, *t.shape[1:]).cpu().numpy())
                 else:
                     dense[name] = t.detach().cpu().numpy().copy()
@@ -189,11 +201,13 @@ class DeltaTracker:
         self.events = []
         return out
 
-    def merge(self, cs: Sequence[Contribution], tensors: dict[str, torch.Tensor], item_index: dict[str, int]) -> int:
-        """Merge peers' parameters (the caller adds their events to the statistics): each per-item row moves to
-        the mean of the deltas of the workers that changed it (this worker's own latest contribution, if not
-        merged before, and the peers'), and every dense tensor to the mean of this worker's value and each
-        peer's latest. Returns how many per-item rows named items this learner does not have (skipped)."""
+    def merge(self, cs: Sequence[Contribution], tensors: dict[str, torch.Tensor], item_index: dict[str, int],
+              value_index: dict[str, int] | None = None) -> int:
+        """Merge peers' parameters (the caller adds their events to the statistics): each per-item (or per
+        attribute value: ``value_index``) row moves to the mean of the deltas of the workers that changed it (this
+        worker's own latest contribution, if not merged before, and the peers'), and every dense tensor to the
+        mean of this worker's value and each peer's latest. Returns how many per-item or per-value rows named items
+        or values this learner does not have (skipped)."""
         for c in cs:
             for name, value in c.dense.items():
                 t = tensors.get(name)
@@ -217,7 +231,8 @@ class DeltaTracker:
                 mine = own if own is not None and name in own.rows else None
                 for c in ([mine] if mine is not None else []) + [c for c in cs if name in c.rows]:
                     ids, delta = c.rows[name]
-                    local = [item_index.get(i, -1) for i in ids]
+                    index = item_index if _keyed(name) == "item" else value_index or {}
+                    local = [index.get(i, -1) if i else -1 for i in ids]
                     keep = [k for k, j in enumerate(local) if j >= 0]
                     if c is mine:
                         n_own = len(keep)

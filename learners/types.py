@@ -22,10 +22,47 @@ FloatArray = npt.NDArray[np.float32]
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """A catalog item: its id and the text the encoder reads."""
+    """A catalog item: its id, the text the encoder reads and its attribute values (``attribute_values``)."""
 
     item_id: str
     text: str
+    attributes: tuple[str, ...] = ()
+
+
+def attribute_values(attributes: Any) -> tuple[str, ...]:
+    """The learnable values of an item's ``attributes`` object: one ``key=value`` string per value, in order, each
+    once. A value is a string, a number or a boolean, or a list of them (each its own value); anything else
+    (null, an object) is kept on the wire but not learned from.
+
+    >>> attribute_values({"director": "Jane Campion", "actor": ["A", "B", "A"], "year": 1993, "x": {"y": 1}})
+    ('director=Jane Campion', 'actor=A', 'actor=B', 'year=1993')
+    >>> attribute_values(None)
+    ()
+    """
+    if not isinstance(attributes, dict):
+        return ()
+    out: dict[str, None] = {}
+    for key, value in attributes.items():
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, bool):
+                v = "true" if v else "false"
+            if isinstance(v, (str, int, float)) and str(v).strip():
+                out[f"{str(key).strip()}={str(v).strip()}"] = None
+    return tuple(out)
+
+
+def attribute_object(values: Sequence[str]) -> dict[str, list[str]]:
+    """The ``attributes`` object of ``key=value`` strings (each key's values as a list): the inverse of
+    :func:`attribute_values` up to the values' types.
+
+    >>> attribute_object(("director=Jane Campion", "actor=A", "actor=B"))
+    {'director': ['Jane Campion'], 'actor': ['A', 'B']}
+    """
+    out: dict[str, list[str]] = {}
+    for v in values:
+        key, _, value = v.partition("=")
+        out.setdefault(key, []).append(value)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +164,16 @@ class WorkerLearner(Learner, Protocol):
         """(lists given cold places, cold items placed in them) so far."""
         ...
 
-    def add_item_embeddings(self, item_ids: Sequence[str], embeddings: FloatArray) -> None: ...
+    def add_item_embeddings(self, item_ids: Sequence[str], embeddings: FloatArray,
+                            attributes: Sequence[Sequence[str]] | None = None) -> None:
+        """Add items whose frozen embeddings were computed elsewhere; ``attributes``: each item's attribute values
+        (:func:`attribute_values`), for a learner that learns from them."""
+        ...
+
+    @property
+    def attribute_count(self) -> int:
+        """Item attribute values the model learns a shared vector for."""
+        ...
 
     def boost_learning_rate(self, factor: float, steps: int) -> None: ...
 
