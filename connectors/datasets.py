@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.schemas import CatalogItem
-from learners.types import Interaction, Item
+from learners.types import Interaction, Item, attribute_object, attribute_values
 
 RECBOLE = "recbole==1.2.1"
 ML100K_MEMBER = "recbole/dataset_example/ml-100k/"
@@ -268,13 +268,47 @@ def _recbole_table(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, 
         yield n, [parts[i].strip() for i in idx]
 
 
+#: ml-100k.kg relations (Freebase) -> attribute key, for triples (film, relation, value) and, second, for
+#: (value, relation, film). In this order an item's values fill the learner's attribute slots (actors last).
+KG_FORWARD = {"film.film.directed_by": "director", "film.film.written_by": "writer", "film.film.produced_by": "producer",
+              "film.film.genre": "genre", "film.film.production_companies": "production_company",
+              "film.film.cinematography": "cinematographer", "film.film.subjects": "subject",
+              "film.film.country": "country", "film.film.language": "language", "film.film.rating": "rating",
+              "film.film.award_won": "award_won", "film.film.award_nomination": "award_nomination",
+              "film.film.actor": "actor"}
+KG_BACKWARD = {"film.director.film": "director", "film.writer.film": "writer", "film.producer.film": "producer",
+               "film.film_genre.films_in_this_genre": "genre", "film.production_company.films": "production_company",
+               "film.cinematographer.film": "cinematographer", "film.film_subject.films": "subject",
+               "film.content_rating.film": "rating", "film.actor.film": "actor"}
+KG_ORDER = tuple(dict.fromkeys(KG_FORWARD.values()))
+
+
+def recbole_attributes(folder: Path) -> dict[str, dict[str, list[str]]]:
+    """Each linked item's attributes from RecBole's knowledge graph (``ml-100k.link``: item -> Freebase entity,
+    ``ml-100k.kg``: entity triples): ``{item_id: {"director": [entity, ...], "actor": [...], ...}}``, keys in
+    :data:`KG_ORDER`, values the entities' ids (``m.0bln8``) in file order, each once; sequels and unknown
+    relations are left out. Empty when the folder has no ``ml-100k.kg``/``ml-100k.link``."""
+    kg, link = folder / "ml-100k.kg", folder / "ml-100k.link"
+    if not (kg.is_file() and link.is_file()):
+        return {}
+    film = {entity: iid for _, (iid, entity) in _recbole_table(link, ("item_id", "entity_id"))}
+    found: dict[str, dict[str, dict[str, None]]] = {}
+    for _, (head, relation, tail) in _recbole_table(kg, ("head_id", "relation_id", "tail_id")):
+        if relation in KG_FORWARD and head in film:
+            found.setdefault(film[head], {}).setdefault(KG_FORWARD[relation], {})[tail] = None
+        elif relation in KG_BACKWARD and tail in film:
+            found.setdefault(film[tail], {}).setdefault(KG_BACKWARD[relation], {})[head] = None
+    return {iid: {k: list(keys[k]) for k in KG_ORDER if k in keys} for iid, keys in found.items()}
+
+
 def _load_recbole_100k(folder: Path, event_type: str, min_rating: float | None) -> Dataset:
+    attributes = recbole_attributes(folder)
     items = []
     for _, (iid, title, year, genres) in _recbole_table(folder / "ml-100k.item",
                                                         ("item_id", "movie_title", "release_year", "class")):
         # a few rows carry no usable year ("unkonwn", or "V" with the year left in the title)
         t, y = (title, year) if _YEAR.fullmatch(year) else split_title(title)
-        items.append(Item(iid, movie_text(t, y, genres.split())))
+        items.append(Item(iid, movie_text(t, y, genres.split()), attribute_values(attributes.get(iid))))
     path = folder / "ml-100k.inter"
     rows = [_rating(path, n, u, i, r, ts)
             for n, (u, i, r, ts) in _recbole_table(path, ("user_id", "item_id", "rating", "timestamp"))]
@@ -397,7 +431,7 @@ def load_catalog_file(path: Path) -> list[CatalogItem]:
 
 def load_items_file(path: Path) -> list[Item]:
     """Catalog items from a ``.jsonl``/``.csv`` file with fields ``item_id`` and ``text`` (for the encoder)."""
-    return [Item(c.item_id, c.text) for c in load_catalog_file(path)]
+    return [Item(c.item_id, c.text, attribute_values(c.attributes)) for c in load_catalog_file(path)]
 
 
 def load_catalog(spec: str, data_dir: Path = Path("data")) -> list[CatalogItem]:
@@ -406,7 +440,7 @@ def load_catalog(spec: str, data_dir: Path = Path("data")) -> list[CatalogItem]:
     p = Path(spec)
     if p.is_file():
         return load_catalog_file(p)
-    return [CatalogItem(it.item_id, it.text) for it in load_dataset(spec, data_dir).items]
+    return [CatalogItem(it.item_id, it.text, attribute_object(it.attributes)) for it in load_dataset(spec, data_dir).items]
 
 
 def _present(v: Any) -> bool:

@@ -15,7 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from connectors.schemas import event_json, item_json
-from learners.types import Item
+from learners.types import Item, attribute_object
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +100,8 @@ async def publish_items(cfg: KafkaClientConfig, topic: str, items: Sequence[Item
     prod = _producer(cfg, acks="all")
     await prod.start()
     try:
-        futs = [await prod.send(topic, item_json(it.item_id, it.text), key=it.item_id.encode()) for it in items]
+        futs = [await prod.send(topic, item_json(it.item_id, it.text, attribute_object(it.attributes)),
+                                key=it.item_id.encode()) for it in items]
         await asyncio.gather(*futs)
     finally:
         await prod.stop()

@@ -245,6 +245,8 @@ def parse_item(raw: bytes | str | None, *, max_bytes: int = 65536, max_id_length
     ItemEmbedding(model='m', 2 values)
     >>> parse_item(b'{"item_id": "42", "text": "Toy Story", "embedding": {"model": "m", "values": [1e999]}}').detail
     'embedding: values[0]: expected a finite number, got inf'
+    >>> parse_item(b'{"item_id": "42", "text": "Toy Story", "attributes": []}').detail
+    'attributes: expected an object, got list'
     >>> parse_item(b'{"item_id": "42"}').reason
     <Reason.MISSING_FIELD: 'missing_field'>
     >>> parse_item(b'{"item_id": "42", "text": "  "}').reason
@@ -263,9 +265,10 @@ def parse_item(raw: bytes | str | None, *, max_bytes: int = 65536, max_id_length
         return Rejection(Reason.WRONG_TYPE, f"text: expected a string, got {type(obj['text']).__name__}")
     if not obj["text"].strip():
         return Rejection(Reason.EMPTY_TEXT, "text: expected a non-blank description (the encoder embeds it)")
-    attrs = obj.get("attributes") or {}
+    attrs = obj.get("attributes")
+    attrs = {} if attrs is None else attrs
     if not isinstance(attrs, dict):
-        return Rejection(Reason.WRONG_TYPE, "attributes: expected an object")
+        return Rejection(Reason.WRONG_TYPE, f"attributes: expected an object, got {type(attrs).__name__}")
     embedding = parse_embedding(obj.get("embedding"))
     if isinstance(embedding, Rejection):
         return embedding

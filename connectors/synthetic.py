@@ -1,8 +1,10 @@
 """A seeded synthetic recommendation world of any size, for scale benchmarks and tests.
 
-Items belong to categories; an item's text is a few words drawn mostly from its category's vocabulary (so a text
-encoder can tell categories apart), its popularity follows a Zipf law over a random order of the catalog, and
-items arrive over time: a share of the catalog exists at the start, the rest arrive evenly over ``horizon``
+Items belong to categories; an item's text is a few words drawn mostly (``text_share``) from its category's
+vocabulary (so a text encoder can tell categories apart), each item has a brand of its category (``brand=...``, one
+of ``brands_per_category``: an attribute that says the category whatever the text says), its popularity follows a
+Zipf law over a random order of the catalog (times a brand's appeal, with ``brand_effect``), and items arrive over
+time: a share of the catalog exists at the start, the rest arrive evenly over ``horizon``
 events, in id order. Users have a few category tastes (weighted); an event picks a user (mildly Zipf-active),
 one of their tastes (now and then any category), then an item of that category by popularity among the items
 that have arrived. Every user starts with a pre-filled history drawn the same way from the initial catalog.
@@ -33,6 +35,9 @@ class WorldConfig:
     words_per_category: int = 30
     shared_words: int = 300
     title_words: int = 6
+    text_share: float = 0.7  # of an item's words, the share from its category's vocabulary (the rest: shared words)
+    brands_per_category: int = 4
+    brand_effect: float = 0.0  # an item's popularity weight x exp(brand_effect x its brand's N(0, 1) draw)
     zipf: float = 1.05  # item popularity: weight 1 / rank^zipf
     user_zipf: float = 0.6  # user activity
     tastes: int = 3  # categories per user (weights drawn at random)
@@ -69,10 +74,17 @@ class SyntheticWorld:
         self.item_weight = (1.0 / rank.astype(np.float64) ** c.zipf)
         own = rng.integers(0, c.words_per_category, size=(c.items, c.title_words))
         shared = rng.integers(0, c.shared_words, size=(c.items, c.title_words)) + C * c.words_per_category
-        from_own = rng.random((c.items, c.title_words)) < 0.7
+        from_own = rng.random((c.items, c.title_words)) < c.text_share
         self.item_words = np.where(from_own, own + self.item_category[:, None] * c.words_per_category,
                                    shared).astype(np.int32)
         self.initial_items = int(round(c.items * c.initial_share))
+        brands = max(c.brands_per_category, 1)  # drawn apart from the stream above: other worlds stay as they were
+        brand_rng = np.random.default_rng(c.seed + 3)
+        self.item_brand = (self.item_category.astype(np.int64) * brands
+                           + brand_rng.integers(0, brands, size=c.items)).astype(np.int32)
+        if c.brand_effect:
+            appeal = brand_rng.standard_normal(C * brands)
+            self.item_weight = self.item_weight * np.exp(c.brand_effect * appeal[self.item_brand])
         # per category, its items in arrival (id) order with cumulative popularity, laid end to end
         self._order = np.argsort(self.item_category, kind="stable").astype(np.int64)
         self._cat_start = np.searchsorted(self.item_category[self._order], np.arange(C + 1))
@@ -102,9 +114,11 @@ class SyntheticWorld:
     def item_text(self, i: int) -> str:
         return " ".join(self.word(w) for w in self.item_words[i])
 
-    def items(self, start: int, stop: int, text: bool = True) -> list[Item]:
-        """Items ``start`` to ``stop - 1`` (with their text, or an empty one for learners that read no text)."""
-        return [Item(self.item_id(i), self.item_text(i) if text else "") for i in range(start, stop)]
+    def items(self, start: int, stop: int, text: bool = True, attributes: bool = False) -> list[Item]:
+        """Items ``start`` to ``stop - 1`` (with their text, or an empty one for learners that read no text; with
+        their brand as an attribute, ``brand=b12``, when ``attributes``)."""
+        return [Item(self.item_id(i), self.item_text(i) if text else "",
+                     (f"brand=b{self.item_brand[i]}",) if attributes else ()) for i in range(start, stop)]
 
     def embeddings(self, start: int, stop: int, dim: int = 384) -> np.ndarray:
         """A stub encoder, vectorised: each item's L2-normalised sum of seeded random word vectors (items of a
@@ -199,6 +213,6 @@ class SyntheticWorld:
     @property
     def nbytes(self) -> int:
         """Bytes of the world's arrays (histories are drawn when asked for: see :meth:`prefilled`)."""
-        arrays = (self.item_category, self.item_weight, self.item_words, self._order, self._cum, self._user_cum,
-                  self.user_tastes, self._taste_cum)
+        arrays = (self.item_category, self.item_brand, self.item_weight, self.item_words, self._order, self._cum,
+                  self._user_cum, self.user_tastes, self._taste_cum)
         return sum(a.nbytes for a in arrays)

@@ -138,6 +138,31 @@ def test_recbole_dataset(tmp_path: Path, downloads: list[Path]) -> None:
     assert ds.users == {"1": "24-year-old male technician", "2": "53-year-old female"}
 
 
+def test_recbole_attributes_from_the_knowledge_graph(tmp_path: Path) -> None:
+    """Triples either way round (film -> value, value -> film) give the linked film's attributes, each value once,
+    keys in KG_ORDER (actors last); sequels, unlinked films and unknown relations give nothing."""
+    for name, text in RECBOLE_FILES.items():
+        write(tmp_path / "rb" / name, text)
+    write(tmp_path / "rb" / "ml-100k.link", "item_id:token\tentity_id:token\n10\tm.toy\n20\tm.land\n")
+    write(tmp_path / "rb" / "ml-100k.kg", "head_id:token\trelation_id:token\ttail_id:token\n"
+          "m.toy\tfilm.film.actor\tm.hanks\n"
+          "m.lasseter\tfilm.director.film\tm.toy\n"
+          "m.toy\tfilm.film.directed_by\tm.lasseter\n"
+          "m.toy\tfilm.film.sequel\tm.toy2\n"
+          "m.comedy\tfilm.film_genre.films_in_this_genre\tm.toy\n"
+          "m.other\tfilm.film.actor\tm.hanks\n"
+          "m.land\tfilm.film.something_new\tm.x\n")
+    assert datasets.recbole_attributes(tmp_path / "rb") == {
+        "10": {"director": ["m.lasseter"], "genre": ["m.comedy"], "actor": ["m.hanks"]}}
+    ds = load_dataset(str(tmp_path / "rb"))
+    assert ds.items[0].attributes == ("director=m.lasseter", "genre=m.comedy", "actor=m.hanks")
+    assert ds.items[1].attributes == ()
+    catalog = datasets.load_catalog(str(tmp_path / "rb"))
+    assert catalog[0].attributes == {"director": ["m.lasseter"], "genre": ["m.comedy"], "actor": ["m.hanks"]}
+    (tmp_path / "rb" / "ml-100k.kg").unlink()
+    assert datasets.recbole_attributes(tmp_path / "rb") == {}
+
+
 def test_recbole_min_rating_and_event_type(tmp_path: Path, downloads: list[Path]) -> None:
     ds = load_dataset("ml-100k", tmp_path, event_type="rate", min_rating=4)
     assert ids(ds) == ["ml-100k-2", "ml-100k-0"]  # ids keep the file row of the kept ratings
