@@ -26,7 +26,7 @@ from faust.streams import _current_event  # the context Faust's tables read the 
 from connectors.kafka import KafkaClientConfig, topic_names
 from connectors.schemas import RECOMMENDATIONS_SCHEMA, CatalogItem, Reason, Rejection, dlq_record, parse_item
 from learners.history import UserState
-from learners.types import TextEncoder, WorkerLearner
+from learners.types import TextEncoder, WorkerLearner, attribute_values
 from stream.broker_watch import TopicWatch, epoch_topic
 from stream.catalog import catalog_entries, check_embeddings, encode_embedding, encoder_name, follow_catalog
 from stream.health import WorkerHealth
@@ -219,15 +219,16 @@ def create_app(
 
     async def load_catalog_from_table() -> None:
         """After recovery, give the learner every item the table holds (no re-encoding)."""
-        ids, vecs = catalog_entries(item_table.items())
+        ids, vecs, attrs = catalog_entries(item_table.items())
         if vecs is not None:
-            await learner_add(ids, vecs)
+            await learner_add(ids, vecs, attrs)
             log.info("catalog: %d items loaded from the item table", len(ids))
 
-    async def learner_add(ids: list[str], vecs: np.ndarray[Any, Any]) -> None:
+    async def learner_add(ids: list[str], vecs: np.ndarray[Any, Any], attrs: list[tuple[str, ...]]) -> None:
         async with sr.model_lock:  # not while a learning step of the events agent is half done
-            learner.add_item_embeddings(ids, vecs)
+            learner.add_item_embeddings(ids, vecs, attrs)
             metrics.catalog_items.set(len(learner.item_ids))
+            metrics.attribute_values.set(learner.attribute_count)
             processor.learn_arrived(ids)  # events that named these items before they arrived
 
     item_table.on_recover(load_catalog_from_table)
@@ -268,15 +269,17 @@ def create_app(
                             parsed.detail)
                 continue
             old = item_table.get(parsed.item_id)
-            if old is not None and old.get("text") == parsed.text and parsed.item_id in learner_ids():
+            if (old is not None and old.get("text") == parsed.text and parsed.item_id in learner_ids()
+                    and old.get("attrs", []) == list(attribute_values(parsed.attributes))):
                 continue
             fresh.append((parsed, event))
         if fresh:
             vecs = await embed_items([it for it, _ in fresh])
-            for (it, event), vec in zip(fresh, vecs, strict=True):
+            attrs = [attribute_values(it.attributes) for it, _ in fresh]
+            for (it, event), vec, values in zip(fresh, vecs, attrs, strict=True):
                 with event_context(event):
-                    item_table[it.item_id] = {"text": it.text, "emb": encode_embedding(vec)}
-            await learner_add([it.item_id for it, _ in fresh], vecs)
+                    item_table[it.item_id] = {"text": it.text, "emb": encode_embedding(vec), "attrs": list(values)}
+            await learner_add([it.item_id for it, _ in fresh], vecs, attrs)
         for event in batch:  # read (and added to the learner) up to here
             m = event.message
             sr.items_read[m.partition] = max(sr.items_read.get(m.partition, 0), m.offset + 1)

@@ -27,7 +27,8 @@ from connectors.schemas import CatalogItem
 
 log = logging.getLogger("streamrec.worker")
 
-ItemsCallback = Callable[[list[str], np.ndarray[Any, Any]], Awaitable[None]]
+#: Hands a batch of catalog items to the learner: ids, embeddings, each item's attribute values (``key=value``).
+ItemsCallback = Callable[[list[str], np.ndarray[Any, Any], list[tuple[str, ...]]], Awaitable[None]]
 
 #: The name an embedding made by the bundled encoder carries (``encoder_model`` empty).
 BUNDLED_ENCODER_NAME = "all-MiniLM-L6-v2"
@@ -103,20 +104,26 @@ def decode_embedding(s: str) -> np.ndarray[Any, Any]:
     return np.frombuffer(base64.b64decode(s), dtype=np.float32)
 
 
-def catalog_entries(pairs: Iterable[tuple[str, Any]]) -> tuple[list[str], np.ndarray[Any, Any] | None]:
-    """Item ids and stacked embeddings of ``(item_id, table value)`` pairs; values without an embedding are skipped.
+def catalog_entries(pairs: Iterable[tuple[str, Any]]
+                    ) -> tuple[list[str], np.ndarray[Any, Any] | None, list[tuple[str, ...]]]:
+    """Item ids, stacked embeddings and attribute values of ``(item_id, table value)`` pairs; values without an
+    embedding are skipped (a value written before attributes existed has none).
 
-    >>> ids, vecs = catalog_entries([("a", {"emb": encode_embedding(np.ones(2))}), ("b", None)])
-    >>> ids, vecs.shape
-    (['a'], (1, 2))
+    >>> ids, vecs, attrs = catalog_entries([("a", {"emb": encode_embedding(np.ones(2)), "attrs": ["brand=Acme"]}),
+    ...                                     ("b", None)])
+    >>> ids, vecs.shape, attrs
+    (['a'], (1, 2), [('brand=Acme',)])
     """
     ids: list[str] = []
     vecs: list[np.ndarray[Any, Any]] = []
+    attrs: list[tuple[str, ...]] = []
     for item_id, value in pairs:
         if isinstance(value, dict) and isinstance(value.get("emb"), str):
             ids.append(str(item_id))
             vecs.append(decode_embedding(value["emb"]))
-    return ids, (np.stack(vecs) if vecs else None)
+            given = value.get("attrs")
+            attrs.append(tuple(str(v) for v in given) if isinstance(given, list) else ())
+    return ids, (np.stack(vecs) if vecs else None), attrs
 
 
 def changelog_pairs(records: Iterable[Any]) -> Iterable[tuple[str, Any]]:
@@ -166,11 +173,11 @@ async def _follow_once(cfg: KafkaClientConfig, changelog_topic: str, on_items: I
                 on_caught_up()
                 on_caught_up = None
             batch = await consumer.getmany(timeout_ms=500, max_records=max_records)
-            ids, vecs = catalog_entries(changelog_pairs(r for records in batch.values() for r in records))
+            ids, vecs, attrs = catalog_entries(changelog_pairs(r for records in batch.values() for r in records))
             if vecs is None:
                 continue
             try:
-                await on_items(ids, vecs)
+                await on_items(ids, vecs, attrs)
             except Exception:  # noqa: BLE001 - one bad batch (e.g. another embedding width) must not stop the rest
                 log.exception("catalog: %d items from %s not added", len(ids), changelog_topic)
     finally:

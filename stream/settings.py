@@ -151,6 +151,11 @@ class Settings(BaseSettings):
     )
     intent_weight: float = Field(4.0, ge=0, description="How far an event's `context.query` text moves the user "
                                  "vector of its request (0: ignored).")
+    attribute_slots: int = Field(0, ge=0, description="Up to this many of an item's `attributes` values (e.g. "
+                                 "its director, brand) each get a learned vector shared by every item with that value "
+                                 "(0: attributes are not learned from).")
+    attribute_scale: float = Field(0.5, gt=0, description="How far the shared attribute-value vectors move an item's "
+                                   "vector, relative to its own (their step size under Adam).")
     exploration: ExplorationConfig = Field(
         ExplorationConfig(), description="Exploration policy of the lists sent, as JSON (e.g. `{\"policy\": "
         "\"epsilon\", \"epsilon\": 0.1}`): none, epsilon, ucb or thompson; every field in README, Exploration."

@@ -54,6 +54,8 @@ def build_learner(settings: Settings, encoder: Any) -> AdapterRecommender:
         retrieval=settings.retrieval,
         exploration=settings.exploration,
         intent_weight=settings.intent_weight,
+        attribute_slots=settings.attribute_slots,
+        attribute_scale=settings.attribute_scale,
         device=settings.device,
         seed=settings.seed,
     )

@@ -211,3 +211,38 @@ def test_a_query_and_exploration_show_in_the_lists(worker_factory: Any, kafka: K
     while time.monotonic() < deadline and scrape(w.metrics_port, "streamrec_model_feedback_clicks") != 1:
         time.sleep(0.5)
     assert scrape_all(w.metrics_port)["streamrec_recommendation_clicks_total{arm=explore,position=9}"] == 1
+
+
+def test_item_attributes_reach_the_model_and_come_back_from_the_item_table(worker_factory: Any,
+                                                                          kafka: KafkaClientConfig,
+                                                                          tmp_path: Path) -> None:
+    """Items' ``attributes`` on the items topic become the model's shared attribute values; an item sent again with
+    other values takes them; a worker that starts without a model checkpoint gets them back from its item table."""
+    import dataclasses
+    import shutil
+
+    app = "t-attributes"
+    data = tmp_path / "state"
+    asyncio.run(setup_topics(kafka, app))
+    w = worker_factory(app, data, STREAMREC_ATTRIBUTE_SLOTS="32")  # off by default
+    items = [dataclasses.replace(it, attributes=(f"theme={it.item_id.split('-')[0]}", f"episode={it.item_id[-1]}"))
+             for it in make_catalog()]
+    asyncio.run(publish_items(kafka, f"{app}-items", items))
+    w.wait_ready(len(items), timeout=180)
+    themes, episodes = len({it.attributes[0] for it in items}), len({it.attributes[1] for it in items})
+
+    def attribute_values(worker: Any, want: int) -> float | None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and scrape(worker.metrics_port, "streamrec_catalog_attribute_values") != want:
+            time.sleep(0.5)
+        return scrape(worker.metrics_port, "streamrec_catalog_attribute_values")
+
+    assert attribute_values(w, themes + episodes) == themes + episodes
+    asyncio.run(publish_items(kafka, f"{app}-items", [dataclasses.replace(items[0], attributes=("studio=acme",))]))
+    assert attribute_values(w, themes + episodes + 1) == themes + episodes + 1
+    assert w.stop() == 0
+    shutil.rmtree(data / "checkpoints", ignore_errors=True)  # (a worker that learned nothing wrote none)
+    assert not list(data.rglob("model-*.pkl"))  # so the next worker's model starts from the item table alone
+    w2 = worker_factory(app, data, STREAMREC_ATTRIBUTE_SLOTS="32")
+    w2.wait_ready(len(items), timeout=180)
+    assert attribute_values(w2, themes + episodes + 1) == themes + episodes + 1
