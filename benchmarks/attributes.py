@@ -36,7 +36,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from connectors.datasets import interactions, load_dataset
+from connectors.datasets import Dataset, interactions, load_dataset
 from connectors.synthetic import SyntheticWorld, WorldConfig
 from learners.encoder import CachingEncoder
 from learners.evaluation import PrequentialResult, prequential
@@ -72,13 +72,12 @@ def world_stream(seed: int, n_events: int) -> tuple[SyntheticWorld, list[Interac
 
 
 def run(v: Variant, seed: int, data: str, s: Settings, encoder: CachingEncoder, limit: int | None,
-        world_events: int) -> list[tuple[str, PrequentialResult]]:
+        world_events: int, ml100k: Dataset) -> list[tuple[str, PrequentialResult]]:
     """One pass; (part, result) for the whole stream and, past HALF events, its second half."""
     m = build_learner(load_settings(seed=seed, attribute_slots=v[0], attribute_scale=v[1]), encoder)
     if data == "ml-100k":
-        ds = load_dataset("ml-100k", Path("data"))
-        m.add_items(ds.items)
-        events = interactions(ds.events, s.event_weights)
+        m.add_items(ml100k.items)
+        events = interactions(ml100k.events, s.event_weights)
     else:
         world, events = world_stream(seed, world_events)
         items = world.items(0, world.config.items, text=False, attributes=True)
@@ -116,8 +115,9 @@ def main() -> None:
         table.add_column(col, justify="right")
     summary: list[str] = []
     datas = [d.strip() for d in args.data.split(",") if d.strip()]
+    ml100k = load_dataset("ml-100k", Path("data"))
     if "ml-100k" in datas:
-        items = load_dataset("ml-100k", Path("data")).items
+        items = ml100k.items
         counts = Counter(v for it in items for v in it.attributes)
         print(f"ml-100k attributes: {sum(1 for it in items if it.attributes):,} of {len(items):,} movies linked, "
               f"{len(counts):,} distinct values, {sum(1 for c in counts.values() if c >= 2):,} of them shared by two "
@@ -127,7 +127,7 @@ def main() -> None:
         for v in variants:
             acc: dict[str, list[tuple[float, float, int, int, float]]] = {}
             for seed in seeds:
-                for part, res in run(v, seed, data, s, encoder, args.limit, args.world_events):
+                for part, res in run(v, seed, data, s, encoder, args.limit, args.world_events, ml100k):
                     acc.setdefault(part, []).append((res.hr, res.hr_cold, res.n_cold, res.n, res.events_per_s))
                 print(f"{data} {name(v)} seed={seed}: HR@10 {acc['whole'][-1][0]:.4f} "
                       f"cold {acc['whole'][-1][1]:.4f}", file=sys.stderr)

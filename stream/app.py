@@ -256,6 +256,7 @@ def create_app(
 
     async def take_items(batch: list[Any]) -> None:
         fresh: list[tuple[CatalogItem, Any]] = []
+        attrs: list[tuple[str, ...]] = []  # each fresh item's attribute values
         for event in batch:
             m = event.message
             parsed = parse_item(event.value, max_id_length=s.max_id_length)
@@ -269,13 +270,14 @@ def create_app(
                             parsed.detail)
                 continue
             old = item_table.get(parsed.item_id)
+            values = attribute_values(parsed.attributes)
             if (old is not None and old.get("text") == parsed.text and parsed.item_id in learner_ids()
-                    and old.get("attrs", []) == list(attribute_values(parsed.attributes))):
+                    and old.get("attrs", []) == list(values)):
                 continue
             fresh.append((parsed, event))
+            attrs.append(values)
         if fresh:
             vecs = await embed_items([it for it, _ in fresh])
-            attrs = [attribute_values(it.attributes) for it, _ in fresh]
             for (it, event), vec, values in zip(fresh, vecs, attrs, strict=True):
                 with event_context(event):
                     item_table[it.item_id] = {"text": it.text, "emb": encode_embedding(vec), "attrs": list(values)}
