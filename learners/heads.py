@@ -45,26 +45,25 @@ class AdapterHead(nn.Module):
         self.attr_bias = nn.Parameter(torch.zeros(capacity, 1, device=dev))  # (rows, 1): an embedding_bag table
         self.attr_scale = scale
 
-    def _attributes(self, attrs: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Mean vector and bias of each item's attribute values (``attrs``: (n, slots) value rows, 0 padding),
-        times ``attr_scale``."""
+    def _with_attributes(self, v: torch.Tensor, b: torch.Tensor,
+                         attrs: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``v``, ``b`` plus ``attr_scale`` x the mean vector and bias of each item's attribute values (``attrs``:
+        (n, slots) value rows, 0 padding); unchanged without attribute tables or rows."""
         vec = self._parameters.get("attr_vec")
         if attrs is None or vec is None or attrs.shape[1] == 0:
-            return None
+            return v, b
         present = (attrs > 0).to(vec.dtype)
         weight = present * (self.attr_scale / present.sum(1, keepdim=True).clamp(min=1.0))
         rows = attrs.long()  # one fused gather-and-sum per table, not an (n, slots, dim) array
-        v = nn.functional.embedding_bag(rows, vec, per_sample_weights=weight, mode="sum")
-        b = nn.functional.embedding_bag(rows, self.attr_bias, per_sample_weights=weight, mode="sum")
-        return v, b.squeeze(1)
+        shared_v = nn.functional.embedding_bag(rows, vec, per_sample_weights=weight, mode="sum")
+        shared_b = nn.functional.embedding_bag(rows, self.attr_bias, per_sample_weights=weight, mode="sum")
+        return v + shared_v, b + shared_b.squeeze(1)
 
     def forward(self, emb: torch.Tensor, attrs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Adapted vectors and biases of the first ``len(emb)`` items (``attrs``: their attribute value rows)."""
         n = emb.shape[0]
         v = emb @ self.proj.T + self.mlp(emb) + self.item_id[:n]
-        b = self.item_bias[:n]
-        shared = self._attributes(attrs)
-        return (v, b) if shared is None else (v + shared[0], b + shared[1])
+        return self._with_attributes(v, self.item_bias[:n], attrs)
 
     def rows(self, emb: torch.Tensor, rows: torch.Tensor, sparse: bool = False,
              attrs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,9 +73,7 @@ class AdapterHead(nn.Module):
         ``torch.optim.SparseAdam``)."""
         item = nn.functional.embedding(rows, self.item_id, sparse=sparse)
         v = emb @ self.proj.T + self.mlp(emb) + item
-        b = self.item_bias.index_select(0, rows)
-        shared = self._attributes(attrs)
-        return (v, b) if shared is None else (v + shared[0], b + shared[1])
+        return self._with_attributes(v, self.item_bias.index_select(0, rows), attrs)
 
 
 #: Past this many history cells x dims, the attention's two reductions run as bmm: on one CPU thread (h * q).sum over
