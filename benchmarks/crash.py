@@ -102,6 +102,7 @@ def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespa
         changelog = {json.loads(k): v for k, v in asyncio.run(read_values(cfg, "streamrec-user-sequences-changelog"))
                      if k is not None}
         shared = asyncio.run(read_raw(cfg, "model-shares")) if args.sharing_interval > 0 else []
+        in_topic = {json.loads(v)["event_id"] for v in asyncio.run(read_raw(cfg, "events"))}
         for n in sorted({k % args.workers for k in range(args.kills)}):
             relearned.append(scrape(workers[n].metrics_port, "streamrec_relearned_events_total") or 0)
         for w in workers:
@@ -117,11 +118,22 @@ def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespa
     reference = run_demo(events, items, rate=args.rate, worker_env=one, broker_kind=kind).extra["recommendations"]
     answered = Counter(r["event_id"] for r in recs)
     lost = want - set(answered)  # delivered means: its answer was read back from the topic
+    if lost:  # where to look: each lost event's place in the stream, the kills, whether the broker holds it
+        at = {e["event_id"]: n for n, e in enumerate(events)}
+        (work / "lost.txt").write_text("kills at events " + ", ".join(map(str, kill_at)) + "\n" + "".join(
+            f"{eid} user={events[at[eid]]['user_id']} stream_index={at[eid]} in_events_topic={eid in in_topic}\n"
+            for eid in sorted(lost, key=at.__getitem__)))
+        print(f"{kind}: {len(lost)} lost events listed in {work / 'lost.txt'}", file=sys.stderr)
     expected: dict[str, list[str]] = {}
     for e in events:
         expected.setdefault(e["user_id"], []).append(e["item_id"])
     mismatched = [u for u, seq in expected.items() if changelog.get(u, {}).get("seq") != seq[-50:]]
     twice = sum(1 for c in answered.values() if c > 1)
+    if mismatched:
+        (work / "sequences.txt").write_text("".join(
+            f"{u}: expected {expected[u][-50:]}\n{' ' * len(u)}  changelog {changelog.get(u, {}).get('seq')}\n"
+            for u in mismatched))
+        print(f"{kind}: the {len(mismatched)} differing sequences are in {work / 'sequences.txt'}", file=sys.stderr)
     col = {
         "events in": f"{len(want):,}",
         "answered on recommendations": f"{len(answered):,}",

@@ -6,9 +6,12 @@ Past ``RetrievalConfig.exact_max_items`` items the adapter stops scoring the who
 * **ANN**: the user's nearest items by inner product in the adapted space (``u * temperature . v + bias``), from an
   HNSW index (:class:`AnnIndex`) of the averaged item vectors. New items are added to it as they arrive, with the
   vectors the current parameters give them (the first index is built inline, from every item, when the catalog
-  passes ``exact_max_items``); the whole index is rebuilt from fresh vectors every ``refresh_updates`` learning
-  updates, in a background thread (queries use the old index until the new one is swapped in, items that arrived
-  meanwhile included). Without an index (a checkpoint from before it) the source scans exactly.
+  passes ``exact_max_items``). The vectors are kept current in place: each learning update recomputes the vectors
+  of ``refresh_rows`` items, in turn, and writes them over the stored ones, so the search ranks by vectors at most
+  ``ceil(items / refresh_rows)`` updates old at a cost per update that does not grow with the catalog. The graph's
+  links, drawn from the vectors of when it was built, are redrawn every ``rebuild_updates`` updates in a background
+  thread (queries use the old index until the new one is swapped in, with the current vectors and the items that
+  arrived meanwhile). Without an index (a checkpoint from before it) the source scans exactly.
 * **co-occurrence**: the item-kNN neighbours of the user's latest items
   (:meth:`learners.cooccurrence.BoundedCooccurrence.top`).
 * **fresh**: the ``fresh_candidates`` items added last (new items have no interactions, so the other sources miss
@@ -16,8 +19,8 @@ Past ``RetrievalConfig.exact_max_items`` items the adapter stops scoring the who
 * **popular**: the ``popular_candidates`` items of highest decayed popularity, re-ranked every ``refresh_updates``.
 
 The union (deduplicated per row, padded with -1) is what the ranker scores. Per-query cost is
-O(candidates x dim) plus the index search, independent of the catalog size; the refresh is O(items) but off the
-event path.
+O(candidates x dim) plus the index search, and per update O(refresh_rows x dim), both independent of the catalog
+size; the graph rebuild is O(items log items) but off the event path, and rare.
 """
 
 from __future__ import annotations
@@ -45,8 +48,13 @@ class RetrievalConfig:
         HNSW search breadth (faiss ``efSearch``): recall against speed (see ``benchmarks/ann_choice.py``).
     ann_neighbours
         HNSW graph degree (M).
+    refresh_rows
+        Items whose index vectors each learning update recomputes and writes in place, in turn (0: none; the
+        vectors then change only when the graph is rebuilt).
     refresh_updates
-        Learning updates between two rebuilds of the index from fresh vectors (and of the popular list).
+        Learning updates between two re-rankings of the popular list.
+    rebuild_updates
+        Learning updates between two rebuilds of the index's graph from fresh vectors (0: never).
     refresh_in_background
         Rebuild in a thread (the worker); False rebuilds inline (reproducible runs, tests).
     sampled_negatives
@@ -61,13 +69,15 @@ class RetrievalConfig:
     popular_candidates: int = 50
     ann_ef: int = 128
     ann_neighbours: int = 16
+    refresh_rows: int = 65_536
     refresh_updates: int = 10
+    rebuild_updates: int = 1_000
     refresh_in_background: bool = True
     sampled_negatives: int = 2048
 
     def __post_init__(self) -> None:
         for name in ("exact_max_items", "ann_candidates", "cooccurrence_candidates", "fresh_candidates",
-                     "popular_candidates", "sampled_negatives"):
+                     "popular_candidates", "sampled_negatives", "refresh_rows", "rebuild_updates"):
             if getattr(self, name) < 0:
                 raise ValueError(f"retrieval_{name}: expected a number >= 0, got {getattr(self, name)!r}")
         for name in ("ann_ef", "ann_neighbours", "refresh_updates"):
@@ -114,6 +124,17 @@ class AnnIndex:
         if len(vectors):
             self._index.add(np.ascontiguousarray(vectors, dtype=np.float32))
 
+    def vectors(self) -> np.ndarray:
+        """The stored (len, dim) vectors as a writable view: writing a row changes what the search ranks by (the
+        graph's links stay). Valid until the next :meth:`add`, which may move the storage."""
+        import faiss
+
+        storage = faiss.downcast_index(self._index.storage)
+        if len(self) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out: np.ndarray = faiss.rev_swig_ptr(storage.get_xb(), len(self) * self.dim).reshape(len(self), self.dim)
+        return out
+
     def search(self, queries: np.ndarray, k: int) -> np.ndarray:
         """(B, k) labels, best first (-1 where the index holds fewer than k)."""
         if len(self) == 0 or k <= 0:
@@ -154,6 +175,7 @@ class CandidateRetriever:
         self.fresh = np.zeros(0, dtype=np.int64)
         self.popular = np.zeros(0, dtype=np.int64)
         self.updates = 0
+        self.cursor = 0  # the next item whose index vector is recomputed in place
         self._building: threading.Thread | None = None
         self._built: AnnIndex | None = None
         self._lock = threading.Lock()
@@ -164,7 +186,7 @@ class CandidateRetriever:
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        self.__dict__.update({"cursor": 0, **state})  # checkpoints from before the cursor start at item 0
         self._lock = threading.Lock()
 
     # -- keeping current ----------------------------------------------------------------------------------------
@@ -178,16 +200,30 @@ class CandidateRetriever:
                 self.index.add(table)
 
     def updated(self, table_fn: Any, popularity: np.ndarray | None) -> None:
-        """One learning update happened; every ``refresh_updates`` re-rank the popular list and rebuild the index
-        from ``table_fn()`` (all items' index vectors)."""
+        """One learning update happened: recompute ``refresh_rows`` index vectors in place (``table_fn(rows)``),
+        every ``refresh_updates`` re-rank the popular list, every ``rebuild_updates`` rebuild the graph from
+        ``table_fn(None)`` (all items' index vectors)."""
         self.updates += 1
         self._swap_if_built(table_fn)
+        self._revector(table_fn)
         if popularity is not None and (self.updates % self.config.refresh_updates == 1 or not len(self.popular)):
             p = self.config.popular_candidates
             n = len(popularity)
             self.popular = (np.argpartition(-popularity, p - 1)[:p] if 0 < p < n else np.arange(n)).astype(np.int64)
-        if self.updates % self.config.refresh_updates == 0:
+        if self.config.rebuild_updates and self.updates % self.config.rebuild_updates == 0:
             self.refresh(table_fn)
+
+    def _revector(self, table_fn: Any) -> None:
+        """Write the current vectors of the next ``refresh_rows`` indexed items (wrapping around) over the stored
+        ones."""
+        n = len(self.index) if self.index is not None else 0
+        if not n or not self.config.refresh_rows:
+            return
+        start = self.cursor % n
+        rows = (start + np.arange(min(self.config.refresh_rows, n))) % n
+        self.cursor = int(rows[-1]) + 1
+        assert self.index is not None
+        self.index.vectors()[rows] = table_fn(rows)
 
     def build_now(self, table: np.ndarray) -> None:
         """Index ``table`` (every item's vectors) inline: the first index, and after loading an old checkpoint."""
@@ -222,7 +258,10 @@ class CandidateRetriever:
             built, self._built = self._built, None
         if built is None:
             return
-        self.index = built
+        old, self.index = self.index, built
+        if old is not None:  # the old index's vectors are newer than the ones the graph was drawn from
+            kept = min(len(old), len(built))
+            built.vectors()[:kept] = old.vectors()[:kept]
         missing = self.n_items - len(built)
         if missing > 0:
             built.add(table_fn(np.arange(len(built), self.n_items)))

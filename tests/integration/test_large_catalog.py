@@ -26,7 +26,7 @@ N_GENERATED = 400  # with pre-computed embeddings: nothing for the worker to enc
 
 def test_two_stage_worker(worker_factory: Any, broker: Any, kafka: KafkaClientConfig, tmp_path: Path) -> None:
     app = "t-large"
-    w = worker_factory(app, STREAMREC_RETRIEVAL='{"exact_max_items": 200, "refresh_updates": 2}')
+    w = worker_factory(app, STREAMREC_RETRIEVAL='{"exact_max_items": 200, "rebuild_updates": 2}')
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((8, 384)).astype(np.float32)
     texts = make_catalog()  # themed texts, encoded by the worker

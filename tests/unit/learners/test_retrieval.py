@@ -47,7 +47,7 @@ def queries() -> list[Query]:
 
 def test_every_item_a_candidate_gives_the_exact_lists() -> None:
     """With every item among the candidates, the two-stage lists are the lists of scoring the whole catalog."""
-    cfg = RetrievalConfig(exact_max_items=0, ann_candidates=N_ITEMS, refresh_in_background=False, refresh_updates=1)
+    cfg = RetrievalConfig(exact_max_items=0, ann_candidates=N_ITEMS, refresh_in_background=False, rebuild_updates=1)
     m = learner(cfg, fusion_weight=0.0, fusion_popularity=0.0)
     qs = queries()
     two_stage = [[i for i, _ in r] for r in m.recommend_many(qs, k=10)]
@@ -58,13 +58,56 @@ def test_every_item_a_candidate_gives_the_exact_lists() -> None:
 def test_retrieval_recall_against_exact_scoring() -> None:
     """Fewer candidates than items: the default sources still find nearly all of the exact top 10."""
     cfg = RetrievalConfig(exact_max_items=0, ann_candidates=60, cooccurrence_candidates=30, fresh_candidates=8,
-                          popular_candidates=10, refresh_in_background=False, refresh_updates=1)
+                          popular_candidates=10, refresh_in_background=False)
     m = learner(cfg)
     qs = queries()
     got = m.recommend_many(qs, k=10)
     want = m.recommend_exact(qs, k=10)
     recall = np.mean([len({i for i, _ in g} & {i for i, _ in w}) / len(w) for g, w in zip(got, want, strict=True)])
     assert recall >= 0.9, recall
+
+
+@pytest.mark.parametrize("refresh_rows", [N_ITEMS, 70])
+def test_index_vectors_are_recomputed_in_place(refresh_rows: int) -> None:
+    """Each update rewrites ``refresh_rows`` stored vectors with the current ones, in turn; the graph stays."""
+    cfg = RetrievalConfig(exact_max_items=0, refresh_in_background=False, refresh_rows=refresh_rows,
+                          rebuild_updates=0)
+    m = learner(cfg)
+    rt = m._retriever
+    assert rt is not None and rt.index is not None
+    index = rt.index
+    items, stream = world(2)
+    for s in range(0, 400, 100):  # 4 more updates
+        chunk = stream[s : s + 100]
+        m.learn_many([Interaction(f"v{s + j}", t) for j, (t, _) in enumerate(chunk)], [h for _, h in chunk])
+    assert rt.index is index  # no rebuild
+    fresh = m._index_table(None)
+    stored = index.vectors()
+    same = np.isclose(stored, fresh, atol=1e-6).all(axis=1)
+    if refresh_rows >= N_ITEMS:
+        assert same.all()
+    else:  # the last update rewrote the 70 rows before the cursor; the others are older
+        last = (rt.cursor - 1 - np.arange(refresh_rows)) % N_ITEMS
+        assert same[last].all() and not same.all()
+
+
+def test_without_refresh_the_index_keeps_the_vectors_it_was_built_with() -> None:
+    cfg = RetrievalConfig(exact_max_items=0, refresh_in_background=False, refresh_rows=0, rebuild_updates=0)
+    m = learner(cfg)
+    assert m._retriever is not None and m._retriever.index is not None
+    assert not np.isclose(m._retriever.index.vectors(), m._index_table(None), atol=1e-6).all()
+
+
+def test_a_rebuilt_graph_takes_the_current_vectors() -> None:
+    """A graph built in the background from older vectors gets the live index's (newer) ones when swapped in."""
+    m = learner(RetrievalConfig(exact_max_items=0, refresh_rows=N_ITEMS, rebuild_updates=0))
+    rt = m._retriever
+    assert rt is not None and rt.index is not None
+    current = m._index_table(None)
+    rt._build_into(current[: N_ITEMS - 5] + 1.0)  # as a thread would: older vectors, five items fewer
+    m.wait_for_index()
+    assert len(rt.index) == N_ITEMS
+    assert np.isclose(rt.index.vectors(), current, atol=1e-6).all()
 
 
 def test_sampled_softmax_with_every_item_equals_the_full_softmax() -> None:
@@ -131,7 +174,7 @@ def test_ann_index_and_dedupe() -> None:
     assert dedupe_rows(np.array([[-1, -1]])).tolist() == [[-1, -1]]
 
 
-@pytest.mark.parametrize("field", ["exact_max_items", "ann_ef", "refresh_updates"])
+@pytest.mark.parametrize("field", ["exact_max_items", "ann_ef", "refresh_updates", "refresh_rows"])
 def test_config_rejects_bad_values(field: str) -> None:
     with pytest.raises(ValueError, match=f"retrieval_{field}"):
         RetrievalConfig(**{field: -1})
