@@ -109,6 +109,7 @@ def principal_basis(emb: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
 
 #: An attribute value counts for an item once at least this many items have it (one: the item's own vector again).
 ATTRIBUTE_MIN_ITEMS = 2
+SIMILAR_CANDIDATES = 200  # past retrieval.exact_max_items: the index's nearest items similar_items re-ranks
 
 
 def padded(t: torch.Tensor, capacity: int) -> torch.Tensor:
@@ -670,8 +671,29 @@ class AdapterRecommender(BaseLearner):
         >>> m.add_items([Item("a", "space opera"), Item("b", "space opera two"), Item("c", "cooking show")])
         >>> [i for i, _ in m.similar_items("a", k=2)], m.similar_items("zz")
         (['b', 'c'], None)
+
+        Past ``retrieval.exact_max_items`` items the candidates are the item's ``SIMILAR_CANDIDATES`` nearest by
+        inner product in the ANN index, re-ranked by cosine: nothing is computed for the whole catalog.
         """
-        return super().similar_items(item_id, k)
+        if not self._large() or self._head is None:
+            return super().similar_items(item_id, k)
+        i = self.item_index.get(item_id)  # a large catalog: the index's nearest items, re-ranked by cosine
+        if i is None:
+            return None
+        rt = self._ensure_retriever()
+        if rt.index is None:
+            return super().similar_items(item_id, k)
+        head = self._scoring_parts()[0]
+        with torch.no_grad():
+            v, _ = self._row_vectors(head, torch.tensor([i], device=self._dev))
+            query = np.concatenate([v.float().cpu().numpy(), np.zeros((1, 1), dtype=np.float32)], axis=1)
+            cand = rt.index.search(query, max(SIMILAR_CANDIDATES, 4 * k))[0]
+            cand = cand[(cand >= 0) & (cand != i)]
+            vc, _ = self._row_vectors(head, torch.as_tensor(cand, device=self._dev))
+            sims = (torch.nn.functional.normalize(vc.float(), dim=1)
+                    @ torch.nn.functional.normalize(v.float(), dim=1)[0]).cpu().numpy()
+        best = np.argsort(-sims, kind="stable")[:k]
+        return [(self.item_ids[int(cand[j])], float(sims[j])) for j in best]
 
     def _similarities(self, i: int) -> FloatArray | None:
         if self._head is None:

@@ -178,3 +178,23 @@ def test_ann_index_and_dedupe() -> None:
 def test_config_rejects_bad_values(field: str) -> None:
     with pytest.raises(ValueError, match=f"retrieval_{field}"):
         RetrievalConfig(**{field: -1})
+
+
+def test_similar_items_of_a_large_catalog_come_from_the_index() -> None:
+    """Past exact_max_items: the index's nearest items re-ranked by cosine, near the exact lists, and nothing is
+    computed for the whole catalog."""
+    cfg = RetrievalConfig(exact_max_items=10**9, refresh_in_background=False)
+    m = learner(cfg)
+    exact = {i: [j for j, _ in m.similar_items(i, 10) or []] for i in ("i3", "i17", "i250")}
+    m.retrieval = RetrievalConfig(exact_max_items=0, refresh_in_background=False)
+
+    def whole_table(*a: object, **k: object) -> None:
+        raise AssertionError("the whole item table was computed")
+
+    m._item_table = whole_table  # type: ignore[method-assign]
+    for i, want in exact.items():
+        got = m.similar_items(i, 10)
+        assert got is not None and len(got) == 10 and i not in {j for j, _ in got}
+        assert [s for _, s in got] == sorted((s for _, s in got), reverse=True)
+        assert len({j for j, _ in got} & set(want)) >= 8, (got, want)
+    assert m.similar_items("nope", 10) is None
