@@ -12,7 +12,9 @@ recommend the batch (top-10, each user's items excluded), then learn it. Items a
 between batches, untimed. Timed: ``recommend_many`` + ``learn_many`` only, after ``--warmup`` batches (or
 ``--warmup-seconds``, whichever ends first; the first batch is always untimed), until
 ``--events`` events or ``--seconds`` seconds of learner time, whichever comes first; then one checkpoint
-(``stream.checkpoint.CheckpointStore``, the worker's pickle). Up to 1,682 items the real frozen encoder (MiniLM)
+(``stream.checkpoint.CheckpointStore``, the worker's pickle). Peak RSS is the process's peak up to there (setup,
+timed batches, checkpoint); the exact comparison after it makes (256, items) score arrays no worker makes, and the
+note gives the peak with it. Up to 1,682 items the real frozen encoder (MiniLM)
 embeds the item texts; above, a stub (``SyntheticWorld.embeddings``, bag of seeded word vectors, 384 wide like
 MiniLM) does, so only the learner is timed and setting up a million items takes seconds, not hours. A size whose
 process passes ``--max-rss-gb`` or ``--timeout-s``, or fails, prints its row with the reason.
@@ -109,12 +111,20 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         torch.set_num_threads(s.torch_threads)
     import stream.worker  # noqa: F401 - the libraries the learner needs, loaded before the baseline RSS
 
+    def save_checkpoint(m: Any) -> tuple[float, float]:
+        """One checkpoint as the worker writes it: (seconds, MB)."""
+        with tempfile.TemporaryDirectory(prefix="scale-ckpt-") as tmp:
+            t0 = time.perf_counter()
+            path = CheckpointStore(Path(tmp), keep=1).save(m, version=m.model_version)
+            return time.perf_counter() - t0, path.stat().st_size / 1e6
+
     keep_freed_tensor_memory()
     t_setup = time.perf_counter()
     world = SyntheticWorld(WorldConfig(items=args.items, users=args.users, seed=args.seed))
     base_rss = rss_mb()  # the interpreter, torch and friends, and the world
     m, have, embedded = build(args.learner, world, args.seed)
     setup_s = time.perf_counter() - t_setup
+    setup_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # building the learner's catalog
     batch, seq_len, seen_max = s.batch_max, s.seq_len, s.seen_max
     hist: dict[int, list[int]] = {}
     rec_s: list[float] = []
@@ -125,6 +135,8 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     overlap: list[float] = []  # per event: sent list vs the exact path's list (fusion and cold places included)
     hr_two_stage: list[bool] = []
     hr_exact: list[bool] = []
+    ckpt: tuple[float, float] | None = None
+    serving_peak = 0.0
     t_warm = time.perf_counter()
     for n_batch, (start, users, items) in enumerate(world.batches(batch)):
         have = add_arrivals(m, world, have, world.arrived(start + batch), args.learner)
@@ -164,23 +176,25 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
             if not measuring:
                 break
         elif timed_events >= args.events or sum(rec_s) + sum(learn_s) >= args.seconds:
+            ckpt = save_checkpoint(m)  # before the exact comparison, whose (256, items) score arrays a worker never makes
+            serving_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             two_stage = getattr(m, "_large", lambda: False)()
             measuring = args.recall_batches if two_stage else 0
             if not measuring:
                 break
             getattr(m, "wait_for_index", lambda: None)()
+    if ckpt is None:  # the world ran out of events first
+        ckpt = save_checkpoint(m)
+        serving_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     learner_s = sum(rec_s) + sum(learn_s)
-    with tempfile.TemporaryDirectory(prefix="scale-ckpt-") as tmp:
-        t0 = time.perf_counter()
-        path = CheckpointStore(Path(tmp), keep=1).save(m, version=m.model_version)
-        checkpoint_s = time.perf_counter() - t0
-        checkpoint_mb = path.stat().st_size / 1e6
+    checkpoint_s, checkpoint_mb = ckpt
     return {
         "items": args.items, "users": args.users, "learner": args.learner, "embedded": embedded,
         "catalog": have, "events": timed_events, "batches": len(rec_s), "events_per_s": timed_events / learner_s,
         "rec_p50_ms": float(np.percentile(rec_s, 50)) * 1e3, "rec_p99_ms": float(np.percentile(rec_s, 99)) * 1e3,
         "learn_p50_ms": float(np.percentile(learn_s, 50)) * 1e3, "setup_s": setup_s,
-        "base_rss_mb": base_rss, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "base_rss_mb": base_rss, "peak_rss_mb": serving_peak,
+        "setup_peak_mb": setup_peak, "peak_rss_exact_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "checkpoint_s": checkpoint_s, "checkpoint_mb": checkpoint_mb, "users_seen": len(hist),
         **({"recall_at_10": float(np.mean(recall)), "overlap_at_10": float(np.mean(overlap)),
             "hr10": float(np.mean(hr_two_stage)), "hr10_exact": float(np.mean(hr_exact)),
@@ -265,7 +279,10 @@ def print_table(rows: list[dict[str, Any]], command: str) -> None:
         ref = small.get(r["learner"])
         ratio = f"{r['events_per_s'] / ref['events_per_s']:.2f}" if ref and not r.get("failed") else "-"
         note = r.get("failed") or (f"{r['events']:,} events in {r['batches']} batches; setup {r['setup_s']:.0f} s; "
-                                   f"{r['users_seen']:,} users acted")
+                                   f"{r['users_seen']:,} users acted" + (
+                                       f"; peak {r['peak_rss_exact_mb']:,.0f} MB with the exact comparison, "
+                                       f"{r['setup_peak_mb']:,.0f} MB by the end of setup"
+                                       if r.get("recall_at_10") is not None else ""))
         t.add_row(f"{r['items']:,}", f"{r['users']:,}", r["learner"], fmt(r, "events_per_s", ",.0f"), ratio,
                   fmt(r, "rec_p50_ms", ",.0f", " ms"), fmt(r, "rec_p99_ms", ",.0f", " ms"),
                   fmt(r, "learn_p50_ms", ",.0f", " ms"), f"{r['peak_rss_mb']:,.0f} MB",

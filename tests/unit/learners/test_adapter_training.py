@@ -7,7 +7,7 @@ import pickle
 import pytest
 import torch
 
-from learners.adapter import AdapterRecommender, right_aligned
+from learners.adapter import AdapterRecommender, principal_basis, right_aligned
 from learners.encoder import HashingEncoder
 from learners.types import Interaction, Item, Query
 
@@ -128,3 +128,13 @@ def test_a_young_model_takes_early_steps_per_batch_and_one_version_each() -> Non
     assert (steps(), m.model_version) == (8, 2)
     m.learn_many([Interaction("w", "e")], [("f",)])
     assert (steps(), m.model_version) == (9, 3)
+
+
+def test_principal_basis_of_many_rows_from_the_gram_matrix_spans_the_svd_directions() -> None:
+    """Past svd_max_rows the basis comes from the chunked Gram matrix: the same leading directions as the SVD's."""
+    g = torch.Generator().manual_seed(0)
+    emb = torch.randn(3000, 48, generator=g) @ torch.randn(48, 48, generator=g)
+    svd = principal_basis(emb, 8)
+    gram = principal_basis(emb, 8, svd_max_rows=1000)  # three chunks
+    assert torch.allclose(gram.T @ gram, torch.eye(8), atol=1e-5)
+    assert torch.allclose((svd.T @ gram).abs().diagonal(), torch.ones(8), atol=1e-4)
