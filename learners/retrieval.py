@@ -129,7 +129,7 @@ class AnnIndex:
         graph's links stay). Valid until the next :meth:`add`, which may move the storage."""
         import faiss
 
-        storage = faiss.downcast_index(self._index.storage)
+        storage: Any = faiss.downcast_index(self._index.storage)
         if len(self) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         out: np.ndarray = faiss.rev_swig_ptr(storage.get_xb(), len(self) * self.dim).reshape(len(self), self.dim)
