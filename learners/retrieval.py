@@ -63,8 +63,8 @@ class RetrievalConfig:
     """
 
     exact_max_items: int = 20_000
-    ann_candidates: int = 200
-    cooccurrence_candidates: int = 100
+    ann_candidates: int = 100
+    cooccurrence_candidates: int = 200
     fresh_candidates: int = 64
     popular_candidates: int = 50
     ann_ef: int = 128
