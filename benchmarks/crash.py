@@ -102,7 +102,8 @@ def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespa
         changelog = {json.loads(k): v for k, v in asyncio.run(read_values(cfg, "streamrec-user-sequences-changelog"))
                      if k is not None}
         shared = asyncio.run(read_raw(cfg, "model-shares")) if args.sharing_interval > 0 else []
-        in_topic = {json.loads(v)["event_id"] for v in asyncio.run(read_raw(cfg, "events"))}
+        in_topic = ({json.loads(v)["event_id"] for v in asyncio.run(read_raw(cfg, "events"))}
+                    if want - {r["event_id"] for r in recs} else set())  # read back only for lost.txt
         for n in sorted({k % args.workers for k in range(args.kills)}):
             relearned.append(scrape(workers[n].metrics_port, "streamrec_relearned_events_total") or 0)
         for w in workers:
