@@ -68,6 +68,7 @@ class Sharing:
     caught_up: asyncio.Event = field(default_factory=asyncio.Event)
     peer_seen: dict[str, float] = field(default_factory=dict)  # peer -> its latest contribution's publish time, s
     unsent: list[tuple[int, bytes]] = field(default_factory=list)  # (seq, message), oldest first
+    taken: int = 0  # contributions taken from the learner: each changes its state without a new model version
     producer: AIOKafkaProducer | None = None
 
 
@@ -132,6 +133,7 @@ async def publish(sr: StreamrecApp, cfg: KafkaClientConfig) -> None:
     async with sr.model_lock:  # between learning steps, on the learning thread (the diff reads every item's rows)
         c = await loop.run_in_executor(sr.learning_thread, sr.learner.contribution)
     if c is not None:
+        sh.taken += 1
         data = await loop.run_in_executor(None, c.to_bytes)
         if len(data) > s.sharing_max_bytes:
             m.shared_contributions.labels("rejected").inc()

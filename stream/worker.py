@@ -130,7 +130,7 @@ def build_worker_app(settings: Settings) -> StreamrecApp:
     if sr.sharing is not None:  # the shared topic, read on from where the resumed model stands
         sr.sharing.read.update({p: off for (topic, p), off in learned.items() if topic == shares})
     save = checkpoint_saver(CheckpointStore(settings.data_dir / "checkpoints", settings.checkpoint_keep),
-                            sr.learner.model_version)
+                            saved_state(sr))
     if settings.checkpoint_interval_s > 0:
         install_checkpoints(sr, save)
     if reset_recovery:
@@ -141,24 +141,33 @@ def build_worker_app(settings: Settings) -> StreamrecApp:
 Checkpointer = Callable[[StreamrecApp, bool], Awaitable[None]]
 
 
-def checkpoint_saver(store: CheckpointStore, version: int) -> Checkpointer:
-    """A coroutine function that checkpoints the learner when its version changed since the last save (or when
-    forced; ``version``: the learner's at start), between learning steps (:attr:`StreamrecApp.model_lock`),
-    written on the learning thread: writing the model took ~200 ms of the event loop at ML-100K's size, which
-    the HTTP routes waited through."""
-    last = {"version": version}
+def saved_state(sr: StreamrecApp) -> tuple[Any, ...]:
+    """What a checkpoint must be written again for when it changes: the model's version, and with sharing the
+    contributions taken from the learner and the offsets read on the shared topic. A contribution changes the
+    learner (its events leave it as sent) but not the model's version: a checkpoint that still held them would
+    send them again, under a new number, after a restart (peers would learn them twice)."""
+    sh = sr.sharing
+    return (sr.learner.model_version,) + ((sh.taken, tuple(sorted(sh.read.items()))) if sh is not None else ())
+
+
+def checkpoint_saver(store: CheckpointStore, state: tuple[Any, ...]) -> Checkpointer:
+    """A coroutine function that checkpoints the learner when :func:`saved_state` changed since the last save (or
+    when forced; ``state``: the one at start), between learning steps (:attr:`StreamrecApp.model_lock`), written
+    on the learning thread: writing the model took ~200 ms of the event loop at ML-100K's size, which the HTTP
+    routes waited through."""
+    last = {"state": state}
 
     async def save(sr: StreamrecApp, force: bool = False) -> None:
         async with sr.model_lock:
-            v = sr.learner.model_version
-            if not force and v == last["version"]:
+            v, state = sr.learner.model_version, saved_state(sr)
+            if not force and state == last["state"]:
                 return
             learned = dict(sr.processor.learned)  # as of this version (the loop may change it meanwhile)
             if sr.sharing is not None:
                 learned.update({(sr.settings.topic_shares, p): off for p, off in sr.sharing.read.items()})
             await asyncio.get_running_loop().run_in_executor(sr.learning_thread, store.save, sr.learner, v,
                                                              learned)
-            last["version"] = v
+            last["state"] = state
 
     return save
 

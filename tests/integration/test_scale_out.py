@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,13 +18,14 @@ from tests.integration.test_engine import ev, read_json
 pytestmark = pytest.mark.integration
 
 
-def wait_until(pred: Any, timeout: float, what: str) -> None:
+def wait_until(pred: Any, timeout: float, what: str | Callable[[], str]) -> None:
+    """Wait for pred; `what` names it in the error, a callable one is called then (it shows the last values)."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         if pred():
             return
         time.sleep(0.5)
-    raise TimeoutError(what)
+    raise TimeoutError(what() if callable(what) else what)
 
 
 def test_two_workers_each_see_the_whole_catalog(worker_factory: Any, kafka: KafkaClientConfig, tmp_path: Any) -> None:

@@ -65,7 +65,7 @@ def test_two_workers_learn_every_event_and_a_later_worker_catches_up(
     assert all(0 < n < len(events) for n in served), f"each worker should own some users: {served}"
     # each learned its own users' events and merged the other's: both models have learned every event
     wait_until(lambda: learned(a) == learned(b) == len(events), 60,
-               f"both workers learn all {len(events)} events: a {learned(a)}, b {learned(b)}")
+               lambda: f"both workers learn all {len(events)} events: a {learned(a)}, b {learned(b)}")
     for w in (a, b):
         assert (scrape(w.metrics_port, "streamrec_shared_contributions_total{outcome=merged}") or 0) >= 1
         assert (scrape(w.metrics_port, "streamrec_shared_bytes_total{direction=sent}") or 0) > 0
@@ -92,13 +92,13 @@ def test_two_workers_learn_every_event_and_a_later_worker_catches_up(
     wait_until(lambda: scrape(c.metrics_port, "streamrec_ready") == 1, 180, "worker c ready")
     assert learned(c) >= len(events)
     wait_until(lambda: learned(c) == learned(a) == contributed(kafka, app), 60,
-               f"c and a learn what the topic holds: c {learned(c)}, a {learned(a)}, topic {contributed(kafka, app)}")
+               lambda: f"c and a learn what the topic holds: c {learned(c)}, a {learned(a)}, topic {contributed(kafka, app)}")
     # a restarts from its checkpoint and reads on from the offset saved with it: nothing is merged twice
     a.stop()
     a.start()
     wait_until(lambda: scrape(a.metrics_port, "streamrec_ready") == 1, 180, "worker a ready again")
     wait_until(lambda: learned(a) == learned(c) == contributed(kafka, app), 60,
-               f"a after its restart: {learned(a)}, c {learned(c)}, topic {contributed(kafka, app)}")
+               lambda: f"a after its restart: {learned(a)}, c {learned(c)}, topic {contributed(kafka, app)}")
 
 
 def contributed(kafka: KafkaClientConfig, app: str) -> int:
