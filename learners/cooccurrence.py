@@ -1,7 +1,9 @@
 """Bounded item-item co-occurrence: each item's ``neighbours`` heaviest co-occurring items, for any catalog size.
 
 :class:`BoundedCooccurrence` keeps, per item, a row of at most ``neighbours`` (id, count) slots in contiguous numpy
-arrays, so memory is O(items x neighbours) instead of the O(items^2) of a dense matrix. Rows are space-saving
+arrays, so memory is O(items x neighbours) instead of the O(items^2) of a dense matrix; an item gets its row when it
+first co-occurs with another (``row_of`` maps item to row; row 0 stays empty and is every other item's), so a
+catalog whose long tail is never clicked pays 4 bytes for each such item, not a row. Rows are space-saving
 tables (Metwally et al., 2005): a new neighbour of an item whose row is full takes the place of the lightest one
 and inherits its count (plus its own weight), recorded as the slot's error. Counts are therefore upper bounds, and
 every neighbour whose true count exceeds the lightest kept count is in the row (the heaviest pairs are kept);
@@ -63,17 +65,28 @@ class BoundedCooccurrence:
             raise ValueError(f"neighbours: expected a positive number of slots per item, got {neighbours!r}")
         self.neighbours = int(neighbours)
         self.score_lower_bound = score_lower_bound
-        self.ids = np.full((0, 0), -1, dtype=np.int32)
-        self.counts = np.zeros((0, 0), dtype=np.float32)
-        self.errors = np.zeros((0, 0), dtype=np.float32)
-        self.fill = np.zeros(0, dtype=np.int32)
-        self.item_counts = np.zeros(0, dtype=np.float32)
+        self.row_of = np.zeros(0, dtype=np.int32)  # item -> its row (0: none yet, the empty row)
+        self.used = 1  # rows handed out, the empty row 0 included
+        self.ids = np.full((1, 0), -1, dtype=np.int32)  # (rows, width), per row
+        self.counts = np.zeros((1, 0), dtype=np.float32)
+        self.errors = np.zeros((1, 0), dtype=np.float32)
+        self.fill = np.zeros(1, dtype=np.int32)
+        self.item_counts = np.zeros(0, dtype=np.float32)  # per item
         self.grow(capacity)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Objects pickled before rows were lazy had row i for item i: put the empty row 0 in front."""
+        if "row_of" not in state:
+            n = state["ids"].shape[0]
+            state = {**state, "row_of": np.arange(1, n + 1, dtype=np.int32), "used": n + 1,
+                     **{k: np.concatenate([np.full((1, *state[k].shape[1:]), fill, dtype=state[k].dtype), state[k]])
+                        for k, fill in (("ids", -1), ("counts", 0), ("errors", 0), ("fill", 0))}}
+        self.__dict__.update(state)
 
     # -- size --------------------------------------------------------------------------------------------------
     @property
     def capacity(self) -> int:
-        return int(self.ids.shape[0])
+        return int(self.row_of.shape[0])
 
     @property
     def width(self) -> int:
@@ -82,25 +95,44 @@ class BoundedCooccurrence:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the arrays: O(capacity x neighbours)."""
-        return sum(a.nbytes for a in (self.ids, self.counts, self.errors, self.fill, self.item_counts))
+        """Bytes held by the arrays: O(items + items that co-occurred x neighbours)."""
+        return sum(a.nbytes for a in (self.ids, self.counts, self.errors, self.fill, self.item_counts, self.row_of))
 
     def grow(self, capacity: int) -> None:
-        """Make room for ``capacity`` items (rows; and slots per row up to ``neighbours``); never shrinks."""
+        """Make room for ``capacity`` items (and slots per row up to ``neighbours``); never shrinks."""
+        old = self.capacity
+        if capacity > old:
+            self.row_of = np.concatenate([self.row_of, np.zeros(capacity - old, dtype=np.int32)])
+            self.item_counts = np.concatenate([self.item_counts, np.zeros(capacity - old, dtype=np.float32)])
+        width = min(self.neighbours, max(self.capacity, 1))
+        if width > self.width:
+            self._resize(self.ids.shape[0], width)
+
+    def _resize(self, rows: int, width: int) -> None:
         old_rows, old_width = self.ids.shape
-        rows = max(capacity, old_rows)
-        width = min(self.neighbours, max(rows, 1))
-        if (rows, width) == (old_rows, old_width):
-            return
         ids = np.full((rows, width), -1, dtype=np.int32)
         counts = np.zeros((rows, width), dtype=np.float32)
         errors = np.zeros((rows, width), dtype=np.float32)
-        ids[:old_rows, :old_width] = self.ids
-        counts[:old_rows, :old_width] = self.counts
-        errors[:old_rows, :old_width] = self.errors
-        self.ids, self.counts, self.errors = ids, counts, errors
-        self.fill = np.concatenate([self.fill, np.zeros(rows - old_rows, dtype=np.int32)])
-        self.item_counts = np.concatenate([self.item_counts, np.zeros(rows - old_rows, dtype=np.float32)])
+        fill = np.zeros(rows, dtype=np.int32)
+        keep = min(rows, old_rows)
+        ids[:keep, :old_width] = self.ids[:keep]
+        counts[:keep, :old_width] = self.counts[:keep]
+        errors[:keep, :old_width] = self.errors[:keep]
+        fill[:keep] = self.fill[:keep]
+        self.ids, self.counts, self.errors, self.fill = ids, counts, errors, fill
+
+    def rows(self, items: npt.ArrayLike) -> IntArray:
+        """The rows of ``items``, handing one out to each item without one (the arrays grow by half)."""
+        it = np.asarray(items, dtype=np.int64)
+        new = np.unique(it[self.row_of[it] == 0])
+        if new.size:
+            end = self.used + len(new)
+            if end > self.ids.shape[0]:
+                self._resize(max(end, self.ids.shape[0] + self.ids.shape[0] // 2), self.width)
+            self.row_of[new] = np.arange(self.used, end, dtype=np.int32)
+            self.used = end
+        out: IntArray = self.row_of[it].astype(np.int64)
+        return out
 
     # -- learning ----------------------------------------------------------------------------------------------
     def update(self, history: npt.ArrayLike, mask: npt.ArrayLike, targets: npt.ArrayLike,
@@ -136,7 +168,8 @@ class BoundedCooccurrence:
         key = rows.astype(np.int64) * cap + cols.astype(np.int64)
         uniq, inverse = np.unique(key, return_inverse=True)
         add = np.bincount(inverse.ravel(), weights=weights.astype(np.float64)).astype(np.float32)
-        r, c = uniq // cap, uniq % cap  # sorted by row, then column
+        r, c = uniq // cap, uniq % cap  # sorted by item, then column
+        r = self.rows(r)  # each item's row (equal items stay together)
         eq = self.ids[r] == c[:, None]
         hit = eq.any(axis=1)
         self.counts[r[hit], eq[hit].argmax(axis=1)] += add[hit]
@@ -204,7 +237,7 @@ class BoundedCooccurrence:
         w = np.asarray(weights, dtype=np.float32)
         take = w != 0
         q = np.broadcast_to(np.arange(h.shape[0])[:, None], h.shape)[take]
-        hh, ww = h[take], w[take]
+        hh, ww = self.row_of[h[take]], w[take]  # rows (0, empty, for an item without one)
         ids = self.ids[hh]  # (cells, K)
         counts = self.counts[hh] - self.errors[hh] if self.score_lower_bound else self.counts[hh]
         vals = counts * ww[:, None]
@@ -312,6 +345,7 @@ class BoundedCooccurrence:
 
     def neighbours_of(self, i: int) -> list[tuple[int, float]]:
         """Item ``i``'s kept neighbours and counts, heaviest first (ties by id)."""
+        i = int(self.row_of[i])
         k = int(self.fill[i])
         ids, counts = self.ids[i, :k], self.counts[i, :k]
         order = np.lexsort((ids, -counts))
@@ -320,6 +354,7 @@ class BoundedCooccurrence:
     def row_dense(self, i: int, n: int) -> FloatArray:
         """Item ``i``'s row of C as a dense (n,) array, as scored (zeros for neighbours not kept)."""
         out = np.zeros(n, dtype=np.float32)
+        i = int(self.row_of[i])
         k = int(self.fill[i])
         ids = self.ids[i, :k]
         keep = ids < n
@@ -331,8 +366,9 @@ class BoundedCooccurrence:
     def state_dict(self) -> dict[str, np.ndarray[Any, Any]]:
         """The whole state as arrays (``np.savez(path, **c.state_dict())``; :meth:`from_state` reads it back)."""
         return {"neighbours": np.array(self.neighbours), "score_lower_bound": np.array(self.score_lower_bound),
-                "ids": self.ids, "counts": self.counts, "errors": self.errors, "fill": self.fill,
-                "item_counts": self.item_counts}
+                "ids": self.ids[: self.used], "counts": self.counts[: self.used],
+                "errors": self.errors[: self.used], "fill": self.fill[: self.used], "item_counts": self.item_counts,
+                "row_of": self.row_of}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> BoundedCooccurrence:
@@ -344,11 +380,15 @@ class BoundedCooccurrence:
         [(0, 1.0)]
         """
         out = cls(int(state["neighbours"]), 0, bool(state["score_lower_bound"]))
-        out.ids = np.array(state["ids"], dtype=np.int32)
-        out.counts = np.array(state["counts"], dtype=np.float32)
-        out.errors = np.array(state["errors"], dtype=np.float32)
-        out.fill = np.array(state["fill"], dtype=np.int32)
-        out.item_counts = np.array(state["item_counts"], dtype=np.float32)
+        arrays: dict[str, Any] = {"ids": np.array(state["ids"], dtype=np.int32),
+                                  "counts": np.array(state["counts"], dtype=np.float32),
+                                  "errors": np.array(state["errors"], dtype=np.float32),
+                                  "fill": np.array(state["fill"], dtype=np.int32),
+                                  "item_counts": np.array(state["item_counts"], dtype=np.float32)}
+        if "row_of" in state:
+            arrays.update(row_of=np.array(state["row_of"], dtype=np.int32), used=len(arrays["ids"]))
+        base = {k: v for k, v in out.__dict__.items() if k not in ("row_of", "used")}
+        out.__setstate__({**base, **arrays})  # without row_of: a state saved before rows were lazy
         return out
 
     @classmethod
@@ -366,14 +406,15 @@ class BoundedCooccurrence:
         np.fill_diagonal(dense, 0.0)
         out = cls(neighbours, n, score_lower_bound)
         K = out.width
+        rows = out.rows(np.arange(n))  # every item a row, in order
         if n:
             top = np.argsort(-dense, axis=1, kind="stable")[:, :K] if K < n else np.broadcast_to(np.arange(n), (n, n))
             vals = np.take_along_axis(dense, top, axis=1)
             order = np.argsort(-vals, axis=1, kind="stable")
             top, vals = np.take_along_axis(top, order, axis=1), np.take_along_axis(vals, order, axis=1)
             nz = vals > 0
-            out.ids[:, : top.shape[1]] = np.where(nz, top, -1)
-            out.counts[:, : top.shape[1]] = np.where(nz, vals, 0.0)
-            out.fill[:] = nz.sum(axis=1)
+            out.ids[rows, : top.shape[1]] = np.where(nz, top, -1)
+            out.counts[rows, : top.shape[1]] = np.where(nz, vals, 0.0)
+            out.fill[rows] = nz.sum(axis=1)
         out.item_counts[:] = np.asarray(item_counts, dtype=np.float32)[:n]
         return out

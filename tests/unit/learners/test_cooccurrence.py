@@ -70,26 +70,30 @@ def test_frequent_items_keep_their_heaviest_neighbours() -> None:
         heaviest = np.argsort(-row, kind="stable")[:5]
         assert set(heaviest.tolist()) <= kept, f"item {i}: top-5 {heaviest} not all kept"
         # space-saving: a kept count is an upper bound of the true count, count - error a lower bound
+        r = int(c.row_of[i])
         for j, est in c.neighbours_of(int(i)):
-            slot = int(np.flatnonzero(c.ids[i] == j)[0])
-            assert c.counts[i, slot] - c.errors[i, slot] - 1e-3 <= row[j] <= est + 1e-3
+            slot = int(np.flatnonzero(c.ids[r] == j)[0])
+            assert c.counts[r, slot] - c.errors[r, slot] - 1e-3 <= row[j] <= est + 1e-3
         # the heaviest five in the same order as the exact counts (ties aside)
-        lower = {j: float(c.counts[i, s] - c.errors[i, s]) for s, j in enumerate(c.ids[i]) if j >= 0}
+        lower = {j: float(c.counts[r, s] - c.errors[r, s]) for s, j in enumerate(c.ids[r]) if j >= 0}
         assert sorted(lower, key=lambda j: -lower[j])[:3] == np.argsort(-row, kind="stable")[:3].tolist() or \
             len(set(row[np.argsort(-row)[:4]])) < 4
+        kept = c.ids[r, : c.fill[r]]
+        assert len(set(kept.tolist())) == len(kept) and i not in kept
 
 
 def test_memory_is_bounded_by_items_times_neighbours() -> None:
     n, K = 500, 8
     c = BoundedCooccurrence(neighbours=K, capacity=n)
-    before = c.nbytes
+    assert c.nbytes <= n * 8 + K * 12 + 4  # only the empty row: 8 bytes an item (row number, interactions)
     for h, m, t in zipf_stream(n, 5_000, 250, 10, seed=2):
         c.update(h, m, t)
-    assert c.nbytes == before
-    assert c.ids.shape == (n, K) and (c.fill <= K).all()
+    assert c.ids.shape[1] == K and c.ids.shape[0] <= 1.5 * (n + 1) and (c.fill <= K).all()
+    assert c.nbytes <= 1.5 * (n + 1) * (K * 12 + 4) + n * 8
     assert ((c.ids >= 0).sum(axis=1) == c.fill).all()
+    assert not c.fill[0] and (c.ids[0] == -1).all()  # the shared empty row stays empty
     for i in range(n):  # no neighbour twice in a row, never the item itself
-        kept = c.ids[i, : c.fill[i]]
+        kept = c.ids[c.row_of[i], : c.fill[c.row_of[i]]]
         assert len(set(kept.tolist())) == len(kept) and i not in kept
 
 
@@ -145,3 +149,32 @@ def test_from_dense_keeps_each_rows_heaviest() -> None:
 def test_rejects_zero_slots() -> None:
     with pytest.raises(ValueError, match="neighbours"):
         BoundedCooccurrence(neighbours=0)
+
+
+def test_rows_are_made_only_for_items_that_co_occur() -> None:
+    """A large catalog whose clicks touch a few items holds rows for those only; scoring the others reads row 0."""
+    c = BoundedCooccurrence(neighbours=16, capacity=1_000_000)
+    c.update(np.array([[5, 7]]), np.array([[True, True]]), np.array([999_999]))
+    assert c.used == 4 and int((c.row_of > 0).sum()) == 3
+    assert c.nbytes < 1_000_000 * 8 + 1_000 * 16 * 12
+    assert c.neighbours_of(999_999) == [(5, 1.0), (7, 1.0)] and c.neighbours_of(123) == []
+    ids, _ = c.top(np.array([[123, 5]]), np.array([[True, True]]), 3)
+    assert ids.tolist() == [[999_999, -1, -1]]
+
+
+def test_a_state_from_before_lazy_rows_still_loads() -> None:
+    import pickle
+
+    c = BoundedCooccurrence(neighbours=3, capacity=20)
+    for h, m, t in zipf_stream(20, 500, 50, 5, seed=4):
+        c.update(h, m, t)
+    old = {"neighbours": np.array(3), "score_lower_bound": np.array(True), "item_counts": c.item_counts,
+           **{k: getattr(c, k)[c.row_of] for k in ("ids", "counts", "errors", "fill")}}  # row i = item i
+    back = BoundedCooccurrence.from_state(old)
+    assert [back.neighbours_of(i) for i in range(20)] == [c.neighbours_of(i) for i in range(20)]
+    legacy = BoundedCooccurrence.__new__(BoundedCooccurrence)  # an object pickled before: its __dict__
+    legacy.__dict__.update(neighbours=3, score_lower_bound=True, item_counts=c.item_counts,
+                           **{k: old[k] for k in ("ids", "counts", "errors", "fill")})
+    restored = pickle.loads(pickle.dumps(legacy))
+    assert [restored.neighbours_of(i) for i in range(20)] == [c.neighbours_of(i) for i in range(20)]
+    restored.update(np.array([[1]]), np.array([[True]]), np.array([2]))  # and it learns on

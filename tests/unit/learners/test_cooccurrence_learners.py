@@ -68,13 +68,14 @@ def test_item_knn_outgrows_its_dense_matrix_without_a_cliff() -> None:
     learn(m, [(x, h) for x, h in stream() if int(x.item_id[1:]) < 40 and all(int(i[1:]) < 40 for i in h)])
     before = m.recommend_many(queries(stream())[:5], 5)
     m.add_items(CATALOG)  # 80 items > 50: bounded, each item keeps its 8 heaviest neighbours
-    assert m.bounded is not None and m.cooc.size == 0 and m.bounded.ids.shape == (80, 8)
+    assert m.bounded is not None and m.cooc.size == 0 and m.bounded.capacity == 80 and m.bounded.width == 8
     assert all(len(r) == 5 for r in m.recommend_many(queries(stream())[:5], 5))
     assert len(before) == 5
     m.learn_many([Interaction("u", "i79")], [("i0", "i1")])
     b = m.bounded
-    slot = int(np.flatnonzero(b.ids[0] == 79)[0])  # in a full row: counted from its lightest slot, scored by 1
-    assert b.counts[0, slot] - b.errors[0, slot] == 1.0
+    r = int(b.row_of[0])
+    slot = int(np.flatnonzero(b.ids[r] == 79)[0])  # in a full row: counted from its lightest slot, scored by 1
+    assert b.counts[r, slot] - b.errors[r, slot] == 1.0
 
 
 def test_item_knn_recommends_at_a_catalog_no_dense_matrix_could_hold() -> None:
