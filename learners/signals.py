@@ -118,13 +118,15 @@ class CooccurrenceSignal:
 
     def features(self, idx: torch.Tensor, mask: torch.Tensor, n: int) -> torch.Tensor:
         """(B, n) scores: sum over the latest ``recent`` history items j of C[j, i] / sqrt(n_j n_i)."""
-        raw = self.cosine(idx, mask, n, self.recent)  # counts carry no gradient: in place is safe
-        return raw.mul_(self.log_scale).log1p_() if self.log_scale > 0 else raw
+        return self.scaled(self.cosine(idx, mask, n, self.recent))  # counts carry no gradient: in place is safe
 
     def features_at(self, idx: torch.Tensor, mask: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
         """:meth:`features` at each row's candidates ``cand`` (B, C), or the shared sorted items (S,) (see
         :meth:`cosine_at`)."""
-        raw = self.cosine_at(idx, mask, cand, self.recent)
+        return self.scaled(self.cosine_at(idx, mask, cand, self.recent))
+
+    def scaled(self, raw: torch.Tensor) -> torch.Tensor:
+        """The features of cosines ``raw`` (:meth:`cosine` over the latest ``recent`` items), in place."""
         return raw.mul_(self.log_scale).log1p_() if self.log_scale > 0 else raw
 
     def cosine_at(self, idx: torch.Tensor, mask: torch.Tensor, cand: torch.Tensor, recent: int) -> torch.Tensor:
