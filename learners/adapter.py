@@ -872,11 +872,11 @@ class AdapterRecommender(BaseLearner):
             shared = cooc is not None and cooc.recent == self.fusion_recent
             if cooc is not None and (self.fusion_weight > 0 or shared):  # the fusion's cosines, computed once:
                 knn_t = cooc.cosine_at(idx, mask, cand_t, self.fusion_recent)  # the signal's too when `shared`
-            scores = self._scores_at(u, idx, mask, cand_t,
-                                     cooc_raw=knn_t.clone() if shared and knn_t is not None else None)
+            scores_t = self._scores_at(u, idx, mask, cand_t,
+                                       cooc_raw=knn_t.clone() if shared and knn_t is not None else None)
             # a query's history items are usually among its exclusions: out before the fusion picks its candidates
             in_history = ((cand_t[:, :, None] == idx[:, None, :]) & mask[:, None, :]).any(dim=2).cpu().numpy()
-        scores = scores.float().cpu().numpy()
+        scores: FloatArray = scores_t.float().cpu().numpy()
         if boost is not None:
             scores = (scores + boost(np.maximum(cand, 0), len(qs))).astype(np.float32)
         scores[~valid.cpu().numpy()] = -np.inf
