@@ -1046,8 +1046,10 @@ class AdapterRecommender(BaseLearner):
                      histories: Sequence[Sequence[str]]) -> Iterator[Callable[[], None]]:
         """:meth:`learn_many` in stages: one gradient computation per Adam step (forward and backward, which read
         the parameters and write only their ``.grad``) yielded for the caller to run, on another thread if it
-        likes; the optimizer step, the averaged parameters, the stream statistics and the replay buffer change
-        here, between the yields, on the caller's thread."""
+        likes, and past ``retrieval.exact_max_items`` a last one that recomputes the next ``refresh_rows`` ANN
+        index vectors in place (~25 ms at 65,536 rows: off the worker's event loop too); the optimizer step, the
+        averaged parameters, the stream statistics and the replay buffer change here, between the yields, on the
+        caller's thread."""
         fresh = self._examples(xs, histories)
         if not fresh or self._opt is None:
             return
@@ -1062,7 +1064,8 @@ class AdapterRecommender(BaseLearner):
         if self._sharing is not None:
             self._sharing.record(self.item_ids, [(ex.target, ex.weight, ex.history) for ex in fresh])
         if self._large():
-            self._ensure_retriever().updated(self._index_table, self._popularity_array())
+            rt, popularity = self._ensure_retriever(), self._popularity_array()
+            yield lambda: rt.updated(self._index_table, popularity)
 
     def _examples(self, xs: Sequence[Interaction], histories: Sequence[Sequence[str]]) -> list[Example]:
         """Next-item examples of these events (history items as indices, unknown ones left out); an event whose

@@ -121,9 +121,11 @@ class Learner(Protocol):
     def learn_stages(self, xs: Sequence[Interaction],
                      histories: Sequence[Sequence[str]]) -> Iterator[Callable[[], None]]:
         """:meth:`learn_many` in stages, for a caller that answers reads meanwhile (the worker's HTTP routes).
-        Each function it yields only reads the learner (a gradient computation: nothing a read sees changes), so
-        the caller may run it on another thread while it serves reads; the code between the yields changes the
-        learner and runs on the caller's thread. Running every stage in order is :meth:`learn_many`."""
+        Each function it yields only reads the learner (a gradient computation: nothing a read sees changes) or
+        refreshes in place a derived structure that a read tolerates half-refreshed (an ANN index's vectors: a
+        search meanwhile ranks by a mix of older and newer ones), so the caller may run it on another thread while
+        it serves reads; the code between the yields changes the learner and runs on the caller's thread. Running
+        every stage in order is :meth:`learn_many`."""
         ...
 
     def recommend(self, q: Query, k: int = 10) -> Recommendation: ...
