@@ -45,7 +45,9 @@ class RetrievalConfig:
     ann_candidates, cooccurrence_candidates, fresh_candidates, popular_candidates
         Candidates per query from each source (see the module doc).
     ann_ef
-        HNSW search breadth (faiss ``efSearch``): recall against speed (see ``benchmarks/ann_choice.py``).
+        HNSW search breadth (faiss ``efSearch``): recall against speed (see ``benchmarks/ann_choice.py``). 160:
+        at 1M items 128 gave retrieval recall@10 0.949, 160 0.956 and 256 0.968, at 1,289, 1,085 and 900
+        events/s (``benchmarks/scale.py``).
     ann_neighbours
         HNSW graph degree (M).
     refresh_rows
@@ -67,7 +69,7 @@ class RetrievalConfig:
     cooccurrence_candidates: int = 200
     fresh_candidates: int = 64
     popular_candidates: int = 50
-    ann_ef: int = 128
+    ann_ef: int = 160
     ann_neighbours: int = 16
     refresh_rows: int = 65_536
     refresh_updates: int = 10
