@@ -863,15 +863,14 @@ class AdapterRecommender(BaseLearner):
         idx, mask = self._encode_histories([q.history for q in qs])
         idx_np, mask_np = idx.cpu().numpy(), mask.cpu().numpy()
         n = len(self.item_ids)
-        knn_t: torch.Tensor | None = None
+        cooc, knn_t = self._cooc, None
         with torch.no_grad():
             u, cand = self._retrieve(idx, mask, self._intent_tensor(qs))
             cand_t = torch.as_tensor(cand, device=self._dev)
             valid = cand_t >= 0
-            cooc = self._cooc
-            shared = cooc is not None and cooc.recent == self.fusion_recent
-            if cooc is not None and (self.fusion_weight > 0 or shared):  # the fusion's cosines, computed once:
-                knn_t = cooc.cosine_at(idx, mask, cand_t, self.fusion_recent)  # the signal's too when `shared`
+            shared = cooc is not None and cooc.recent == self.fusion_recent  # the signal's cosines are the fusion's
+            if cooc is not None and (self.fusion_weight > 0 or shared):  # computed once for both
+                knn_t = cooc.cosine_at(idx, mask, cand_t, self.fusion_recent)
             scores_t = self._scores_at(u, idx, mask, cand_t,
                                        cooc_raw=knn_t.clone() if shared and knn_t is not None else None)
             # a query's history items are usually among its exclusions: out before the fusion picks its candidates
@@ -883,9 +882,9 @@ class AdapterRecommender(BaseLearner):
         gone = in_history & np.array([q.exclude.issuperset(q.history) for q in qs])[:, None]
         scores[gone] = -np.inf
         others: list[tuple[FloatArray, float]] = []
-        if self.fusion_weight > 0 and knn_t is not None and self._cooc is not None:
+        if self.fusion_weight > 0 and cooc is not None and knn_t is not None:
             knn = knn_t.cpu().numpy()
-            counts = self._cooc.item_count_tensor(n).cpu().numpy()
+            counts = cooc.item_count_tensor(n).cpu().numpy()
             knn += 1e-4 * counts[np.maximum(cand, 0)]  # ties (no co-occurrence) broken by popularity
             knn[scores == -np.inf] = -np.inf
             others.append((knn, self.fusion_weight))
