@@ -102,8 +102,9 @@ def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespa
         changelog = {json.loads(k): v for k, v in asyncio.run(read_values(cfg, "streamrec-user-sequences-changelog"))
                      if k is not None}
         shared = asyncio.run(read_raw(cfg, "model-shares")) if args.sharing_interval > 0 else []
+        answered = Counter(r["event_id"] for r in recs)
         in_topic = ({json.loads(v)["event_id"] for v in asyncio.run(read_raw(cfg, "events"))}
-                    if want - {r["event_id"] for r in recs} else set())  # read back only for lost.txt
+                    if want - set(answered) else set())  # read back only for lost.txt
         for n in sorted({k % args.workers for k in range(args.kills)}):
             relearned.append(scrape(workers[n].metrics_port, "streamrec_relearned_events_total") or 0)
         for w in workers:
@@ -117,7 +118,6 @@ def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespa
     latest = {r["event_id"]: r for r in recs}
     one = {k: v for k, v in env.items() if k != "STREAMREC_SHARING_INTERVAL_S"}  # one worker, never killed
     reference = run_demo(events, items, rate=args.rate, worker_env=one, broker_kind=kind).extra["recommendations"]
-    answered = Counter(r["event_id"] for r in recs)
     lost = want - set(answered)  # delivered means: its answer was read back from the topic
     if lost:  # where to look: each lost event's place in the stream, the kills, whether the broker holds it
         at = {e["event_id"]: n for n, e in enumerate(events)}
