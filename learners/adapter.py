@@ -687,22 +687,25 @@ class AdapterRecommender(BaseLearner):
         (['b', 'c'], None)
 
         Past ``retrieval.exact_max_items`` items the candidates are the item's ``SIMILAR_CANDIDATES`` nearest by
-        inner product in the ANN index, re-ranked by cosine: nothing is computed for the whole catalog.
+        cosine among the vectors the ANN index stores (an exact scan, O(items x dim) per call,
+        :meth:`~learners.retrieval.AnnIndex.nearest_by_cosine`: the graph is searched by inner product, where longer
+        vectors would crowd out the nearest by cosine), re-ranked under the current parameters (the stored vectors
+        may be a few updates old). No item vector is computed for the whole catalog.
         """
         if not self._large() or self._head is None:
             return super().similar_items(item_id, k)
-        i = self.item_index.get(item_id)  # a large catalog: the index's nearest items, re-ranked by cosine
+        i = self.item_index.get(item_id)  # a large catalog: the index's stored vectors, re-ranked
         if i is None:
             return None
-        rt = self._ensure_retriever()
-        if rt.index is None:
+        index = self._ensure_retriever().index  # one index throughout, whatever a rebuild swaps in meanwhile
+        if index is None:
             return super().similar_items(item_id, k)
         head = self._scoring_parts()[0]
         with torch.no_grad():
             v, _ = self._row_vectors(head, torch.tensor([i], device=self._dev))
-            query = np.concatenate([v.float().cpu().numpy(), np.zeros((1, 1), dtype=np.float32)], axis=1)
-            cand = rt.index.search(query, max(SIMILAR_CANDIDATES, 4 * k))[0]
-            cand = cand[(cand >= 0) & (cand != i)]
+            cand = index.nearest_by_cosine(v[0].float().cpu().numpy(), max(SIMILAR_CANDIDATES, 4 * k) + 1,
+                                           columns=int(v.shape[1]))
+            cand = cand[cand != i]
             vc, _ = self._row_vectors(head, torch.as_tensor(cand, device=self._dev))
             sims = (torch.nn.functional.normalize(vc.float(), dim=1)
                     @ torch.nn.functional.normalize(v.float(), dim=1)[0]).cpu().numpy()

@@ -137,6 +137,35 @@ class AnnIndex:
         out: np.ndarray = faiss.rev_swig_ptr(storage.get_xb(), len(self) * self.dim).reshape(len(self), self.dim)
         return out
 
+    def nearest_by_cosine(self, query: np.ndarray, k: int, columns: int | None = None,
+                          chunk: int = 65_536) -> np.ndarray:
+        """Labels of the ``k`` stored vectors of highest cosine with ``query`` over their first ``columns`` columns
+        (all: None), best first, ties by label: an exact scan of the stored vectors in chunks of ``chunk`` rows,
+        O(len x columns) time and O(chunk x columns) memory. The graph is searched by inner product, where longer
+        vectors crowd out the nearest by cosine; this is the on-demand similar-items route's search.
+
+        >>> idx = AnnIndex(3); idx.add(np.array([[9, 0, 5], [1, 1, 0], [2, 0, 0], [0, 1, 0]], dtype=np.float32))
+        >>> idx.nearest_by_cosine(np.array([1, 0, 7], dtype=np.float32), 3, columns=2, chunk=2).tolist()
+        [0, 2, 1]
+        """
+        n = len(self)
+        d = self.dim if columns is None else columns
+        if n == 0 or k <= 0:
+            return np.zeros(0, dtype=np.int64)
+        q = np.asarray(query, dtype=np.float32).reshape(-1)[:d]
+        q = q / max(float(np.linalg.norm(q)), 1e-12)
+        stored = self.vectors()
+        labels, sims = [], []
+        for start in range(0, n, chunk):
+            part = np.ascontiguousarray(stored[start : start + chunk, :d])
+            s = (part @ q) / np.maximum(np.sqrt(np.einsum("ij,ij->i", part, part)), 1e-12)
+            top = np.argpartition(-s, k - 1)[:k] if k < len(s) else np.arange(len(s))
+            labels.append(top + start)
+            sims.append(s[top])
+        lab, sim = np.concatenate(labels), np.concatenate(sims)
+        out: np.ndarray = lab[np.lexsort((lab, -sim))[:k]].astype(np.int64)
+        return out
+
     def search(self, queries: np.ndarray, k: int) -> np.ndarray:
         """(B, k) labels, best first (-1 where the index holds fewer than k)."""
         if len(self) == 0 or k <= 0:
@@ -260,13 +289,14 @@ class CandidateRetriever:
             built, self._built = self._built, None
         if built is None:
             return
-        old, self.index = self.index, built
+        old = self.index
         if old is not None:  # the old index's vectors are newer than the ones the graph was drawn from
             kept = min(len(old), len(built))
             built.vectors()[:kept] = old.vectors()[:kept]
         missing = self.n_items - len(built)
         if missing > 0:
             built.add(table_fn(np.arange(len(built), self.n_items)))
+        self.index = built  # last: a search on the event loop meanwhile uses the old index, never one being added to
 
     def wait(self, table_fn: Any) -> None:
         """Finish a background rebuild and swap it in (tests, benchmarks, checkpoints)."""

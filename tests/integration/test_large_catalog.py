@@ -1,8 +1,9 @@
 """Issue 15 through a real broker and worker: a catalog of 20,000 generated items (with pre-computed embeddings)
 and some themed ones (without: the worker encodes them) is past ``retrieval.exact_max_items`` and switches the
 worker to two-stage recommendation; every item is in the worker's catalog, every answer holds to the README's
-schema and names catalog items, and events on an item that arrives later are answered (it is learned from;
-``test_retrieval.py`` shows it becomes a candidate at once)."""
+schema and names catalog items. Two items that arrive later with one embedding are in the ANN index at once: each
+is the other's nearest through ``GET /items/{id}/similar``, which past ``exact_max_items`` scans the vectors the
+index stores (``test_retrieval.py`` shows an item added to the index is a candidate); events on them are answered."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from connectors.kafka import KafkaClientConfig, replay_events
 from connectors.schemas import RECOMMENDATION_JSON_SCHEMA, ItemEmbedding, schema_errors
 from tests.conftest import make_catalog
 from tests.integration.test_engine import ev, read_json
+from tests.integration.test_web import get
 
 pytestmark = pytest.mark.integration
 
@@ -53,11 +55,18 @@ def test_two_stage_worker(worker_factory: Any, broker: Any, kafka: KafkaClientCo
     log = (tmp_path / f"{app}-worker.log").read_text()
     assert "two-stage recommendation and sampled softmax from now on" in log
 
-    # an item arriving later: added to the index and the fresh candidates, learned from at once
+    # two items arriving later with one embedding (no other item's): each the other's nearest among the index's
+    # vectors, so both were added to the index on arrival; events on them are answered
+    twin = rng.standard_normal(384).astype(np.float32)
+    twin /= np.linalg.norm(twin)
     with ItemProducer(broker.bootstrap, topic=f"{app}-items") as producer:
-        producer.send("brand-new", "A brand new cooking show about soup and bread.")
-    w.wait_ready(N_GENERATED + len(texts) + 1, timeout=60)
-    more = [ev(20 + n, f"late{n}", "brand-new") for n in range(3)]
+        for name in ("late-a", "late-b"):
+            producer.send(name, f"{name}: a new item", embedding=ItemEmbedding.from_floats("all-MiniLM-L6-v2", twin.tolist()))
+    w.wait_ready(N_GENERATED + len(texts) + 2, timeout=60)
+    for a, b in (("late-a", "late-b"), ("late-b", "late-a")):
+        status, body = get(w.web_port, f"/items/{a}/similar?k=5")
+        assert status == 200 and body["items"][0]["item_id"] == b and body["items"][0]["score"] > 0.99, body
+    more = [ev(20 + n, f"late{n}", "late-a") for n in range(3)]
     asyncio.run(replay_events(kafka, f"{app}-events", more))
     later = asyncio.run(read_json(kafka, f"{app}-recommendations", len(events) + len(more)))
     assert {e["event_id"] for e in more} <= {r["event_id"] for r in later}
