@@ -6,6 +6,13 @@ Prints one table: the broker path (events/s from first send to last recommendati
 learner alone (the same EventProcessor the worker runs, no broker) for comparison, and each HTTP route (p50/p99 of
 single requests for one user or item, sent one after another by a separate process while the worker consumes
 ``--route-rate`` events/s, past its first ``early_events``); then one ``ROUTE`` line per route.
+
+``--items N`` (issue 15's through-the-broker target) runs a synthetic world of N items instead of ML-100K
+(:mod:`connectors.synthetic`, ``--users`` users who start with empty histories): the items are published with
+pre-computed embeddings (the world's 384-wide stub vectors, 4 decimals), the worker's catalog read is timed, then
+``--events`` events are replayed as fast as possible (sustained events/s) and, on a fresh broker and worker,
+``--half-events`` more at half that rate; the latency percentiles of that run leave out its first
+``--skip-events`` (the model's young phase). Then one line for scripts: ``BROKER_SCALE items=N ...``.
 """
 
 from __future__ import annotations
@@ -106,6 +113,58 @@ def route_latency(events: list[dict], items: list, rate: float) -> tuple[Any, di
     return res, timings
 
 
+def synthetic_events(world: Any, start: int, stop: int) -> list[dict[str, Any]]:
+    users, items = world.events(start, stop)
+    return [{"event_id": f"e{start + n}", "user_id": f"user{int(u)}", "item_id": world.item_id(int(i)),
+             "event_type": "click", "ts": 1_700_000_000.0 + start + n}
+            for n, (u, i) in enumerate(zip(users, items, strict=True))]
+
+
+def large_catalog(args: argparse.Namespace) -> None:
+    """The ``--items`` mode of the module doc."""
+    import numpy as np
+
+    from connectors.schemas import ItemEmbedding
+    from connectors.synthetic import SyntheticWorld, WorldConfig
+
+    world = SyntheticWorld(WorldConfig(items=args.items, users=args.users, initial_share=1.0, seed=args.seed))
+    items = world.items(0, args.items)
+    model = load_settings().encoder_model or "all-MiniLM-L6-v2"
+    vectors = np.round(world.embeddings(0, args.items, 384), 4)
+    embeddings = [ItemEmbedding(model, tuple(v)) for v in vectors.tolist()]
+    del vectors
+    fast = synthetic_events(world, 0, args.events)
+    half_events = synthetic_events(world, args.events, args.events + args.half_events)
+    print(f"world ready: {args.items:,} items, {args.users:,} users", flush=True)
+    kw: dict[str, Any] = {"broker_kind": args.broker, "item_embeddings": embeddings, "ready_timeout": args.ready_timeout}
+    sustained = run_demo(fast, items, rate=None, **kw)
+    print(f"sustained: {sustained.events_per_s:,.0f} events/s (catalog read in {sustained.worker_start_s:.0f} s)",
+          flush=True)
+    rate = sustained.events_per_s / 2
+    half = run_demo(half_events, items, rate=rate, **kw)
+    kept = {e["event_id"] for e in half_events[args.skip_events :]}
+    lat = [v for e, v in half.extra["latency"].items() if e in kept]
+    p50, p99 = percentile(lat, 50) * 1e3, percentile(lat, 99) * 1e3
+    broker_name = "Apache Kafka" if args.broker == "kafka" else "Tansu"
+    t = Table(title=f"streamrec throughput, {args.items:,}-item catalog — {' '.join(sys.argv)}")
+    for col in ("run", "events in", "answered", "events/s", "p50 latency", "p99 latency", "catalog read",
+                "worker CPU / 1,000 events"):
+        t.add_column(col, justify="left" if col == "run" else "right")
+    t.add_row(f"as fast as possible ({broker_name})", f"{sustained.events_in:,}", f"{sustained.recommendations_out:,}",
+              f"{sustained.events_per_s:,.0f}", f"{sustained.latency_p50 * 1e3:,.0f} ms",
+              f"{sustained.latency_p99 * 1e3:,.0f} ms", f"{sustained.worker_start_s:.0f} s", f"{sustained.cpu_per_1000:.2f} s")
+    t.add_row(f"at {rate:,.0f} events/s, past the first {args.skip_events:,}", f"{half.events_in:,}",
+              f"{half.recommendations_out:,}", f"{half.events_per_s:,.0f}", f"{p50:,.0f} ms", f"{p99:,.0f} ms",
+              f"{half.worker_start_s:.0f} s", f"{half.cpu_per_1000:.2f} s")
+    Console(width=160).print(t)
+    print(f"BROKER_SCALE items={args.items} users={args.users} broker={args.broker} "
+          f"sustained_events_per_s={sustained.events_per_s:.0f} half_rate={rate:.0f} p50_ms={p50:.0f} p99_ms={p99:.0f} "
+          f"answered={sustained.recommendations_out + half.recommendations_out} "
+          f"events={sustained.events_in + half.events_in} catalog_read_s={sustained.worker_start_s:.0f} "
+          f"target_events_per_s=1000 target_p99_ms=100 "
+          f"met={'yes' if sustained.events_per_s >= 1000 and p99 <= 100 else 'no'}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=100_000)
@@ -115,8 +174,18 @@ def main() -> None:
     ap.add_argument("--route-rate", type=float, default=500.0, help="events/s the worker consumes meanwhile")
     ap.add_argument("--broker", default="tansu", choices=("tansu", "kafka"),
                     help="the embedded broker, or Apache Kafka from `make kafka`'s jars")
+    ap.add_argument("--items", type=int, default=0, help="a synthetic catalog of this many items (module doc)")
+    ap.add_argument("--users", type=int, default=100_000, help="with --items: users of the synthetic world")
+    ap.add_argument("--half-events", type=int, default=30_000, help="with --items: events of the half-rate run")
+    ap.add_argument("--skip-events", type=int, default=5_000, help="with --items: first events of the half-rate run "
+                    "left out of its latency")
+    ap.add_argument("--ready-timeout", type=float, default=1800.0, help="with --items: longest catalog read, s")
+    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     keep_freed_tensor_memory()  # as the worker and streamrec evaluate do (stream/heap.py)
+    if args.items:
+        large_catalog(args)
+        return
     ds = load_dataset("ml-100k", Path("data"))
     events = ds.events[: args.events]
     res = run_demo(events, ds.items, rate=args.rate or None, broker_kind=args.broker)

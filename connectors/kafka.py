@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from connectors.schemas import event_json, item_json
+from connectors.schemas import ItemEmbedding, event_json, item_json
 from learners.types import Item, attribute_object
 
 
@@ -95,13 +95,18 @@ def _producer(cfg: KafkaClientConfig, **kw: Any) -> AIOKafkaProducer:
     return AIOKafkaProducer(**cfg.kwargs(), linger_ms=5, max_batch_size=256 * 1024, **kw)
 
 
-async def publish_items(cfg: KafkaClientConfig, topic: str, items: Sequence[Item]) -> int:
-    """Publish catalog items (key = item id); returns how many were sent."""
+async def publish_items(cfg: KafkaClientConfig, topic: str, items: Sequence[Item],
+                        embeddings: Sequence[ItemEmbedding | None] | None = None) -> int:
+    """Publish catalog items (key = item id), each with its pre-computed embedding when ``embeddings`` is given
+    (one per item, None: encoded by the worker); returns how many were sent."""
+    if embeddings is not None and len(embeddings) != len(items):
+        raise ValueError(f"embeddings: expected one per item ({len(items)}), got {len(embeddings)}")
     prod = _producer(cfg, acks="all")
     await prod.start()
     try:
-        futs = [await prod.send(topic, item_json(it.item_id, it.text, attribute_object(it.attributes)),
-                                key=it.item_id.encode()) for it in items]
+        futs = [await prod.send(topic, item_json(it.item_id, it.text, attribute_object(it.attributes),
+                                                 None if embeddings is None else embeddings[n]),
+                                key=it.item_id.encode()) for n, it in enumerate(items)]
         await asyncio.gather(*futs)
     finally:
         await prod.stop()

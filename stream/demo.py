@@ -16,13 +16,14 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from connectors.broker import EmbeddedBroker, free_port
 from connectors.kafka import KafkaClientConfig, ensure_topics, publish_items, read_topic, replay_events
+from connectors.schemas import ItemEmbedding
 from stream.settings import load_settings
 
 
@@ -215,9 +216,14 @@ def run_demo(
     worker_env: dict[str, str] | None = None,
     on_progress: Callable[[str, int, int, dict[str, float]], None] | None = None,
     broker_kind: str = "tansu",
+    item_embeddings: Sequence[ItemEmbedding | None] | None = None,
+    ready_timeout: float = 240.0,
 ) -> DemoResult:
     """Run the whole pipeline once and measure it (see module doc). ``broker_kind``: ``tansu`` (the embedded
-    broker) or ``kafka`` (Apache Kafka from ``make kafka``'s jars, as the integration tests run it)."""
+    broker) or ``kafka`` (Apache Kafka from ``make kafka``'s jars, as the integration tests run it);
+    ``item_embeddings``: the items' pre-computed embeddings (one per item) published with them; ``ready_timeout``:
+    longest wait for the worker to hold the catalog. ``extra["latency"]`` maps each answered event id to its
+    event-to-recommendation seconds."""
     res = DemoResult(events_in=len(events))
     t_start = time.monotonic()
     work = workdir or Path(tempfile.mkdtemp(prefix="streamrec-demo-"))
@@ -227,8 +233,8 @@ def run_demo(
         cfg = KafkaClientConfig([broker.bootstrap], {})
         worker = WorkerProcess(broker.url, work / "state", mport, work / "worker.log", worker_env).start()
         try:
-            asyncio.run(publish_items_ready(cfg, items))
-            res.worker_start_s = worker.wait_ready(len({it.item_id for it in items}))
+            asyncio.run(publish_items_ready(cfg, items, item_embeddings))
+            res.worker_start_s = worker.wait_ready(len({it.item_id for it in items}), ready_timeout)
             sent_at: dict[str, float] = {}
             received_at: dict[str, float] = {}
             cpu0 = scrape(mport, "process_cpu_seconds_total")
@@ -242,7 +248,8 @@ def run_demo(
     res.recommendations_out = len(recs)
     res.dlq_out = dlq
     res.events_valid = len(recs)
-    lat = [r["emitted_ts"] - sent_at[e] for e, r in recs.items() if e in sent_at]
+    res.extra["latency"] = {e: r["emitted_ts"] - sent_at[e] for e, r in recs.items() if e in sent_at}
+    lat = list(res.extra["latency"].values())
     res.latency_p50 = percentile(lat, 50)
     res.latency_p99 = percentile(lat, 99)
     got = [received_at[e] - sent_at[e] for e in recs if e in sent_at and e in received_at]
@@ -257,11 +264,12 @@ def run_demo(
     return res
 
 
-async def publish_items_ready(cfg: KafkaClientConfig, items: list[Any]) -> None:
+async def publish_items_ready(cfg: KafkaClientConfig, items: list[Any],
+                              embeddings: Sequence[ItemEmbedding | None] | None = None) -> None:
     s = load_settings()
     await ensure_topics(cfg, {t: s.topic_partitions for t in (s.topic_items, s.topic_events,
                                                               s.topic_recommendations, s.topic_dlq)})
-    await publish_items(cfg, s.topic_items, items)
+    await publish_items(cfg, s.topic_items, items, embeddings)
 
 
 async def _replay_and_collect(
