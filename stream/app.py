@@ -117,6 +117,7 @@ class StreamrecApp:
     catalog_complete: asyncio.Event = field(default_factory=asyncio.Event)  # the catalog is read (sharing waits)
     sharing: Sharing | None = None  # one model across workers (stream.sharing), when sharing_interval_s > 0
     model_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # held while the learner changes across awaits
+    learn_queue: asyncio.Queue[Any] | None = None  # answered batches still to learn (learn_queue_batches > 0)
     learning_thread: ThreadPoolExecutor = field(  # runs the gradient computations (learn_off_the_loop)
         default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamrec-learning"))
     items_read: dict[int, int] = field(default_factory=dict)  # items partition -> offset after the last item read
@@ -324,6 +325,13 @@ def create_app(
                 sr.fail("events", exc)
                 raise
 
+    if s.learn_queue_batches:
+        sr.learn_queue = asyncio.Queue(maxsize=s.learn_queue_batches)
+
+        @app.task
+        async def learn_behind_the_answers() -> None:
+            await learn_queued(sr)
+
     @app.task
     async def become_ready() -> None:
         """Open the events agent once the catalog is read (:func:`wait_for_catalog`), and say so once."""
@@ -523,7 +531,29 @@ async def process_batch(sr: StreamrecApp, batch: list[Any]) -> None:
         await sr.dlq_topic.send(key=key, value=json.dumps(record).encode(),
                                 headers={"reason": record["reason"].encode()})
     sr.processor.observe_emitted(res)
-    await learn_off_the_loop(sr, sr.processor.learning(res))
+    if sr.learn_queue is not None:  # learned behind the answers (learn_queued); waits while the queue is full
+        await sr.learn_queue.put(res)
+    else:
+        await learn_off_the_loop(sr, sr.processor.learning(res))
+
+
+async def learn_queued(sr: StreamrecApp) -> None:
+    """With ``learn_queue_batches`` > 0: learn the answered batches :func:`process_batch` queued, in order, so
+    that answers wait neither for learning steps nor for what else holds the model (a checkpoint, an item batch);
+    a failed step fails the worker as a crashed agent does. Batches still queued when the worker stops are not
+    lost: a checkpoint records only the offsets learned, and a restart re-learns the rest."""
+    assert sr.learn_queue is not None
+    while True:
+        res = await sr.learn_queue.get()
+        try:
+            await learn_off_the_loop(sr, sr.processor.learning(res))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - as the events agent: end the worker, never idle in it
+            sr.fail("learning", exc)
+            raise
+        finally:
+            sr.learn_queue.task_done()
 
 
 async def learn_off_the_loop(sr: StreamrecApp, stages: Iterator[Callable[[], None]]) -> None:

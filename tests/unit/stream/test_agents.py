@@ -258,3 +258,30 @@ def test_the_event_loop_answers_routes_while_a_gradient_is_computed(tmp_path) ->
     [(version, status, items)] = during
     assert version == 0 and status == 200 and len(items) == 5 and "i1" not in items
     assert learner.model_version == 1 and len(sent) == 1
+
+
+def test_with_a_learn_queue_answers_do_not_wait_for_learning(tmp_path) -> None:
+    """learn_queue_batches > 0: a batch is answered and queued for learning; the events agent waits only when the
+    queue is full, and the learning task learns the batches in order (without it, nothing is learned)."""
+    from stream.app import learn_queued
+
+    sr, sent = _app_capturing_sends(tmp_path, learn_queue_batches=1)
+    sr.catalog_read.set()
+    v0 = sr.learner.model_version
+    counts: list[tuple[int, int]] = []
+
+    async def go() -> None:
+        async with sr.events_agent.test_context() as agent:
+            for n in range(3):
+                ev = {"event_id": f"e{n}", "user_id": f"u{n}", "item_id": f"i{n + 1}", "event_type": "click", "ts": 1.0}
+                await agent.put(json.dumps(ev).encode(), key=f"u{n}".encode())
+                await _wait_for(lambda n=n: len(sent) > n, tries=25)
+            counts.append((len(sent), sr.learner.model_version - v0))  # 1 queued, 1 answered and waiting to queue
+            learning = asyncio.ensure_future(learn_queued(sr))
+            await _wait_for(lambda: len(sent) == 3 and sr.learner.model_version - v0 == 3)
+            counts.append((len(sent), sr.learner.model_version - v0))
+            learning.cancel()
+
+    asyncio.run(go())
+    assert counts == [(2, 0), (3, 3)]
+    assert sorted(sr.processor.learned.values()) == [3]
