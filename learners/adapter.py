@@ -1067,7 +1067,8 @@ class AdapterRecommender(BaseLearner):
             self._sharing.record(self.item_ids, [(ex.target, ex.weight, ex.history) for ex in fresh])
         if self._large():
             rt, popularity = self._ensure_retriever(), self._popularity_array()
-            yield lambda: rt.updated(self._index_table, popularity)
+            n_fresh = len(fresh)
+            yield lambda: rt.updated(self._index_table, popularity, n_fresh)
 
     def _examples(self, xs: Sequence[Interaction], histories: Sequence[Sequence[str]]) -> list[Example]:
         """Next-item examples of these events (history items as indices, unknown ones left out); an event whose

@@ -6,12 +6,14 @@ Past ``RetrievalConfig.exact_max_items`` items the adapter stops scoring the who
 * **ANN**: the user's nearest items by inner product in the adapted space (``u * temperature . v + bias``), from an
   HNSW index (:class:`AnnIndex`) of the averaged item vectors. New items are added to it as they arrive, with the
   vectors the current parameters give them (the first index is built inline, from every item, when the catalog
-  passes ``exact_max_items``). The vectors are kept current in place: each learning update recomputes the vectors
-  of ``refresh_rows`` items, in turn, and writes them over the stored ones, so the search ranks by vectors at most
-  ``ceil(items / refresh_rows)`` updates old at a cost per update that does not grow with the catalog. The graph's
-  links, drawn from the vectors of when it was built, are redrawn every ``rebuild_updates`` updates in a background
-  thread (queries use the old index until the new one is swapped in, with the current vectors and the items that
-  arrived meanwhile). Without an index (a checkpoint from before it) the source scans exactly.
+  passes ``exact_max_items``). The vectors are kept current in place: per 256 events learned (``FULL_UPDATE``, a
+  full micro-batch; a smaller update does proportionally less) the vectors of ``refresh_rows`` items are recomputed,
+  in turn, and written over the stored ones, so the search ranks by vectors at most ``ceil(items / refresh_rows)``
+  full updates old at a cost per event that does not grow with the catalog. The graph's links, drawn from the
+  vectors of when it was built, are redrawn every ``rebuild_updates`` full updates' worth of events in a background
+  thread from a copy of the stored vectors (queries use the old index until the new one is swapped in, with the
+  current vectors and the items that arrived meanwhile). Without an index (a checkpoint from before it) the source
+  scans exactly.
 * **co-occurrence**: the item-kNN neighbours of the user's latest items
   (:meth:`learners.cooccurrence.BoundedCooccurrence.top`).
 * **fresh**: the ``fresh_candidates`` items added last (new items have no interactions, so the other sources miss
@@ -19,7 +21,7 @@ Past ``RetrievalConfig.exact_max_items`` items the adapter stops scoring the who
 * **popular**: the ``popular_candidates`` items of highest decayed popularity, re-ranked every ``refresh_updates``.
 
 The union (deduplicated per row, padded with -1) is what the ranker scores. Per-query cost is
-O(candidates x dim) plus the index search, and per update O(refresh_rows x dim), both independent of the catalog
+O(candidates x dim) plus the index search, and per event O(refresh_rows / 256 x dim), both independent of the catalog
 size; the graph rebuild is O(items log items) but off the event path, and rare.
 """
 
@@ -33,6 +35,7 @@ from typing import Any
 import numpy as np
 
 log = logging.getLogger(__name__)
+FULL_UPDATE = 256  # events of a full micro-batch: refresh_rows and rebuild_updates count in these
 
 
 @dataclass(frozen=True)
@@ -51,12 +54,14 @@ class RetrievalConfig:
     ann_neighbours
         HNSW graph degree (M).
     refresh_rows
-        Items whose index vectors each learning update recomputes and writes in place, in turn (0: none; the
-        vectors then change only when the graph is rebuilt).
+        Items whose index vectors are recomputed and written in place, in turn, per ``FULL_UPDATE`` (256) events
+        learned: a learning update of fewer events recomputes proportionally fewer, so the cost is per event, not
+        per micro-batch (0: none; the vectors then change only when the graph is rebuilt).
     refresh_updates
         Learning updates between two re-rankings of the popular list.
     rebuild_updates
-        Learning updates between two rebuilds of the index's graph from fresh vectors (0: never).
+        Rebuild the index's graph from its current vectors every ``rebuild_updates`` x ``FULL_UPDATE`` events
+        learned (0: never).
     refresh_in_background
         Rebuild in a thread (the worker); False rebuilds inline (reproducible runs, tests).
     sampled_negatives
@@ -207,6 +212,8 @@ class CandidateRetriever:
         self.popular = np.zeros(0, dtype=np.int64)
         self.updates = 0
         self.cursor = 0  # the next item whose index vector is recomputed in place
+        self.refresh_due = 0.0  # index vectors owed to the in-place refresh (a fraction of one carried over)
+        self.rebuild_due = 0  # events learned since the last rebuild
         self._building: threading.Thread | None = None
         self._built: AnnIndex | None = None
         self._lock = threading.Lock()
@@ -217,7 +224,7 @@ class CandidateRetriever:
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update({"cursor": 0, **state})  # checkpoints from before the cursor start at item 0
+        self.__dict__.update({"cursor": 0, "refresh_due": 0.0, "rebuild_due": 0, **state})  # older checkpoints
         self._lock = threading.Lock()
 
     # -- keeping current ----------------------------------------------------------------------------------------
@@ -230,28 +237,36 @@ class CandidateRetriever:
             if self.index is not None and table is not None and len(rows) and len(self.index) == int(rows[0]):
                 self.index.add(table)
 
-    def updated(self, table_fn: Any, popularity: np.ndarray | None) -> None:
-        """One learning update happened: recompute ``refresh_rows`` index vectors in place (``table_fn(rows)``),
-        every ``refresh_updates`` re-rank the popular list, every ``rebuild_updates`` rebuild the graph from
-        ``table_fn(None)`` (all items' index vectors)."""
+    def updated(self, table_fn: Any, popularity: np.ndarray | None, events: int = FULL_UPDATE) -> None:
+        """A learning update of ``events`` events happened: recompute ``refresh_rows`` index vectors in place per
+        ``FULL_UPDATE`` events (``table_fn(rows)``), every ``refresh_updates`` updates re-rank the popular list,
+        every ``rebuild_updates`` x ``FULL_UPDATE`` events rebuild the graph (:meth:`refresh`)."""
         self.updates += 1
         self._swap_if_built(table_fn)
-        self._revector(table_fn)
+        self._revector(table_fn, events)
         if popularity is not None and (self.updates % self.config.refresh_updates == 1 or not len(self.popular)):
             p = self.config.popular_candidates
             n = len(popularity)
             self.popular = (np.argpartition(-popularity, p - 1)[:p] if 0 < p < n else np.arange(n)).astype(np.int64)
-        if self.config.rebuild_updates and self.updates % self.config.rebuild_updates == 0:
-            self.refresh(table_fn)
+        if self.config.rebuild_updates:
+            self.rebuild_due += events
+            if self.rebuild_due >= self.config.rebuild_updates * FULL_UPDATE:
+                self.rebuild_due = 0
+                self.refresh(table_fn)
 
-    def _revector(self, table_fn: Any) -> None:
-        """Write the current vectors of the next ``refresh_rows`` indexed items (wrapping around) over the stored
-        ones."""
+    def _revector(self, table_fn: Any, events: int) -> None:
+        """Write the current vectors of the next ``refresh_rows x events / FULL_UPDATE`` indexed items (wrapping
+        around; fractions carried to the next update) over the stored ones."""
         n = len(self.index) if self.index is not None else 0
         if not n or not self.config.refresh_rows:
             return
+        want = self.refresh_due + self.config.refresh_rows * events / FULL_UPDATE
+        k = min(int(want), n)
+        self.refresh_due = want - k if k < n else 0.0
+        if k < 1:
+            return
         start = self.cursor % n
-        rows = (start + np.arange(min(self.config.refresh_rows, n))) % n
+        rows = (start + np.arange(k)) % n
         self.cursor = int(rows[-1]) + 1
         assert self.index is not None
         self.index.vectors()[rows] = table_fn(rows)
@@ -261,12 +276,14 @@ class CandidateRetriever:
         self.index = self._build(table)
 
     def refresh(self, table_fn: Any) -> None:
+        """Rebuild the graph: inline (``refresh_in_background`` False, from ``table_fn(None)``), else in a thread
+        from a copy of the vectors the index stores (kept current in place), which costs the caller nothing."""
         if self._building is not None and self._building.is_alive():
             return
         if not self.config.refresh_in_background:
             self.build_now(table_fn(None))
             return
-        table = table_fn(None)  # computed here (parameters of now), indexed in the thread
+        table = table_fn(None) if self.index is None or not len(self.index) else None
         self._building = threading.Thread(target=self._build_into, args=(table,), name="ann-refresh", daemon=True)
         self._building.start()
 
@@ -275,8 +292,12 @@ class CandidateRetriever:
         idx.add(table)
         return idx
 
-    def _build_into(self, table: np.ndarray) -> None:
+    def _build_into(self, table: np.ndarray | None) -> None:
         try:
+            if table is None:
+                with self._lock:  # items_added's add, the only thing that moves the storage, waits for the copy
+                    assert self.index is not None
+                    table = self.index.vectors().copy()  # rows being rewritten meanwhile: old or new, both fine
             built = self._build(table)
         except Exception:  # noqa: BLE001 - the old index keeps serving
             log.exception("retrieval: rebuilding the ANN index failed; the previous one stays")

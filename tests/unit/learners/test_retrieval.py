@@ -70,7 +70,8 @@ def test_retrieval_recall_against_exact_scoring() -> None:
 
 @pytest.mark.parametrize("refresh_rows", [N_ITEMS, 70])
 def test_index_vectors_are_recomputed_in_place(refresh_rows: int) -> None:
-    """Each update rewrites ``refresh_rows`` stored vectors with the current ones, in turn; the graph stays."""
+    """Each full update (256 events) rewrites ``refresh_rows`` stored vectors with the current ones, in turn; the
+    graph stays."""
     cfg = RetrievalConfig(exact_max_items=0, refresh_in_background=False, refresh_rows=refresh_rows,
                           rebuild_updates=0)
     m = learner(cfg)
@@ -78,8 +79,8 @@ def test_index_vectors_are_recomputed_in_place(refresh_rows: int) -> None:
     assert rt is not None and rt.index is not None
     index = rt.index
     items, stream = world(2)
-    for s in range(0, 400, 100):  # 4 more updates
-        chunk = stream[s : s + 100]
+    for s in range(0, 1024, 256):  # 4 more full updates
+        chunk = stream[s : s + 256]
         m.learn_many([Interaction(f"v{s + j}", t) for j, (t, _) in enumerate(chunk)], [h for _, h in chunk])
     assert rt.index is index  # no rebuild
     fresh = m._index_table(None)
@@ -101,7 +102,7 @@ def test_without_refresh_the_index_keeps_the_vectors_it_was_built_with() -> None
 
 def test_a_rebuilt_graph_takes_the_current_vectors() -> None:
     """A graph built in the background from older vectors gets the live index's (newer) ones when swapped in."""
-    m = learner(RetrievalConfig(exact_max_items=0, refresh_rows=N_ITEMS, rebuild_updates=0))
+    m = learner(RetrievalConfig(exact_max_items=0, refresh_rows=3 * N_ITEMS, rebuild_updates=0))
     rt = m._retriever
     assert rt is not None and rt.index is not None
     current = m._index_table(None)
@@ -214,3 +215,55 @@ def test_items_with_one_embedding_are_each_others_nearest_past_exact_max_items(m
     for a, b in (("new-a", "new-b"), ("new-b", "new-a")):
         got = m.similar_items(a, 5)
         assert got is not None and got[0][0] == b and got[0][1] == pytest.approx(1.0, abs=1e-4), got
+
+
+def test_a_background_rebuild_indexes_the_stored_vectors_without_computing_the_catalog() -> None:
+    """The graph rebuilt in the background comes from a copy of the vectors the index stores (kept current in
+    place), not from ``table_fn(None)``: the learning step that triggers it computes nothing for the whole catalog."""
+    from learners.retrieval import CandidateRetriever
+
+    rng = np.random.default_rng(2)
+    table = rng.normal(size=(500, 9)).astype(np.float32)
+    rt = CandidateRetriever(RetrievalConfig(exact_max_items=0, rebuild_updates=1, refresh_rows=0))
+    rt.items_added(500, np.arange(500), None)
+    rt.build_now(table)
+    assert rt.index is not None
+    rt.index.vectors()[:10] = 7.0  # as the in-place refresh would have written them
+    asked: list[object] = []
+
+    def table_fn(rows: np.ndarray | None) -> np.ndarray:
+        asked.append(rows if rows is None else len(rows))
+        return table if rows is None else table[rows]
+
+    old = rt.index
+    rt.updated(table_fn, None)  # rebuild_updates 1: starts the background rebuild
+    rt.wait(table_fn)
+    assert rt.index is not old and asked == []
+    assert np.array_equal(rt.index.vectors()[:10], np.full((10, 9), 7.0, dtype=np.float32))
+    assert np.array_equal(rt.index.vectors()[10:], table[10:])
+
+
+def test_the_in_place_refresh_is_per_event_not_per_update() -> None:
+    """Updates of fewer events than a full micro-batch recompute proportionally fewer index vectors (fractions
+    carried over), and the graph is rebuilt after rebuild_updates full updates' worth of events, however split."""
+    from learners.retrieval import FULL_UPDATE, CandidateRetriever
+
+    rng = np.random.default_rng(3)
+    table = rng.normal(size=(1000, 5)).astype(np.float32)
+    rt = CandidateRetriever(RetrievalConfig(exact_max_items=0, refresh_rows=100, rebuild_updates=2,
+                                            refresh_in_background=False))
+    rt.items_added(1000, np.arange(1000), None)
+    rt.build_now(table)
+    asked: list[int] = []
+
+    def table_fn(rows: np.ndarray | None) -> np.ndarray:
+        asked.append(-1 if rows is None else len(rows))
+        return table if rows is None else table[rows]
+
+    for _ in range(8):  # 8 updates of 32 events: one full update's worth, 100 rows in all
+        rt.updated(table_fn, None, FULL_UPDATE // 8)
+    assert sum(n for n in asked if n > 0) == 100 and -1 not in asked
+    for _ in range(8):  # a second full update's worth: 100 more rows, then the rebuild (inline here)
+        rt.updated(table_fn, None, FULL_UPDATE // 8)
+    assert sum(n for n in asked if n > 0) == 200 and asked.count(-1) == 1 and asked[-1] == -1
+    assert rt.cursor == 200
