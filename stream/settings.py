@@ -119,8 +119,9 @@ class Settings(BaseSettings):
     batch_within_s: float = Field(0.05, gt=0, description="Longest wait to fill a micro-batch, seconds.")
     learn_queue_batches: int = Field(
         0, ge=0, description="Answered micro-batches that may wait to be learned while later ones are answered "
-        "(0: each batch is learned before the next is taken). Above 0 answers do not wait for learning steps, "
-        "checkpoints or index refreshes, and a list may not reflect the last few batches (README, Large catalogs)."
+        "(0: each batch is learned before the next is taken). Above 0 answers wait for learning steps and checkpoints "
+        "only while the queue is full (size it to hold a checkpoint's worth of batches), and a list may not reflect "
+        "the last few batches (README, Large catalogs, Through the broker)."
     )
     fetch_max_wait_ms: int = Field(50, ge=1, le=10000, description="Consumer fetch wait (Tansu holds every fetch this long).")
     encoder_model: str = Field("", description="HF model path or id for the frozen encoder (empty: bundled all-MiniLM-L6-v2).")
