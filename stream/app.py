@@ -539,9 +539,9 @@ async def process_batch(sr: StreamrecApp, batch: list[Any]) -> None:
 
 async def learn_queued(sr: StreamrecApp) -> None:
     """With ``learn_queue_batches`` > 0: learn the answered batches :func:`process_batch` queued, in order, so
-    that answers wait neither for learning steps nor for what else holds the model (a checkpoint, an item batch);
-    a failed step fails the worker as a crashed agent does. Batches still queued when the worker stops are not
-    lost: a checkpoint records only the offsets learned, and a restart re-learns the rest."""
+    that, until the queue is full, answers wait neither for learning steps nor for what else holds the model (a
+    checkpoint, an item batch); a failed step fails the worker as a crashed agent does. Batches still queued when
+    the worker stops are not lost: a checkpoint records only the offsets learned, and a restart re-learns them."""
     assert sr.learn_queue is not None
     while True:
         res = await sr.learn_queue.get()

@@ -261,10 +261,12 @@ class EventProcessor:
     def learning(self, res: BatchResult) -> Iterator[Callable[[], None]]:
         """:meth:`learn` in the learner's stages (:meth:`~learners.types.Learner.learn_stages`): the worker runs
         each yielded gradient computation off its event loop, so the HTTP routes are answered meanwhile."""
-        dropped = self.pending.hold(res.pending)
+        known = self.learner.item_index  # an item may have arrived since prepare (the sends, a learn queue between)
+        arrived = [p for p in res.pending if p[0].item_id in known]
+        dropped = self.pending.hold([p for p in res.pending if p[0].item_id not in known])
         self.metrics.pending_dropped.inc(dropped)
         self.metrics.pending_events.set(len(self.pending))
-        yield from self._learn(res.examples, res.histories)
+        yield from self._learn(res.examples + [x for x, _ in arrived], res.histories + [h for _, h in arrived])
         for tp, end in res.ends.items():  # learned only once the step is done (a checkpoint may come between)
             self.learned[tp] = end  # a partition is read in offset order (a rewind starts at the learned offset)
             if end >= self.replaying.get(tp, end + 1):

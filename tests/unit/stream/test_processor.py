@@ -85,6 +85,18 @@ def test_unknown_item_kept_in_sequence_and_learned_when_it_arrives() -> None:
     assert metrics.pending_learned._value.get() == 1  # noqa: SLF001
 
 
+def test_an_item_that_arrives_between_answer_and_learning_step_is_learned_not_held() -> None:
+    """The answer and the learning step of a batch are apart (its sends; with learn_queue_batches, other batches):
+    an event whose item arrived meanwhile is learned in the step, not held for an arrival that already happened."""
+    p, m, _ = make()
+    res = p.prepare([msg(event(1, "u", "late"))], lambda u: UserState())
+    assert [x.item_id for x, _ in res.pending] == ["late"]
+    m.add_items([Item("late", "a late item")])
+    assert p.learn_arrived(["late"]) == 0  # nothing held yet
+    p.learn(res)
+    assert m.model_version == 1 and len(p.pending) == 0
+
+
 def test_held_events_are_bounded_and_the_dropped_counted() -> None:
     p, m, metrics = make(pending_max_events=3)
     res = p.prepare([msg(event(n, "u", f"late{n}"), offset=n) for n in range(5)], lambda u: UserState())
