@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from learners.types import top_sorted
+
 log = logging.getLogger(__name__)
 FULL_UPDATE = 256  # events of a full micro-batch: refresh_rows and rebuild_updates count in these
 
@@ -164,11 +166,11 @@ class AnnIndex:
         for start in range(0, n, chunk):
             part = np.ascontiguousarray(stored[start : start + chunk, :d])
             s = (part @ q) / np.maximum(np.sqrt(np.einsum("ij,ij->i", part, part)), 1e-12)
-            top = np.argpartition(-s, k - 1)[:k] if k < len(s) else np.arange(len(s))
+            top = top_sorted(s[None], min(k, len(s)))[0]  # ties in label order, so the merge keeps them so
             labels.append(top + start)
             sims.append(s[top])
         lab, sim = np.concatenate(labels), np.concatenate(sims)
-        out: np.ndarray = lab[np.lexsort((lab, -sim))[:k]].astype(np.int64)
+        out: np.ndarray = lab[top_sorted(sim[None], min(k, len(sim)))[0]].astype(np.int64)
         return out
 
     def search(self, queries: np.ndarray, k: int) -> np.ndarray:
