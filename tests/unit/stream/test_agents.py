@@ -275,7 +275,7 @@ def test_with_a_learn_queue_answers_do_not_wait_for_learning(tmp_path) -> None:
             for n in range(3):
                 ev = {"event_id": f"e{n}", "user_id": f"u{n}", "item_id": f"i{n + 1}", "event_type": "click", "ts": 1.0}
                 await agent.put(json.dumps(ev).encode(), key=f"u{n}".encode())
-                await _wait_for(lambda n=n: len(sent) > n, tries=25)
+                await _wait_for(lambda n=n: len(sent) > n, tries=200 if n < 2 else 25)  # one batch each; the third waits
             counts.append((len(sent), sr.learner.model_version - v0))  # 1 queued, 1 answered and waiting to queue
             learning = asyncio.ensure_future(learn_queued(sr))
             await _wait_for(lambda: len(sent) == 3 and sr.learner.model_version - v0 == 3)
