@@ -4,11 +4,11 @@ synthetic world.
 Usage: python benchmarks/attributes.py [--variants 0,16,32,64,32x1] [--default 32x0.5] [--limit N] [--seeds 0]
                                        [--world-events 30000]
 
-A variant is ``slots`` or ``slotsxscale`` (``attribute_slots``, ``attribute_scale``; the scale defaults to the
+A variant is ``slots`` or ``slotsxscale`` (``attributes.slots``, ``attributes.scale``; the scale defaults to the
 setting's); 0 is the learner without attributes. Each runs the default learner, built as the worker builds it, over
 the stream test-then-learn in micro-batches of 256 (``learners.evaluation.prequential``, as ``streamrec
 evaluate``). A cold item is one with fewer than 5 interactions before the event (the evaluator's
-``cold_threshold``): the items attributes are for, whose own vectors have learned little.
+``cold.threshold``): the items attributes are for, whose own vectors have learned little.
 
 * **ML-100K.** Each movie's attributes come from RecBole's knowledge graph (``ml-100k.kg`` through
   ``ml-100k.link``: director, writer, producer, genre, company, cinematographer, subject, country, language, rating,
@@ -74,7 +74,7 @@ def world_stream(seed: int, n_events: int) -> tuple[SyntheticWorld, list[Interac
 def run(v: Variant, seed: int, data: str, s: Settings, encoder: CachingEncoder, limit: int | None,
         world_events: int, ml100k: Dataset) -> list[tuple[str, PrequentialResult]]:
     """One pass; (part, result) for the whole stream and, past HALF events, its second half."""
-    m = build_learner(load_settings(seed=seed, attribute_slots=v[0], attribute_scale=v[1]), encoder)
+    m = build_learner(load_settings(seed=seed, attributes={"slots": v[0], "scale": v[1]}), encoder)
     if data == "ml-100k":
         m.add_items(ml100k.items)
         events = interactions(ml100k.events, s.event_weights)
@@ -85,7 +85,7 @@ def run(v: Variant, seed: int, data: str, s: Settings, encoder: CachingEncoder, 
                               [it.attributes for it in items])
     n = min(len(events), limit or len(events))
     r = prequential(m, events, batch_size=s.batch_max, seq_len=s.seq_len, seen_max=s.seen_max, limit=limit,
-                    cold_threshold=s.cold_threshold, score_from=HALF if n > HALF else 0, name=name(v))
+                    cold_threshold=s.cold.threshold, score_from=HALF if n > HALF else 0, name=name(v))
     return [("whole", r)] if r.whole is None else [("whole", r.whole), ("second half", r)]
 
 
@@ -93,7 +93,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     defaults = load_settings()
     ap.add_argument("--variants", default="0,16,32,64")
-    ap.add_argument("--default", default=f"{defaults.attribute_slots}x{defaults.attribute_scale:g}")
+    ap.add_argument("--default", default=f"{defaults.attributes.slots}x{defaults.attributes.scale:g}")
     ap.add_argument("--data", default="ml-100k,synthetic")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--seeds", default="0")
@@ -101,11 +101,11 @@ def main() -> None:
     args = ap.parse_args()
     keep_freed_tensor_memory()
     s = load_settings()
-    default = parse_variant(args.default, s.attribute_scale)
-    variants = sorted({parse_variant(x, s.attribute_scale) for x in args.variants.split(",") if x.strip()}
-                      | {(0, s.attribute_scale), default})
-    variants = [v for v in variants if v[0] > 0 or v[1] == s.attribute_scale]  # one "off"
-    default = (0, s.attribute_scale) if default[0] == 0 else default
+    default = parse_variant(args.default, s.attributes.scale)
+    variants = sorted({parse_variant(x, s.attributes.scale) for x in args.variants.split(",") if x.strip()}
+                      | {(0, s.attributes.scale), default})
+    variants = [v for v in variants if v[0] > 0 or v[1] == s.attributes.scale]  # one "off"
+    default = (0, s.attributes.scale) if default[0] == 0 else default
     seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
     encoder = CachingEncoder(build_encoder(s))
     command = " ".join(shlex.quote(a) for a in ["benchmarks/attributes.py", *sys.argv[1:]])
@@ -133,7 +133,7 @@ def main() -> None:
                       f"cold {acc['whole'][-1][1]:.4f}", file=sys.stderr)
             rows[v] = {part: (float(np.mean([a[0] for a in got])), float(np.mean([a[1] for a in got])),
                               got[0][2], got[0][3], float(np.mean([a[4] for a in got]))) for part, got in acc.items()}
-        base = rows[(0, s.attribute_scale)]
+        base = rows[(0, s.attributes.scale)]
         for v in variants:
             for part, (hr, cold, n_cold, n, speed) in rows[v].items():
                 b_hr, b_cold = base[part][:2]

@@ -1,7 +1,7 @@
 """What cold-item HR@10 costs in HR@10: the default learner with more or fewer cold places, against item-kNN.
 
 Usage: python benchmarks/cold_tradeoff.py [--places 0.5:4,0.3:4,0.1:6,0.05:10] [--seed 0] [--limit N]
-Each entry is ``cold_gate:cold_slots`` (see the README's model section); ``off`` is the learner without cold places.
+Each entry is ``cold.gate:cold.slots`` (see the README's model section); ``off`` is the learner without cold places.
 Prints one table, headed by its command line: HR@10, NDCG@10 and cold-item HR@10 of each setting, each relative to
 item-kNN in the same run (the quality issue's targets: HR@10 and NDCG@10 >= +15%, cold-item HR@10 >= 2x).
 """
@@ -18,6 +18,7 @@ from rich.table import Table
 
 from connectors.datasets import interactions, load_dataset
 from learners.baselines import BASELINES
+from learners.cold import ColdConfig
 from learners.encoder import CachingEncoder
 from learners.evaluation import prequential
 from stream.heap import keep_freed_tensor_memory
@@ -63,7 +64,7 @@ def main() -> None:
         table.add_column(col, justify="left" if col.startswith("cold places") else "right")
     table.add_row("item-kNN", f"{base.hr:.4f}", "", f"{base.ndcg:.4f}", "", f"{base.hr_cold:.4f}", "")
     for label, gate, slots in settings_list:
-        m = build_learner(s.model_copy(update={"cold_gate": gate, "cold_slots": slots}), encoder)
+        m = build_learner(s.model_copy(update={"cold": ColdConfig(s.cold.threshold, gate, slots)}), encoder)
         m.add_items(ds.items)
         r = prequential(m, events, name=label, **kw)
         table.add_row(label, f"{r.hr:.4f}", f"{r.hr / base.hr - 1:+.1%}", f"{r.ndcg:.4f}", f"{r.ndcg / base.ndcg - 1:+.1%}",

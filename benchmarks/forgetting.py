@@ -39,7 +39,7 @@ def probe_hr(learner, probes: list[tuple[Query, str]], k: int = 10) -> float:
 
 
 def run(seed: int, replay_capacity: int, replay_ratio: float, encoder, ds) -> dict[str, float]:
-    s = load_settings(seed=seed, replay_capacity=replay_capacity, replay_ratio=replay_ratio)
+    s = load_settings(seed=seed, training={"replay_capacity": replay_capacity, "replay_ratio": replay_ratio})
     phase1, phase2 = genre_phases(ds)
     m = build_learner(s, encoder)
     m.add_items(ds.items)

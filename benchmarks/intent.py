@@ -6,7 +6,7 @@ The default learner, built as the worker builds it, runs the ML-100K stream test
 (as ``streamrec evaluate``). A seeded ``--share`` of the events carries a query (``Query.intent``, the worker's
 ``context.query``) made from the item the user picks next, as a search box would give it: one of its genres and
 one word of its title (4 letters or more), lowercased, in random order ("comedy story"). Each weight
-(``intent_weight``) is one pass with the queries; a pass without any query is the reference. The learner never
+(``intent.weight``) is one pass with the queries; a pass without any query is the reference. The learner never
 learns from the text (it only moves the user vector of that request), so the reference pass is the same model.
 
 It prints HR@10 of the events with a query (with it / without it, from the reference pass) and of the events
@@ -58,7 +58,7 @@ def search_box(text: str, rng: np.random.Generator) -> str:
 def run(weight: float, queries: dict[int, str], items: list[Any], events: list[Any], encoder: Any, limit: int,
         seed: int) -> np.ndarray:
     """One pass over ``events`` with a catalog of ``items``; per event, whether its item was in the list (1/0)."""
-    s = load_settings(seed=seed, intent_weight=weight)
+    s = load_settings(seed=seed, intent={"weight": weight})
     m = build_learner(s, encoder)
     m.add_items(items)
     hist: dict[str, list[str]] = {}
@@ -82,7 +82,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--share", type=float, default=0.3)
     ap.add_argument("--weights", default="0.5,1,2")
-    ap.add_argument("--default", type=float, default=load_settings().intent_weight)
+    ap.add_argument("--default", type=float, default=load_settings().intent.weight)
     ap.add_argument("--limit", type=int, default=10**9)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -105,7 +105,7 @@ def main() -> None:
     second = np.arange(n) >= HALF
     command = " ".join(shlex.quote(a) for a in ["benchmarks/intent.py", *sys.argv[1:]])
     table = Table(title=f"user intent from text, ML-100K — $ {command}")
-    for col in ("intent_weight", "part", "events with a query", "HR@10 with query / without", "gain",
+    for col in ("intent.weight", "part", "events with a query", "HR@10 with query / without", "gain",
                 "HR@10 others / reference", "change"):
         table.add_column(col, justify="right")
     summary: dict[float, tuple[float, float]] = {}

@@ -34,6 +34,7 @@ the whole catalog anyway (item-kNN, and the default learner up to ``retrieval.ex
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -73,7 +74,8 @@ def build(name: str, world: Any, seed: int) -> tuple[Any, int, str]:
         m = BASELINES["item-knn"](seed=seed)
         m.add_items(world.items(0, n0, text=False))
         return m, n0, "ids only"
-    s = load_settings().model_copy(update={"seed": seed, "early_events": 0})
+    s = load_settings()
+    s = s.model_copy(update={"seed": seed, "training": dataclasses.replace(s.training, early_events=0)})
     if world.config.items <= SMALL:
         m = build_learner(s, build_encoder(s))
         m.add_items(world.items(0, n0))

@@ -5,7 +5,7 @@ Usage: python benchmarks/throughput.py [--events N] [--rate R] [--route-events N
 Prints one table: the broker path (events/s from first send to last recommendation, latency percentiles), the
 learner alone (the same EventProcessor the worker runs, no broker) for comparison, and each HTTP route (p50/p99 of
 single requests for one user or item, sent one after another by a separate process while the worker consumes
-``--route-rate`` events/s, past its first ``early_events``); then one ``ROUTE`` line per route.
+``--route-rate`` events/s, past its first ``training.early_events``); then one ``ROUTE`` line per route.
 
 ``--items N`` (issue 15's through-the-broker target) runs a synthetic world of N items instead of ML-100K
 (:mod:`connectors.synthetic`, ``--users`` users who start with empty histories): the items are published with
@@ -86,12 +86,12 @@ def probe_routes(port: int, users: list[str], items: list[str], start: Any, stop
 
 def route_latency(events: list[dict], items: list, rate: float) -> tuple[Any, dict[str, tuple[list[float], int]]]:
     """Replay ``events`` at ``rate`` through a worker while a probe process times the routes, from the first
-    answered event past the young model's extra learning steps (``early_events`` + 1,000: the steady state) to the
+    answered event past the young model's extra learning steps (``training.early_events`` + 1,000: the steady state) to the
     last 5% (so the worker is consuming all along). Returns the run and the timings."""
     ctx = mp.get_context("fork")
     start, stop, out = ctx.Event(), ctx.Event(), ctx.Queue()
     port = free_port()
-    begin = min(load_settings().early_events + 1000, len(events) // 2)
+    begin = min(load_settings().training.early_events + 1000, len(events) // 2)
     users = sorted({e["user_id"] for e in events[:begin]})  # known to the worker once the probe starts
     probe = ctx.Process(target=probe_routes, args=(port, users, [it.item_id for it in items], start, stop, out),
                         daemon=True)

@@ -15,8 +15,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -25,7 +23,8 @@ import torch
 from torch import nn
 
 from learners import explain
-from learners.cold import ColdGate
+from learners.attributes import FIRST_VALUES, AttributeConfig, ItemAttributes
+from learners.cold import ColdConfig, ColdGate
 from learners.encoder import resolve_device
 from learners.exploration import (
     Boost,
@@ -36,13 +35,18 @@ from learners.exploration import (
     epsilon_places,
     exposure_boost,
 )
+from learners.fusion import FusionConfig, fuse, knn_ranking
 from learners.heads import AdapterHead, AttentionUserModel
+from learners.intent import IntentCache, IntentConfig, with_intent
+from learners.migrate import migrate_flat_state
 from learners.replay import Example, ReplayBuffer
 from learners.retrieval import CandidateRetriever, RetrievalConfig
 from learners.sharing import Contribution, DeltaTracker, rounds
-from learners.signals import CooccurrenceSignal, PopularitySignal
+from learners.signals import CooccurrenceConfig, CooccurrenceSignal, PopularityConfig, PopularitySignal
+from learners.tensors import padded, principal_basis, right_aligned
+from learners.training import TrainingConfig, masked_history, update_average
+from learners.two_stage import TwoStageRanking
 from learners.types import (
-    BaseLearner,
     Because,
     FloatArray,
     Interaction,
@@ -51,101 +55,18 @@ from learners.types import (
     Recommendation,
     TextEncoder,
     pick_top_k,
-    reciprocal_rank_fusion,
     run_stages,
     top_k,
-    top_sorted,
 )
 
 log = logging.getLogger(__name__)
-INTENT_CACHE = 10_000  # request texts whose embeddings the learner keeps
 
 
-def right_aligned(codes: Sequence[int], lengths: Sequence[int], width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows given one after another in ``codes`` (``lengths`` each; -1 = unknown, dropped), each row's last
-    ``width`` codes right-aligned in a (rows, width) matrix, and the mask of filled cells.
-
-    >>> idx, mask = right_aligned([5, 6, -1, 7, 8, 9], [3, 0, 3], 2)
-    >>> idx.tolist(), mask.tolist()
-    ([[5, 6], [0, 0], [8, 9]], [[True, True], [False, False], [True, True]])
-    """
-    rows = len(lengths)
-    c = np.asarray(codes, dtype=np.int64)
-    row = np.repeat(np.arange(rows), np.asarray(lengths, dtype=np.int64))
-    keep = c >= 0
-    row, c = row[keep], c[keep]
-    ends = np.cumsum(np.bincount(row, minlength=rows))
-    from_right = ends[row] - np.arange(len(row)) - 1  # 0 for a row's last code
-    take = from_right < width
-    col = width - 1 - from_right[take]
-    idx = np.zeros((rows, width), dtype=np.int64)
-    mask = np.zeros((rows, width), dtype=bool)
-    idx[row[take], col] = c[take]
-    mask[row[take], col] = True
-    return idx, mask
-
-
-def principal_basis(emb: torch.Tensor, k: int, seed: int = 0, svd_max_rows: int = 65_536) -> torch.Tensor:
-    """An orthonormal (dim, k) basis: the k leading right singular vectors of ``emb`` (rows = items), completed
-    with seeded random directions when ``emb`` has rank below k.
-
-    Up to ``svd_max_rows`` rows, from the SVD of ``emb`` in float64; past it, from the eigenvectors of the (dim, dim)
-    Gram matrix ``emb.T @ emb`` summed in float64 over chunks of rows (the same directions, signs aside): the SVD
-    of a million 384-wide rows held 3 GB of left singular vectors and a float64 copy besides, and took a minute.
-
-    >>> e = torch.tensor([[3.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    >>> b = principal_basis(e, 1); [round(abs(x), 3) for x in b[:, 0].tolist()]
-    [1.0, 0.0, 0.0]
-    >>> b = principal_basis(e, 3); bool(torch.allclose(b.T @ b, torch.eye(3), atol=1e-5))
-    True
-    >>> [round(abs(x), 3) for x in principal_basis(e, 1, svd_max_rows=1)[:, 0].tolist()]
-    [1.0, 0.0, 0.0]
-    """
-    if emb.shape[0] <= svd_max_rows:
-        _, sv, vt = torch.linalg.svd(emb.double().cpu(), full_matrices=False)
-    else:
-        gram = torch.zeros(emb.shape[1], emb.shape[1], dtype=torch.float64)
-        for i in range(0, emb.shape[0], svd_max_rows):
-            part = emb[i : i + svd_max_rows].double().cpu()
-            gram += part.T @ part
-        eig, vecs = torch.linalg.eigh(gram)  # ascending
-        sv, vt = eig.flip(0).clamp(min=0.0).sqrt(), vecs.flip(1).T
-    rank = int((sv > sv.max() * 1e-6).sum()) if sv.numel() else 0
-    top = vt[: min(k, rank)].T
-    if top.shape[1] < k:
-        g = torch.Generator().manual_seed(seed)
-        q, _ = torch.linalg.qr(torch.cat([top, torch.randn(emb.shape[1], k - top.shape[1], generator=g,
-                                                           dtype=torch.float64)], dim=1))
-        top = torch.cat([top, q[:, top.shape[1]:]], dim=1)
-    basis: torch.Tensor = top.float().to(emb.device)
-    return basis
-
-
-#: An attribute value counts for an item once at least this many items have it (one: the item's own vector again).
-ATTRIBUTE_MIN_ITEMS = 2
-SIMILAR_CANDIDATES = 200  # past retrieval.exact_max_items: the index's nearest items similar_items re-ranks
-
-
-def padded(t: torch.Tensor, capacity: int) -> torch.Tensor:
-    """``t``'s rows (detached), then zero rows up to ``capacity``."""
-    out = torch.zeros((capacity, *t.shape[1:]), device=t.device, dtype=t.dtype)
-    out[: t.shape[0]] = t.detach()
-    return out
-
-
-def unique_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sorted distinct values of a 1-D index tensor and each entry's position among them (torch 2.13's unique took
-    1.5 ms for the ~10^5 indices of a batch's candidates on 2 cores, numpy's 5.5 to 6.6 ms).
-
-    >>> [t.tolist() for t in unique_rows(torch.tensor([5, 2, 5, 9]))]
-    [[2, 5, 9], [1, 0, 1, 2]]
-    """
-    u, inv = torch.unique(x, sorted=True, return_inverse=True)
-    return u, inv.reshape(-1)
-
-
-class AdapterRecommender(BaseLearner):
+class AdapterRecommender(TwoStageRanking):
     """Online next-item recommender over a frozen encoder (the default streamrec learner).
+
+    Each part has its own config dataclass (:mod:`learners.config`), stored here under the argument's name and
+    nested the same way in the worker's settings.
 
     Parameters
     ----------
@@ -155,61 +76,33 @@ class AdapterRecommender(BaseLearner):
         Width of the adapted space.
     seq_len
         Most recent items read from a history.
-    learning_rate, weight_decay
-        Adam settings for the adapter heads.
-    replay_capacity, replay_ratio
-        Size of the reservoir buffer; replayed examples mixed in per new example.
-    temperature
-        Initial logit scale (learned).
-    cooccurrence_window, cooccurrence_recent, cooccurrence_log_scale
-        The co-occurrence side signal (:class:`~learners.signals.CooccurrenceSignal`): pairs counted within this
-        many recent items, scored from the user's latest ``recent`` items, compressed by
-        ``log1p(log_scale * score)`` (0: raw; 30 raised cold-item HR@10 by a third on the first half of ML-100K).
-    cooccurrence_dense_items, cooccurrence_neighbours
-        Up to ``dense_items`` items the counts are a dense items x items matrix (exact); past it each item keeps
-        its ``neighbours`` heaviest co-occurring items (:class:`~learners.cooccurrence.BoundedCooccurrence`,
-        memory O(items x neighbours)), starting from the dense counts' top neighbours.
-    cooccurrence_distance_decay
-        A pair whose history item lies d items before the target counts ``1 / (1 + decay * d)``. 0.1 raised
-        HR@10 by 0.6% and NDCG@10 by 0.8% on the first half of ML-100K (3 seeds, each better).
-    popularity_half_life
-        Half-life, in events, of the decayed-popularity side signal.
     text_dims
         The frozen embeddings are projected onto their ``text_dims`` leading principal directions (uncentred),
         fitted once on the first catalog batch the learner sees and fixed from then on (0, or not below the
         encoder's width: used whole). 64 of MiniLM's 384 raised HR@10 by 1.1% and cold-item HR@10 by 16% on the
         first half of ML-100K (3 seeds), and cut the cost of the item table; a first batch smaller than
         ``text_dims`` items completes the basis with random directions.
-    ema_decay
-        Recommendations use parameters averaged as ``avg = decay * avg + (1 - decay) * trained`` after every
-        update (0: the trained parameters themselves). 0.9 (about the last ten updates) raised HR@10 by 2% on the
-        first half of ML-100K; it also delays the reaction to drift by as many updates.
-    fusion_weight, fusion_recent, fusion_popularity
-        The final list re-ranks the model's top ``max(40, k + 16)`` by reciprocal rank fusion with the item-kNN
-        ranking of the co-occurrence counts over the user's latest ``fusion_recent`` items and with the
-        decayed-popularity ranking: ``1/(20 + model rank) + fusion_weight/(20 + kNN rank) +
-        fusion_popularity/(20 + popularity rank)`` (both 0: the model's order). 0.5 and 0.3 raised HR@10 by 1.9%
-        on the first half of ML-100K (tuned there); the recommendation's scores are then the fused values.
-    early_events, early_steps
-        While the model has learned from fewer than ``early_events`` events, each micro-batch takes
-        ``early_steps`` Adam steps (each with its own replay draw) instead of one: a young model learns from its
-        first few thousand events faster. 5,000 and 4 raised cold-item HR@10 by 13% and HR@10 by 0.6% on the
-        first half of ML-100K (2 seeds), for 60 extra steps in all; a larger learning rate instead did not help.
+    training
+        Adam, replay, parameter averaging and the extra steps of a young model
+        (:class:`~learners.training.TrainingConfig`).
+    cooccurrence, popularity
+        The side signals blended into the scores with learned weights
+        (:class:`~learners.signals.CooccurrenceConfig`, :class:`~learners.signals.PopularityConfig`).
+    fusion
+        The fusion re-ranker (:class:`~learners.fusion.FusionConfig`).
+    cold
+        Cold places in lists (:class:`~learners.cold.ColdConfig`).
     retrieval
         Past ``retrieval.exact_max_items`` items (:class:`~learners.retrieval.RetrievalConfig`): two-stage
         recommendation (candidates from :class:`~learners.retrieval.CandidateRetriever`, the full model on them)
         and sampled-softmax training; below, every query scores the whole catalog and each step takes the full
         softmax.
-    cold_threshold, cold_gate, cold_slots
-        The :class:`~learners.cold.ColdGate`: an item with fewer than ``cold_threshold`` interactions is cold;
-        when the online estimate that a user's next item is cold reaches ``cold_gate``, the last ``cold_slots``
-        places of their list go to the best-scored cold items (``cold_slots`` 0: off). 0.5 and 4 raised
-        cold-item HR@10 by 9% for 0.3% of HR@10 on the first half of ML-100K (2 seeds).
-    attribute_slots, attribute_scale
-        Up to ``attribute_slots`` attribute values per item (``Item.attributes``, e.g. ``director=...``) add the
-        mean of learned vectors and biases, one per value, shared by every item with that value, times
-        ``attribute_scale`` (:class:`~learners.heads.AdapterHead`); a value only one item has so far is left out
-        (it would be a second vector of that item). 0 slots: items' attributes are ignored.
+    exploration
+        The exploration policy of :meth:`recommend_many` (:class:`~learners.exploration.ExplorationConfig`).
+    intent
+        How a request's text moves its user vector (:class:`~learners.intent.IntentConfig`).
+    attributes
+        Item attribute values as shared vectors (:class:`~learners.attributes.AttributeConfig`).
     device
         ``auto``, ``cpu`` or ``cuda[:N]``.
     seed
@@ -225,72 +118,42 @@ class AdapterRecommender(BaseLearner):
     (1, 2)
     """
 
-    # class defaults: checkpoints written before these existed
+    # class defaults: checkpoints written before these existed (flat hyper-parameters: see __setstate__)
     _train_table: tuple[torch.Tensor, torch.Tensor] | None = None
     _avg: dict[str, torch.Tensor] | None = None
     _averaged: tuple[AdapterHead, AttentionUserModel] | None = None
     _basis: torch.Tensor | None = None
-    ema_decay = 0.0
     text_dims = 0
-    fusion_weight = 0.0
-    fusion_recent = 10
-    fusion_popularity = 0.0
-    early_events = 0
-    early_steps = 1
     _n_learned = 0
     _gate: ColdGate | None = None
     _exposure: ExposureStats | None = None  # made on first feedback (checkpoints from before it have none)
     exploration = ExplorationConfig()  # class defaults: learners pickled before exploration existed
-    intent_weight = 4.0
-    _intents: OrderedDict[str, np.ndarray] | None = None  # request text -> frozen embedding (not checkpointed)
+    intent = IntentConfig()
+    _intents: IntentCache | None = None  # request text -> frozen embedding (not checkpointed)
     _explore_rng: np.random.Generator | None = None
     last_explored: list[Explored] = []  # noqa: RUF012 - replaced, never mutated: see recommend_many
-    cooccurrence_dense_items = 4096
-    cooccurrence_neighbours = 64
     retrieval = RetrievalConfig(exact_max_items=2**62)  # checkpoints from before two-stage: exact, as they were
     _retriever: CandidateRetriever | None = None
     _sparse_opt: torch.optim.SparseAdam | None = None
     _sharing: DeltaTracker | None = None
-    attribute_slots = 0  # checkpoints from before item attributes: none
-    _attr_index: dict[str, int] | None = None  # attribute value -> row of the head's attribute tables (0: padding)
-    _attr_rows: torch.Tensor | None = None  # (capacity, attribute_slots) int32 value rows of each item, 0-padded:
-    # made when the first item with attributes arrives (a catalog without any pays nothing)
-    _attr_support: torch.Tensor | None = None  # items with each value (by row)
-    _attr_width = 0  # the most values an item has had (the rows' columns past it are all padding)
-    attribute_scale = 0.5
+    attributes = AttributeConfig()  # checkpoints from before item attributes: none
+    _attributes: ItemAttributes | None = None  # made with the model when attributes.slots > 0
 
     def __init__(
         self,
         encoder: TextEncoder | None = None,
         dim: int = 64,
         seq_len: int = 50,
-        learning_rate: float = 0.004,
-        weight_decay: float = 0.0,
-        replay_capacity: int = 20000,
-        replay_ratio: float = 1.0,
-        temperature: float = 10.0,
-        cooccurrence_window: int = 20,
-        cooccurrence_recent: int = 5,
-        cooccurrence_dense_items: int = 4096,
-        cooccurrence_neighbours: int = 64,
-        cooccurrence_log_scale: float = 30.0,
-        cooccurrence_distance_decay: float = 0.1,
-        popularity_half_life: float = 5000.0,
-        ema_decay: float = 0.9,
         text_dims: int = 64,
-        fusion_weight: float = 0.5,
-        fusion_recent: int = 10,
-        fusion_popularity: float = 0.3,
-        early_events: int = 5000,
-        early_steps: int = 4,
-        cold_threshold: int = 5,
-        cold_gate: float = 0.5,
-        cold_slots: int = 4,
+        training: TrainingConfig | None = None,
+        cooccurrence: CooccurrenceConfig | None = None,
+        popularity: PopularityConfig | None = None,
+        fusion: FusionConfig | None = None,
+        cold: ColdConfig | None = None,
         retrieval: RetrievalConfig | None = None,
         exploration: ExplorationConfig | None = None,
-        intent_weight: float = 4.0,
-        attribute_slots: int = 0,
-        attribute_scale: float = 0.5,
+        intent: IntentConfig | None = None,
+        attributes: AttributeConfig | None = None,
         device: str = "auto",
         seed: int = 0,
     ) -> None:
@@ -298,52 +161,29 @@ class AdapterRecommender(BaseLearner):
         self.encoder = encoder
         self.dim = dim
         self.seq_len = seq_len
-        self.learning_rate = learning_rate
-        self.weight_decay = weight_decay
-        self.replay_capacity = replay_capacity
-        self.replay_ratio = replay_ratio
-        self.temperature = temperature
-        self.cooccurrence_window = cooccurrence_window
-        self.cooccurrence_recent = cooccurrence_recent
-        self.cooccurrence_dense_items = cooccurrence_dense_items
-        self.cooccurrence_neighbours = cooccurrence_neighbours
-        self.cooccurrence_log_scale = cooccurrence_log_scale
-        self.cooccurrence_distance_decay = cooccurrence_distance_decay
-        self.popularity_half_life = popularity_half_life
-        if not 0.0 <= ema_decay < 1.0:
-            raise ValueError(f"ema_decay: expected a number in [0, 1), got {ema_decay!r}")
-        self.ema_decay = ema_decay
         self.text_dims = text_dims
-        self.fusion_weight = fusion_weight
-        self.fusion_recent = fusion_recent
-        self.fusion_popularity = fusion_popularity
-        self.early_events = early_events
-        self.early_steps = early_steps
-        self.cold_threshold = cold_threshold
-        self.cold_gate = cold_gate
-        self.cold_slots = cold_slots
+        self.training = training or TrainingConfig()
+        self.cooccurrence = cooccurrence or CooccurrenceConfig()
+        self.popularity = popularity or PopularityConfig()
+        self.fusion = fusion or FusionConfig()
+        self.cold = cold or ColdConfig()
         self.retrieval = retrieval or RetrievalConfig()
         self._retriever = None  # made when the catalog passes retrieval.exact_max_items
         self.exploration = exploration or ExplorationConfig()
-        self.intent_weight = intent_weight
-        if attribute_slots < 0:
-            raise ValueError(f"attribute_slots: expected a count >= 0, got {attribute_slots!r}")
-        self.attribute_slots = attribute_slots
-        if not attribute_scale > 0:
-            raise ValueError(f"attribute_scale: expected a number > 0, got {attribute_scale!r}")
-        self.attribute_scale = attribute_scale
+        self.intent = intent or IntentConfig()
+        self.attributes = attributes or AttributeConfig()
         self._explore_rng = np.random.default_rng(seed + 7919)
         self.device = device
         self.seed = seed
-        self.replay = ReplayBuffer(replay_capacity, seed=seed)
+        self.replay = ReplayBuffer(self.training.replay_capacity, seed=seed)
         self.n_skipped = 0
-        self._n_learned = 0  # events learned from (early_events)
-        self._gate = ColdGate(cold_threshold, cold_gate, cold_slots) if cold_slots > 0 else None
+        self._n_learned = 0  # events learned from (training.early_events)
+        self._gate = self.cold.gate_or_none()
         self._dev = resolve_device(device)
         self._emb: torch.Tensor | None = None  # (capacity, in_dim) frozen embeddings
         self._head: AdapterHead | None = None
         self._user: AttentionUserModel | None = None
-        self._log_temp = nn.Parameter(torch.tensor(math.log(temperature), device=self._dev))
+        self._log_temp = nn.Parameter(torch.tensor(math.log(self.training.temperature), device=self._dev))
         # learned blend weights of the side signals: [co-occurrence, decayed popularity]
         self._blend = nn.Parameter(torch.tensor([1.0, 0.5], device=self._dev))
         self._cooc: CooccurrenceSignal | None = None
@@ -352,13 +192,12 @@ class AdapterRecommender(BaseLearner):
         self._sparse_opt = None  # the per-item vectors' optimizer past retrieval.exact_max_items (_enter_large)
         self._cache: tuple[torch.Tensor, torch.Tensor] | None = None  # item table for scoring (no graph)
         self._train_table: tuple[torch.Tensor, torch.Tensor] | None = None  # the same, with graph, for _step
-        self._avg: dict[str, torch.Tensor] | None = None  # averaged parameters for scoring (ema_decay > 0)
+        self._avg: dict[str, torch.Tensor] | None = None  # averaged parameters for scoring (training.ema_decay > 0)
         self._averaged: tuple[AdapterHead, AttentionUserModel] | None = None  # modules over _avg's tensors
         self._basis: torch.Tensor | None = None  # (encoder dim, text_dims), fixed by the first catalog batch
         self.last_loss = float("nan")
         self._boost_steps = 0
         self._boost_factor = 1.0
-
     # -- catalog ---------------------------------------------------------------------------------------------
     def add_items(self, items: Sequence[Item]) -> None:
         """Encode new items' text once (in one batch) and make them recommendable."""
@@ -408,64 +247,38 @@ class AdapterRecommender(BaseLearner):
             self._ensure_retriever()  # the catalog just passed retrieval.exact_max_items: index it now
 
     def _set_attributes(self, item_ids: Sequence[str], attributes: Sequence[Sequence[str]] | None) -> None:
-        """Give the (registered) items ``item_ids`` their first ``attribute_slots`` attribute values, registering
+        """Give the (registered) items ``item_ids`` their first ``attributes.slots`` attribute values, registering
         values not seen before (their shared vectors start at zero)."""
-        if attributes is None or self._attr_index is None or self._head is None or self._emb is None:
-            return  # attribute_slots 0 (no tables made by _build)
-        if self._attr_rows is None:
-            if not any(attributes):
-                return
-            self._attr_rows = torch.zeros(self._emb.shape[0], self.attribute_slots, dtype=torch.int32, device=self._dev)
-        index = self._attr_index
-        at: list[int] = []
-        rows: list[list[int]] = []
-        for item_id, values in zip(item_ids, attributes, strict=True):
-            row = [index.setdefault(v, len(index)) for v in list(dict.fromkeys(values))[: self.attribute_slots] if v]
-            self._attr_width = max(self._attr_width, len(row))
-            at.append(self.item_index[item_id])
-            rows.append(row + [0] * (self.attribute_slots - len(row)))
-        if len(index) > self._head.attr_vec.shape[0]:
-            self._resize(("attr_vec", "attr_bias"), 2 * len(index))
-        if at:
-            at_t = torch.as_tensor(at, device=self._dev)
-            assert self._attr_support is not None  # made by _build with the tables
-            support = self._attr_support = padded(self._attr_support, self._head.attr_vec.shape[0])
-            old = self._attr_rows.index_select(0, at_t).reshape(-1)
-            support.index_add_(0, old, torch.full((len(old),), -1, dtype=torch.long, device=self._dev))
-            self._attr_rows[at_t] = new = torch.as_tensor(rows, dtype=torch.int32, device=self._dev)
-            support.index_add_(0, new.reshape(-1), torch.ones(len(old), dtype=torch.long, device=self._dev))
+        part = self._attributes
+        if attributes is None or part is None or self._head is None or self._emb is None:
+            return  # attributes.slots 0 (no tables made by _build)
+        part.assign([self.item_index[i] for i in item_ids], attributes, self._emb.shape[0])
+        if len(part.index) > self._head.attr_vec.shape[0]:
+            self._resize(("attr_vec", "attr_bias"), 2 * len(part.index))
         self._cache = self._train_table = None
 
     @property
     def attribute_values(self) -> list[str]:
         """The attribute values the model has a shared vector for, by row (row 0, padding, is ``""``)."""
-        index = self._attr_index or {}
-        out = [""] * len(index)
-        for v, r in index.items():
-            out[r] = v
-        return out
+        return self._attributes.values if self._attributes is not None else []
 
     @property
     def attribute_count(self) -> int:
-        """How many attribute values have a shared vector (0 with ``attribute_slots`` 0)."""
-        return len(self._attr_index) - 1 if self._attr_index else 0
+        """How many attribute values have a shared vector (0 with ``attributes.slots`` 0)."""
+        return self._attributes.count if self._attributes is not None else 0
 
     def _attrs(self, rows: torch.Tensor | None = None, n: int = 0) -> torch.Tensor | None:
         """The attribute value rows of items ``rows`` (of the first ``n`` items when None), or None without any."""
-        if self._attr_rows is None or self._attr_support is None:
-            return None
-        r = self._attr_rows[:n] if rows is None else self._attr_rows.index_select(0, rows)
-        r = r[:, : self._attr_width]  # no item has more values: the rest of every row is padding
-        return torch.where(self._attr_support[r] >= ATTRIBUTE_MIN_ITEMS, r, 0)
+        return self._attributes.of(rows, n) if self._attributes is not None else None
 
     def _fit_cooccurrence(self, n: int) -> None:
         """Size the co-occurrence counts to the live catalog (256-row steps), not to the doubled capacity of the
         per-item tensors: doubling a quadratic matrix costs 4x (43 MB instead of 11 MB for ML-100K, and in every
-        checkpoint). Past ``cooccurrence_dense_items`` items they become per-item top neighbours."""
+        checkpoint). Past ``cooccurrence.dense_items`` items they become per-item top neighbours."""
         if self._cooc is None:
             return
-        if n > self.cooccurrence_dense_items:
-            self._cooc.bound(self.cooccurrence_neighbours)
+        if n > self.cooccurrence.dense_items:
+            self._cooc.bound(self.cooccurrence.neighbours)
         self._cooc.grow(-(-n // 256) * 256)
 
     def attach_encoder(self, encoder: TextEncoder) -> None:
@@ -478,18 +291,18 @@ class AdapterRecommender(BaseLearner):
         self._emb = torch.zeros(capacity, in_dim, device=self._dev)
         self._head = AdapterHead(in_dim, self.dim, capacity, g).to(self._dev)
         self._user = AttentionUserModel(self.dim, self.seq_len).to(self._dev)
-        if self.attribute_slots > 0:
-            self._head.add_attributes(1024, self.attribute_scale)
-            self._attr_index = {"": 0}
-            self._attr_support = torch.zeros(1024, dtype=torch.long, device=self._dev)
-        if self.cooccurrence_window > 0:  # sized by _fit_cooccurrence once the items are registered
-            self._cooc = CooccurrenceSignal(0, self.cooccurrence_window, self.cooccurrence_recent, self._dev,
-                                            self.cooccurrence_log_scale, self.cooccurrence_distance_decay)
-        if self.popularity_half_life > 0:
-            self._pop = PopularitySignal(capacity, self.popularity_half_life, self._dev)
+        if self.attributes.slots > 0:
+            self._head.add_attributes(FIRST_VALUES, self.attributes.scale)
+            self._attributes = ItemAttributes(self.attributes.slots, self._dev)
+        co = self.cooccurrence
+        if co.window > 0:  # sized by _fit_cooccurrence once the items are registered
+            self._cooc = CooccurrenceSignal(0, co.window, co.recent, self._dev, co.log_scale, co.distance_decay)
+        if self.popularity.half_life > 0:
+            self._pop = PopularitySignal(capacity, self.popularity.half_life, self._dev)
         # fused: one kernel for every parameter instead of a dozen foreach ops per step (3x faster on CPU)
-        self._opt = torch.optim.Adam(self._params(), lr=self.learning_rate, weight_decay=self.weight_decay, fused=True)
-        if self.ema_decay > 0:
+        t = self.training
+        self._opt = torch.optim.Adam(self._params(), lr=t.learning_rate, weight_decay=t.weight_decay, fused=True)
+        if t.ema_decay > 0:
             self._avg = {k: p.detach().clone() for k, p in self._named_params().items()}
             self._averaged = None
 
@@ -508,24 +321,12 @@ class AdapterRecommender(BaseLearner):
         return [p for name, p in self._named_params().items()
                 if not (self._sparse_opt is not None and name == "head.item_id")]
 
-    def _enter_large(self) -> None:
-        """The catalog passed ``retrieval.exact_max_items``: the per-item vectors move to SparseAdam, so a step
-        touches (gradient, moments, average) only the rows of the items it scored, not the whole (items, dim)
-        table (at 100,000 items the dense backward and Adam over that table were 60% of a step). Their Adam
-        moments start over; the dense parameters keep theirs."""
-        assert self._head is not None and self._opt is not None
-        if self._sparse_opt is not None:
-            return
-        self._opt.state.pop(self._head.item_id, None)
-        self._sparse_opt = torch.optim.SparseAdam([self._head.item_id], lr=self.learning_rate)
-        self._opt.param_groups[0]["params"] = self._dense_params()
-
     def _grow(self, capacity: int) -> None:
         """Enlarge the per-item tensors (and their Adam state) to ``capacity`` rows."""
         assert self._emb is not None
         self._emb = padded(self._emb, capacity)
-        if self._attr_rows is not None:
-            self._attr_rows = padded(self._attr_rows, capacity)
+        if self._attributes is not None:
+            self._attributes.grow(capacity)
         if self._pop is not None:
             self._pop.grow(capacity)
         self._resize(("item_id", "item_bias"), capacity)
@@ -598,7 +399,7 @@ class AdapterRecommender(BaseLearner):
         else:
             head, u, log_temp, blend = self._head, self._user(h, mask), self._log_temp, self._blend
         if intent is not None and head is not None:
-            u = self._with_intent(head, u, intent)
+            u = with_intent(head, u, intent, self.intent.weight)
         logits: torch.Tensor = (u * log_temp.exp()) @ v.T + b  # scale (B, dim), not (B, n)
         n = v.shape[0]
         if self._cooc is not None:
@@ -663,10 +464,10 @@ class AdapterRecommender(BaseLearner):
         (the list is not sent on a topic), and nothing else changes but the scoring cache (the item table for
         the current parameters, which the next call would compute the same). A query with no known item in its
         history (a user never seen) gets the model's list for an empty history, led by popular items, with its
-        last ``cold_slots`` places given to cold items (new or rarely seen), as if the cold gate had fired.
+        last ``cold.slots`` places given to cold items (new or rarely seen), as if the cold gate had fired.
 
         >>> from learners.encoder import HashingEncoder
-        >>> m = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=5, device="cpu", cold_threshold=2, cold_slots=1)
+        >>> m = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=5, device="cpu", cold=ColdConfig(threshold=2, slots=1))
         >>> m.add_items([Item(i, f"item {i}") for i in "abcd"])
         >>> m.learn_many([Interaction("u", "b")] * 3 + [Interaction("v", "a")] * 2, [("c",)] * 3 + [()] * 2)
         >>> [i for i, _ in m.recommend_readonly(Query("stranger"), k=3)], m.cold_places  # d: cold
@@ -676,41 +477,6 @@ class AdapterRecommender(BaseLearner):
         """
         with torch.no_grad():
             return self._recommend([q], k, on_demand=True)[0]
-
-    def similar_items(self, item_id: str, k: int = 10) -> Recommendation | None:
-        """The ``k`` items whose adapted vectors (averaged parameters) have the highest cosine with ``item_id``'s.
-
-        >>> from learners.encoder import HashingEncoder
-        >>> m = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=5, device="cpu")
-        >>> m.add_items([Item("a", "space opera"), Item("b", "space opera two"), Item("c", "cooking show")])
-        >>> [i for i, _ in m.similar_items("a", k=2)], m.similar_items("zz")
-        (['b', 'c'], None)
-
-        Past ``retrieval.exact_max_items`` items the candidates are the item's ``SIMILAR_CANDIDATES`` nearest by
-        cosine among the vectors the ANN index stores (an exact scan, O(items x dim) per call,
-        :meth:`~learners.retrieval.AnnIndex.nearest_by_cosine`: the graph is searched by inner product, where longer
-        vectors would crowd out the nearest by cosine), re-ranked under the current parameters (the stored vectors
-        may be a few updates old). No item vector is computed for the whole catalog.
-        """
-        if not self._large() or self._head is None:
-            return super().similar_items(item_id, k)
-        i = self.item_index.get(item_id)  # a large catalog: the index's stored vectors, re-ranked
-        if i is None:
-            return None
-        index = self._ensure_retriever().index  # one index throughout, whatever a rebuild swaps in meanwhile
-        if index is None:
-            return super().similar_items(item_id, k)
-        head = self._scoring_parts()[0]
-        with torch.no_grad():
-            v, _ = self._row_vectors(head, torch.tensor([i], device=self._dev))
-            cand = index.nearest_by_cosine(v[0].float().cpu().numpy(), max(SIMILAR_CANDIDATES, 4 * k) + 1,
-                                           columns=int(v.shape[1]))
-            cand = cand[cand != i]
-            vc, _ = self._row_vectors(head, torch.as_tensor(cand, device=self._dev))
-            sims = (torch.nn.functional.normalize(vc.float(), dim=1)
-                    @ torch.nn.functional.normalize(v.float(), dim=1)[0]).cpu().numpy()
-        best = np.argsort(-sims, kind="stable")[:k]
-        return [(self.item_ids[int(cand[j])], float(sims[j])) for j in best]
 
     def _similarities(self, i: int) -> FloatArray | None:
         if self._head is None:
@@ -727,9 +493,6 @@ class AdapterRecommender(BaseLearner):
         against); the cold gate's counters stay as they are."""
         with torch.no_grad():
             return self._recommend(qs, k, on_demand=True, exact=True, force_cold=False)
-
-    def _large(self) -> bool:
-        return len(self.item_ids) > self.retrieval.exact_max_items
 
     def _recommend(self, qs: Sequence[Query], k: int, on_demand: bool = False, exact: bool = False,
                    force_cold: bool = True, boost: Boost | None = None) -> list[Recommendation]:
@@ -750,7 +513,7 @@ class AdapterRecommender(BaseLearner):
         gone = mask_np & np.array([q.exclude.issuperset(q.history) for q in qs])[:, None]
         dropped = (np.nonzero(gone)[0], idx_np[gone])
         scores[dropped] = -np.inf
-        if self.fusion_weight > 0 or self.fusion_popularity > 0:
+        if self.fusion.on:
             recs = self._fused(scores, idx, mask, dropped, qs, k)
         else:
             recs = top_k(scores, qs, self.item_ids, self.item_index, k, extra=16)
@@ -760,223 +523,23 @@ class AdapterRecommender(BaseLearner):
                                       force=no_history)
         return recs
 
-    # -- two-stage (past retrieval.exact_max_items) ----------------------------------------------------------
-    def _scoring_parts(self) -> tuple[AdapterHead, AttentionUserModel, torch.Tensor, torch.Tensor]:
-        """The head, user model, log-temperature and blend weights recommendations are scored with."""
-        assert self._head is not None and self._user is not None
-        if self._avg is not None:
-            head, user = self._averaged_modules()
-            return head, user, self._avg["log_temp"], self._avg["blend"]
-        return self._head, self._user, self._log_temp, self._blend
-
-    def _row_vectors(self, head: AdapterHead, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        assert self._emb is not None
-        return head.rows(self._emb.index_select(0, rows), rows, attrs=self._attrs(rows))
-
-    def _index_table(self, rows: np.ndarray | None = None, chunk: int = 65_536) -> np.ndarray:
-        """(rows, dim + 1) ``[v, bias]`` of item index ``rows`` (every item when None) under the scoring
-        parameters: the ANN index's vectors, searched with ``[u * temperature, 1]``."""
-        head = self._scoring_parts()[0]
-        r_all = np.arange(len(self.item_ids)) if rows is None else np.asarray(rows, dtype=np.int64)
-        out = np.empty((len(r_all), self.dim + 1), dtype=np.float32)
-        with torch.no_grad():
-            for i in range(0, len(r_all), chunk):
-                r = torch.as_tensor(r_all[i : i + chunk], device=self._dev)
-                v, b = self._row_vectors(head, r)
-                out[i : i + len(r), : self.dim] = v.float().cpu().numpy()
-                out[i : i + len(r), self.dim] = b.float().cpu().numpy()
-        return out
-
-    def _ensure_retriever(self) -> CandidateRetriever:
-        """The retriever, made (its index built from every item, inline) the first time it is needed."""
-        if self._retriever is None:
-            rt = CandidateRetriever(self.retrieval)
-            n = len(self.item_ids)
-            t0 = time.perf_counter()
-            rt.items_added(n, np.arange(n), None)
-            rt.build_now(self._index_table(None))
-            rt.updated(self._index_table, self._popularity_array())
-            self._retriever = rt
-            log.warning("retrieval: %d items, past retrieval.exact_max_items=%d: two-stage recommendation and "
-                        "sampled softmax from now on (ANN index of every item built in %.1f s)", n,
-                        self.retrieval.exact_max_items, time.perf_counter() - t0)
-        return self._retriever
-
-    def _popularity_array(self) -> np.ndarray | None:
-        if self._pop is None:
-            return None
-        out: np.ndarray = self._pop.decayed[: len(self.item_ids)].cpu().numpy()
-        return out
-
-    def wait_for_index(self) -> None:
-        """Finish a background rebuild of the ANN index (benchmarks, tests); a no-op for small catalogs."""
-        if self._retriever is not None:
-            self._retriever.wait(self._index_table)
-
-    def _user_vectors(self, user: AttentionUserModel, head: AdapterHead, idx: torch.Tensor,
-                      mask: torch.Tensor, intent: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, dim) user vectors from the history index rows, computing only the history items' vectors (or
-        reading them from the whole-catalog table when it is at hand)."""
-        cached = self._cached_table()
-        if cached is not None:
-            h = cached[0].index_select(0, idx.reshape(-1)).view(*idx.shape, cached[0].shape[1])
-        else:
-            rows, at = unique_rows(idx.reshape(-1))
-            v, _ = self._row_vectors(head, rows)
-            h = v.index_select(0, at).view(*idx.shape, v.shape[1])
-        u: torch.Tensor = user(h, mask)
-        return self._with_intent(head, u, intent) if intent is not None else u
-
-    def _retrieve(self, idx: torch.Tensor, mask: torch.Tensor,
-                  intent: torch.Tensor | None = None) -> tuple[torch.Tensor, np.ndarray]:
-        """The scaled user vectors (B, dim) and the (B, C) candidates of the retriever's sources (-1 padded)."""
-        rt = self._ensure_retriever()
-        cfg = self.retrieval
-        head, user, log_temp, _ = self._scoring_parts()
-        u = self._user_vectors(user, head, idx, mask, intent) * log_temp.exp()
-        queries = torch.cat([u, torch.ones(u.shape[0], 1, device=self._dev)], dim=1).float().cpu().numpy()
-        cooc = None
-        bounded = self._cooc.bounded if self._cooc is not None else None
-        if bounded is not None and cfg.cooccurrence_candidates:
-            r = min(self.fusion_recent, idx.shape[1])
-            cooc = bounded.top(idx[:, -r:].cpu().numpy(), mask[:, -r:].cpu().numpy(), cfg.cooccurrence_candidates)
-        return u, rt.candidates(queries, cooc, exact=lambda q: q @ self._index_table().T)
-
-    def retrieval_recall(self, qs: Sequence[Query], k: int = 10) -> float:
-        """Share of each query's top ``k`` by the full model's scores over the whole catalog (its exclusions
-        left out; before fusion and cold places) that the retriever's candidates hold, averaged over ``qs``:
-        what two-stage retrieval loses. 1.0 up to ``retrieval.exact_max_items`` items."""
-        if not self._large() or self._head is None or not qs:
-            return 1.0
-        with torch.no_grad():
-            scores, idx, mask = self._scores(qs)
-            assert idx is not None and mask is not None
-            _, cand = self._retrieve(idx, mask, self._intent_tensor(qs))
-        for row, q in enumerate(qs):
-            gone = [self.item_index[i] for i in q.exclude if i in self.item_index]
-            scores[row, gone] = -np.inf
-        best = top_sorted(scores, min(k, scores.shape[1]))
-        hits = [len(set(b.tolist()) & set(c.tolist())) / len(b) for b, c in zip(best, cand, strict=True)]
-        return float(np.mean(hits))
-
-    def _recommend_two_stage(self, qs: Sequence[Query], k: int, on_demand: bool,
-                             boost: Boost | None = None) -> list[Recommendation]:
-        """Candidates (:class:`~learners.retrieval.CandidateRetriever`), then the full model, the fusion and the
-        cold gate on them only: nothing here is O(catalog)."""
-        idx, mask = self._encode_histories([q.history for q in qs])
-        idx_np, mask_np = idx.cpu().numpy(), mask.cpu().numpy()
-        n = len(self.item_ids)
-        cooc, knn_t = self._cooc, None
-        with torch.no_grad():
-            u, cand = self._retrieve(idx, mask, self._intent_tensor(qs))
-            cand_t = torch.as_tensor(cand, device=self._dev)
-            valid = cand_t >= 0
-            shared = cooc is not None and cooc.recent == self.fusion_recent  # the signal's cosines are the fusion's
-            if cooc is not None and (self.fusion_weight > 0 or shared):  # computed once for both
-                knn_t = cooc.cosine_at(idx, mask, cand_t, self.fusion_recent)
-            scores_t = self._scores_at(u, idx, mask, cand_t,
-                                       cooc_raw=knn_t.clone() if shared and knn_t is not None else None)
-            # a query's history items are usually among its exclusions: out before the fusion picks its candidates
-            in_history = ((cand_t[:, :, None] == idx[:, None, :]) & mask[:, None, :]).any(dim=2).cpu().numpy()
-        scores: FloatArray = scores_t.float().cpu().numpy()
-        if boost is not None:
-            scores = (scores + boost(np.maximum(cand, 0), len(qs))).astype(np.float32)
-        scores[~valid.cpu().numpy()] = -np.inf
-        gone = in_history & np.array([q.exclude.issuperset(q.history) for q in qs])[:, None]
-        scores[gone] = -np.inf
-        others: list[tuple[FloatArray, float]] = []
-        if self.fusion_weight > 0 and cooc is not None and knn_t is not None:
-            knn = knn_t.cpu().numpy()
-            counts = cooc.item_count_tensor(n).cpu().numpy()
-            knn += 1e-4 * counts[np.maximum(cand, 0)]  # ties (no co-occurrence) broken by popularity
-            knn[scores == -np.inf] = -np.inf
-            others.append((knn, self.fusion_weight))
-        if self.fusion_popularity > 0 and self._pop is not None:
-            popularity = self._popularity_array()
-            assert popularity is not None
-            pop = popularity[np.maximum(cand, 0)]
-            pop[scores == -np.inf] = -np.inf
-            others.append((pop, self.fusion_popularity))
-        if others:
-            cols, val = reciprocal_rank_fusion(scores, others, candidates=max(40, k + 16))
-        else:
-            cols = top_sorted(scores, min(scores.shape[1], k + 16))
-            val = np.take_along_axis(scores, cols, axis=1)
-        items = np.take_along_axis(cand, cols, axis=1)
-        recs = pick_top_k(items, val, None, qs, self.item_ids, self.item_index, min(k, n))
-        if self._gate is not None:
-            no_history = np.logical_not(mask_np.any(axis=1)) if on_demand else None
-            recs = self._gate.reshape(recs, scores, idx_np, mask_np, qs, self.item_ids, count=not on_demand,
-                                      force=no_history, cand=cand)
-        return recs
-
-    def _scores_at(self, u: torch.Tensor | None, idx: torch.Tensor, mask: torch.Tensor,
-                   cand: torch.Tensor, intent: torch.Tensor | None = None,
-                   cooc_raw: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, C) model scores (before fusion and cold places) of each row's items ``cand`` (item indices, -1: 0)
-        for the histories ``idx``/``mask``, under the scoring parameters; ``u``: the rows' scaled user vectors when
-        already computed; ``cooc_raw``: the co-occurrence signal's cosines at ``cand`` when already computed (its
-        features are made from them in place). Only the candidates' and histories' item vectors are computed."""
-        head, user, log_temp, blend = self._scoring_parts()
-        if u is None:
-            u = self._user_vectors(user, head, idx, mask, intent) * log_temp.exp()
-        cached = self._cached_table()
-        if cached is not None:
-            vc, bc = cached
-            pos = cand.clamp(min=0)
-        else:
-            crow, pos = unique_rows(cand.clamp(min=0).reshape(-1))
-            vc, bc = self._row_vectors(head, crow)
-            pos = pos.view(cand.shape)
-        scores_t = torch.einsum("bd,bcd->bc", u, vc[pos]) + bc[pos]
-        if self._cooc is not None:
-            feats = self._cooc.scaled(cooc_raw) if cooc_raw is not None else self._cooc.features_at(idx, mask, cand)
-            scores_t = scores_t + blend[0] * feats
-        if self._pop is not None:
-            scores_t = scores_t + blend[1] * self._pop.features_at(cand)
-        return scores_t
-
     # -- user intent (a request's text) ---------------------------------------------------------------------
     def encode_intents(self, texts: Sequence[str]) -> None:
-        """Encode the request texts not cached yet, in one batch (the encoder is frozen: a text's vector never
-        changes); the cache keeps the latest ``INTENT_CACHE`` texts."""
+        """Encode the request texts not cached yet, in one batch (:class:`~learners.intent.IntentCache`)."""
         if self._intents is None:
-            self._intents = OrderedDict()
-        cache = self._intents
-        missing = [t for t in dict.fromkeys(texts) if t and t not in cache]
-        if missing and self.encoder is not None:
-            for t, v in zip(missing, self.encoder.encode(missing), strict=True):
-                cache[t] = np.asarray(v, dtype=np.float32)
-        for t in texts:
-            if t in cache:
-                cache.move_to_end(t)
-        while len(cache) > INTENT_CACHE:
-            cache.popitem(last=False)
+            self._intents = IntentCache(self.intent.cache)
+        self._intents.encode(self.encoder, texts)
 
     def _intent_tensor(self, qs: Sequence[Query]) -> torch.Tensor | None:
         """(B, encoder dim) frozen embeddings of the queries' texts (zero rows: no text), or None when none has
-        one (or there is no encoder, or ``intent_weight`` is 0)."""
-        if self.intent_weight <= 0 or self.encoder is None or not any(q.intent for q in qs) or self._emb is None:
+        one (or there is no encoder, or ``intent.weight`` is 0)."""
+        if self.intent.weight <= 0 or self.encoder is None or not any(q.intent for q in qs) or self._emb is None:
             return None
         self.encode_intents([q.intent for q in qs if q.intent])
-        cache = self._intents
-        assert cache is not None
+        assert self._intents is not None
         width = self._basis.shape[0] if self._basis is not None else self._emb.shape[1]  # the encoder's
-        out = np.zeros((len(qs), width), dtype=np.float32)
-        for row, q in enumerate(qs):
-            v = cache.get(q.intent) if q.intent else None
-            if v is not None and len(v) == width:
-                out[row] = v
-        t = torch.as_tensor(out, device=self._dev)
+        t = torch.as_tensor(self._intents.rows(qs, width), device=self._dev)
         return t @ self._basis if self._basis is not None else t  # as item embeddings are (text_dims)
-
-    def _with_intent(self, head: AdapterHead, u: torch.Tensor, intent: torch.Tensor) -> torch.Tensor:
-        """User vectors moved toward their request's text: ``u + intent_weight * |u| * q / |q|``, q the text's
-        adapted vector (the item head without an item's own id vector); rows without a text unchanged."""
-        has = intent.abs().sum(dim=1, keepdim=True) > 0
-        q = intent @ head.proj.T + head.mlp(intent)
-        q = torch.nn.functional.normalize(q, dim=1) * u.norm(dim=1, keepdim=True).clamp(min=1e-6)
-        return torch.where(has, u + self.intent_weight * q, u)
 
     def _cached_table(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The (items, dim) vectors and (items,) biases of every item under the scoring parameters, when the
@@ -1017,22 +580,19 @@ class AdapterRecommender(BaseLearner):
 
     def _fused(self, scores: FloatArray, idx: torch.Tensor, mask: torch.Tensor,
                dropped: tuple[np.ndarray, np.ndarray], qs: Sequence[Query], k: int) -> list[Recommendation]:
-        """The model's top items re-ranked with the kNN and popularity rankings (``fusion_*``); ``dropped``:
-        the (row, item) cells already left out of ``scores``, left out of the kNN ranking too."""
+        """The model's top items re-ranked by the fusion re-ranker (:mod:`learners.fusion`); ``dropped``: the
+        (row, item) cells already left out of ``scores``, left out of the kNN ranking too."""
         n = scores.shape[1]
-        others: list[tuple[FloatArray, float]] = []
+        knn = pop = None
         with torch.no_grad():
-            if self.fusion_weight > 0 and self._cooc is not None:
-                knn = self._cooc.cosine(idx, mask, n, self.fusion_recent)
-                knn += 1e-4 * self._cooc.item_count_tensor(n)  # ties (no co-occurrence) broken by popularity
-                knn_np: FloatArray = knn.cpu().numpy()
-                knn_np[dropped] = -np.inf
-                others.append((knn_np, self.fusion_weight))
-            if self.fusion_popularity > 0 and self._pop is not None:
-                others.append((self._pop.decayed[:n].cpu().numpy(), self.fusion_popularity))
-        # older seen items (beyond the history window) may still be among the candidates: keep spares; a row
-        # whose candidates are nearly all excluded falls back to the model's own order and scores
-        cand, val = reciprocal_rank_fusion(scores, others, candidates=max(40, k + 16))
+            if self.fusion.weight > 0 and self._cooc is not None:
+                knn = knn_ranking(self._cooc.cosine(idx, mask, n, self.fusion.recent).cpu().numpy(),
+                                  self._cooc.item_count_tensor(n).cpu().numpy())
+                knn[dropped] = -np.inf
+            if self.fusion.popularity > 0 and self._pop is not None:
+                pop = self._pop.decayed[:n].cpu().numpy()
+        # a row whose candidates are nearly all excluded falls back to the model's own order and scores
+        cand, val = fuse(self.fusion, scores, knn, pop, k)
         return pick_top_k(cand, val, scores, qs, self.item_ids, self.item_index, min(k, n))
 
     # -- learning --------------------------------------------------------------------------------------------
@@ -1040,7 +600,7 @@ class AdapterRecommender(BaseLearner):
         self.learn_many([x], [history])
 
     def learn_many(self, xs: Sequence[Interaction], histories: Sequence[Sequence[str]]) -> None:
-        """One Adam step (``early_steps`` while the model is young) on these next-item examples plus replayed
+        """One Adam step (``training.early_steps`` while the model is young) on these next-item examples plus replayed
         ones; unknown target items are skipped."""
         run_stages(self.learn_stages(xs, histories))
 
@@ -1055,8 +615,8 @@ class AdapterRecommender(BaseLearner):
         fresh = self._examples(xs, histories)
         if not fresh or self._opt is None:
             return
-        for _ in range(self.early_steps if self._n_learned < self.early_events else 1):
-            batch = fresh + self.replay.sample(int(round(len(fresh) * self.replay_ratio)))
+        for _ in range(self.training.steps(self._n_learned)):
+            batch = fresh + self.replay.sample(int(round(len(fresh) * self.training.replay_ratio)))
             idx, mask = self._batch_tensors(batch)
             yield from self._step(batch, idx, mask)
         self._n_learned += len(fresh)
@@ -1143,7 +703,7 @@ class AdapterRecommender(BaseLearner):
             if large:
                 logits, target_col = self._sampled_logits(idx, mask, target)
             else:
-                logits = self._masked_history(self._logits(idx, mask, table or self._item_table()), idx, mask, target)
+                logits = masked_history(self._logits(idx, mask, table or self._item_table()), idx, mask, target)
                 target_col = target
             loss = (torch.nn.functional.cross_entropy(logits, target_col, reduction="none") * weight).sum() \
                 / weight.sum()
@@ -1159,81 +719,21 @@ class AdapterRecommender(BaseLearner):
         factor = self._boost_factor if self._boost_steps > 0 else 1.0
         for opt in optimizers:
             for group in opt.param_groups:
-                group["lr"] = self.learning_rate * factor
+                group["lr"] = self.training.learning_rate * factor
             opt.step()
         if self._avg is not None:
-            with torch.no_grad():
-                for name, p in self._named_params().items():
-                    if sparse is not None and name == "head.item_id":
-                        # only the rows this step moved (the others' averages wait for their next update)
-                        grad = p.grad.coalesce() if p.grad is not None else None
-                        rows = grad.indices()[0] if grad is not None else None
-                        if rows is not None and len(rows):
-                            avg = self._avg[name]
-                            avg.index_copy_(0, rows, avg.index_select(0, rows).lerp_(p.detach().index_select(0, rows),
-                                                                                   1.0 - self.ema_decay))
-                        continue
-                    self._avg[name].lerp_(p.detach(), 1.0 - self.ema_decay)
+            update_average(self._avg, self._named_params(), self.training.ema_decay,
+                           sparse="head.item_id" if sparse is not None else None)
         self._boost_steps = max(0, self._boost_steps - 1)
         self._cache = None
         self.last_loss = float(loss.detach())
-
-    def _sampled_logits(self, idx: torch.Tensor, mask: torch.Tensor, target: torch.Tensor,
-                        sampled: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sampled softmax (Yi et al., RecSys 2019): logits over the batch's targets (in-batch negatives) plus
-        ``retrieval.sampled_negatives`` items drawn by decayed popularity (+1 smoothing, so every item can be
-        drawn), each minus log of its sampling probability (the log-Q correction), histories left out as in the
-        full softmax. Returns (logits (B, S), the targets' columns). ``sampled``: the drawn items (tests).
-        With every item in the sample and uniform probabilities it equals the full softmax's loss."""
-        assert self._head is not None and self._user is not None
-        n = len(self.item_ids)
-        weights = (self._pop.decayed[:n] + 1.0) if self._pop is not None else torch.ones(n, device=self._dev)
-        q = weights / weights.sum()
-        if sampled is None:
-            k = self.retrieval.sampled_negatives
-            sampled = torch.multinomial(q, k, replacement=True) if k > 0 else target[:0]
-        cols = unique_rows(torch.cat([target, sampled]))[0]  # sorted
-        rows, inverse = unique_rows(torch.cat([cols, idx.reshape(-1)]))
-        assert self._emb is not None
-        v, b = self._head.rows(self._emb.index_select(0, rows), rows, sparse=self._sparse_opt is not None,
-                               attrs=self._attrs(rows))
-        at = inverse[: len(cols)]
-        h = v.index_select(0, inverse[len(cols):]).view(*idx.shape, v.shape[1])
-        u = self._user(h, mask)
-        logits = (u * self._log_temp.exp()) @ v[at].T + b[at]
-        if self._cooc is not None:
-            logits = logits + self._blend[0] * self._cooc.features_at(idx, mask, cols)
-        if self._pop is not None:
-            logits = logits + self._blend[1] * self._pop.features_at(cols)
-        logits = logits - torch.log(q[cols])
-        # history items (but not the target) out of their row's softmax
-        r, c = torch.nonzero(mask, as_tuple=True)
-        items = idx[r, c]
-        pos = torch.searchsorted(cols, items).clamp(max=len(cols) - 1)
-        hit = (cols[pos] == items) & (items != target[r])
-        logits = logits.index_put((r[hit], pos[hit]), torch.tensor(float("-inf"), device=self._dev))
-        return logits, torch.searchsorted(cols, target)
-
-    @staticmethod
-    def _masked_history(logits: torch.Tensor, idx: torch.Tensor, mask: torch.Tensor,
-                        target: torch.Tensor) -> torch.Tensor:
-        """Leave each example's history items (but not its target) out of its softmax.
-
-        A user's own items are never recommended to them, so pushing them down is wasted effort that also fights
-        "items like your history rank high"; training like this raised HR@10 by 2.3% on the first half of ML-100K.
-        """
-        rows = torch.arange(idx.shape[0], device=idx.device).unsqueeze(1).expand_as(idx)[mask]
-        cols = idx[mask]
-        keep = cols != target[rows]  # a repeat of the target stays in
-        # in place on a sum (whose backward does not need it): 8x cheaper than a (B, n) mask and masked_fill
-        return logits.index_put_((rows[keep], cols[keep]), torch.tensor(float("-inf"), device=logits.device))
 
     # -- one model across workers (learners.sharing) ---------------------------------------------------------
     def start_sharing(self, worker: str) -> None:
         """From now on keep what :meth:`contribution` hands to peers (``worker``: this worker's name in it)."""
         if self._head is None:
             raise RuntimeError("sharing: the learner has no catalog yet; add items first")
-        tail = max(self.cooccurrence_window, self._gate.recent if self._gate is not None else 0, 1)
+        tail = max(self.cooccurrence.window, self._gate.recent if self._gate is not None else 0, 1)
         self._sharing = DeltaTracker(worker, self._shared_tensors(), tail)
 
     def contribution(self) -> Contribution | None:
@@ -1254,7 +754,8 @@ class AdapterRecommender(BaseLearner):
             return 0
         self._train_table = None  # its graph is of the parameters before the merge
         for run in rounds(cs):
-            self._sharing.merge(run, self._shared_tensors(), self.item_index, self._attr_index)
+            self._sharing.merge(run, self._shared_tensors(), self.item_index,
+                                self._attributes.index if self._attributes is not None else None)
         events = [e for c in cs for e in c.events]
         self.count_many([Interaction("", i, 0.0, w) for i, w, _ in events], [h for _, _, h in events])
         self._n_learned += len(events)  # the shared model has learned them: no longer young for their sake
@@ -1319,12 +820,7 @@ class AdapterRecommender(BaseLearner):
 
     # -- state -----------------------------------------------------------------------------------------------
     def __setstate__(self, state: dict[str, Any]) -> None:
-        if "cooccurrence_dense_items" not in state:  # saved when the signal was dense up to cooccurrence_max_items
-            state["cooccurrence_dense_items"] = state.pop("cooccurrence_max_items", 10000)
-            if state.get("_cooc") is None and state.get("cooccurrence_window", 0) > 0 and state.get("item_ids"):
-                log.warning("co-occurrence: this checkpoint (%d items) was saved without its co-occurrence signal "
-                            "(an earlier version dropped it above %d items); it stays off for this model",
-                            len(state["item_ids"]), state["cooccurrence_dense_items"])
+        migrate_flat_state(state)
         self.__dict__.update(state)
 
     def __getstate__(self) -> dict[str, Any]:

@@ -16,12 +16,34 @@ More places trade more HR@10 for more cold hits (6 places: 0.0573, HR@10 -0.4%).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
+from learners.config import check_ranges, setting
 from learners.types import FloatArray, Query, Recommendation, top_sorted
 
 N_FEATURES = 5
+
+
+@dataclass(frozen=True)
+class ColdConfig:
+    """Cold places in lists (the ``cold`` setting; ``STREAMREC_COLD__<FIELD>``): an item with fewer than
+    ``threshold`` interactions is cold; when the online estimate that a user's next item is cold reaches ``gate``,
+    the last ``slots`` places of their list go to the best-scored cold items (``slots`` 0: off). 0.5 and 4 raised
+    cold-item HR@10 by 9% for 0.3% of HR@10 on the first half of ML-100K (2 seeds)."""
+
+    threshold: int = setting(5, "An item with fewer interactions than this is cold.")
+    gate: float = setting(0.5, "Estimated chance that a user's next item is cold at which the last `slots` places "
+                          "of their list go to cold items.")
+    slots: int = setting(4, "Places at the end of a list given to cold items when `gate` is reached (0: off).")
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "cold", {"threshold": ">=1", "gate": "[0,1]", "slots": ">=0"})
+
+    def gate_or_none(self) -> ColdGate | None:
+        """The :class:`ColdGate` these settings make, or None with ``slots`` 0."""
+        return ColdGate(self.threshold, self.gate, self.slots) if self.slots > 0 else None
 
 
 class ColdGate:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from learners.config import check_ranges, setting
+
 
 class ExposureStats:
     """Exposures and attributed clicks per item index.
@@ -57,7 +59,7 @@ POLICIES = ("none", "epsilon", "ucb", "thompson")
 
 @dataclass(frozen=True)
 class ExplorationConfig:
-    """How lists explore beyond the model's order (the ``exploration`` setting, JSON).
+    """How lists explore beyond the model's order (the ``exploration`` setting; ``STREAMREC_EXPLORATION__<FIELD>``).
 
     policy
         ``none``: the model's lists as they are.
@@ -76,22 +78,17 @@ class ExplorationConfig:
         As above (``bonus`` in units of the model's logits).
     """
 
-    policy: str = "none"
-    epsilon: float = 0.1
-    places: int = 2
-    pool: int = 40
-    bonus: float = 0.5
+    policy: str = setting("none", "`none`, `epsilon`, `ucb` or `thompson` (README, Exploration).")
+    epsilon: float = setting(0.1, "epsilon: the chance a list explores.")
+    places: int = setting(2, "Last places of a list the policy may fill.")
+    pool: int = setting(40, "epsilon: the top items by score (plus bonus) the explored places are drawn from.")
+    bonus: float = setting(0.5, "ucb, thompson (and epsilon's pool): the exploration bonus, in units of the model's "
+                           "logits.")
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
-            raise ValueError(f"exploration_policy: expected one of {', '.join(POLICIES)}, got {self.policy!r}")
-        if not 0 <= self.epsilon <= 1:
-            raise ValueError(f"exploration_epsilon: expected a number in [0, 1], got {self.epsilon!r}")
-        for name in ("places", "pool"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"exploration_{name}: expected a number >= 0, got {getattr(self, name)!r}")
-        if self.bonus < 0:
-            raise ValueError(f"exploration_bonus: expected a number >= 0, got {self.bonus!r}")
+            raise ValueError(f"exploration.policy: expected one of {', '.join(POLICIES)}, got {self.policy!r}")
+        check_ranges(self, "exploration", {"epsilon": "[0,1]", "places": ">=0", "pool": ">=0", "bonus": ">=0"})
 
 
 #: Per list: 0-based place -> propensity (None where the policy's chance is not computed) of the places the

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from learners.config import check_ranges, setting
 from learners.types import top_sorted
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ FULL_UPDATE = 256  # events of a full micro-batch: refresh_rows and rebuild_upda
 
 @dataclass(frozen=True)
 class RetrievalConfig:
-    """How the adapter ranks a large catalog (every field a setting: ``STREAMREC_RETRIEVAL_<FIELD>``).
+    """How the adapter ranks a large catalog (the ``retrieval`` setting; ``STREAMREC_RETRIEVAL__<FIELD>``).
 
     exact_max_items
         Up to this many items every query scores the whole catalog and training takes the full softmax (ML-100K's
@@ -71,27 +72,27 @@ class RetrievalConfig:
         log-Q correction; the step then costs O(batch x negatives), not O(batch x items).
     """
 
-    exact_max_items: int = 20_000
-    ann_candidates: int = 100
-    cooccurrence_candidates: int = 200
-    fresh_candidates: int = 64
-    popular_candidates: int = 50
-    ann_ef: int = 160
-    ann_neighbours: int = 16
-    refresh_rows: int = 65_536
-    refresh_updates: int = 10
-    rebuild_updates: int = 1_000
-    refresh_in_background: bool = True
-    sampled_negatives: int = 2048
+    exact_max_items: int = setting(20_000, "Up to this many items every query scores the whole catalog (exact); "
+                                   "past it two-stage recommendation and sampled softmax (0: always two-stage).")
+    ann_candidates: int = setting(100, "Candidates per query from the ANN index of the adapted item vectors.")
+    cooccurrence_candidates: int = setting(200, "Candidates per query from the co-occurrence neighbours of the "
+                                           "user's latest items.")
+    fresh_candidates: int = setting(64, "Candidates per query from the items added last.")
+    popular_candidates: int = setting(50, "Candidates per query from the most popular items (decayed counts).")
+    ann_ef: int = setting(160, "HNSW search breadth (faiss efSearch): recall against speed.")
+    ann_neighbours: int = setting(16, "HNSW graph degree (M).")
+    refresh_rows: int = setting(65_536, "Index vectors recomputed in place, in turn, per 256 events learned (0: none).")
+    refresh_updates: int = setting(10, "Learning updates between two re-rankings of the popular list.")
+    rebuild_updates: int = setting(1_000, "Rebuild the index's graph every this many x 256 events learned (0: never).")
+    refresh_in_background: bool = setting(True, "Rebuild the graph in a thread (false: inline, reproducible).")
+    sampled_negatives: int = setting(2048, "Negatives per training step drawn by decayed popularity, with the "
+                                     "log-Q correction.")
 
     def __post_init__(self) -> None:
-        for name in ("exact_max_items", "ann_candidates", "cooccurrence_candidates", "fresh_candidates",
-                     "popular_candidates", "sampled_negatives", "refresh_rows", "rebuild_updates"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"retrieval_{name}: expected a number >= 0, got {getattr(self, name)!r}")
-        for name in ("ann_ef", "ann_neighbours", "refresh_updates"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"retrieval_{name}: expected a number >= 1, got {getattr(self, name)!r}")
+        check_ranges(self, "retrieval", {**dict.fromkeys(
+            ("exact_max_items", "ann_candidates", "cooccurrence_candidates", "fresh_candidates", "popular_candidates",
+             "sampled_negatives", "refresh_rows", "rebuild_updates"), ">=0"),
+            **dict.fromkeys(("ann_ef", "ann_neighbours", "refresh_updates"), ">=1")})
 
 
 class AnnIndex:

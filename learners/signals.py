@@ -13,12 +13,54 @@ Both grow with the catalog; they are model state (pickled with the learner).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import torch
 
+from learners.config import check_ranges, setting
 from learners.cooccurrence import BoundedCooccurrence
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CooccurrenceConfig:
+    """The co-occurrence side signal (the ``cooccurrence`` setting; ``STREAMREC_COOCCURRENCE__<FIELD>``).
+
+    window, recent, log_scale
+        Pairs counted within ``window`` recent items, scored from the user's latest ``recent`` items, compressed by
+        ``log1p(log_scale * score)`` (0: raw; 30 raised cold-item HR@10 by a third on the first half of ML-100K).
+        ``window`` 0: no co-occurrence signal (nor kNN fusion, nor co-occurrence candidates).
+    dense_items, neighbours
+        Up to ``dense_items`` items the counts are a dense items x items matrix (exact); past it each item keeps
+        its ``neighbours`` heaviest co-occurring items (:class:`~learners.cooccurrence.BoundedCooccurrence`,
+        memory O(items x neighbours)), starting from the dense counts' top neighbours.
+    distance_decay
+        A pair whose history item lies d items before the target counts ``1 / (1 + decay * d)``. 0.1 raised
+        HR@10 by 0.6% and NDCG@10 by 0.8% on the first half of ML-100K (3 seeds, each better).
+    """
+
+    window: int = setting(20, "Pairs counted within this many of a user's recent items (0: no co-occurrence signal).")
+    recent: int = setting(5, "Latest items of a user the co-occurrence score reads.")
+    dense_items: int = setting(4096, "Up to this many items the counts are an exact items x items matrix; past it "
+                               "per-item top neighbours.")
+    neighbours: int = setting(64, "Co-occurring items kept per item past `dense_items`.")
+    log_scale: float = setting(30.0, "Scores compressed as log1p(log_scale * score) (0: raw).")
+    distance_decay: float = setting(0.1, "A pair d items apart counts 1 / (1 + distance_decay * d).")
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "cooccurrence", {"window": ">=0", "recent": ">=1", "dense_items": ">=0",
+                                            "neighbours": ">=1", "log_scale": ">=0", "distance_decay": ">=0"})
+
+
+@dataclass(frozen=True)
+class PopularityConfig:
+    """The decayed-popularity side signal (the ``popularity`` setting; ``STREAMREC_POPULARITY__<FIELD>``)."""
+
+    half_life: float = setting(5000.0, "Half-life, in events, of the decayed item counts (0: no popularity signal).")
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "popularity", {"half_life": ">=0"})
 
 
 class CooccurrenceSignal:

@@ -53,7 +53,7 @@ class WorkerMetrics:
         self.replay_size = Gauge("streamrec_replay_buffer_size", "Examples held in the replay buffer.", registry=r)
         self.catalog_items = Gauge("streamrec_catalog_items", "Items known to the model.", registry=r)
         self.attribute_values = Gauge("streamrec_catalog_attribute_values", "Item attribute values with a learned "
-                                      "vector shared by the items that have them (attribute_slots > 0).", registry=r)
+                                      "vector shared by the items that have them (attributes.slots > 0).", registry=r)
         self.hit_rate = Gauge("streamrec_online_hit_rate",
                               "Rolling HR@10: share of events whose item was in the user's last recommendation.",
                               registry=r)

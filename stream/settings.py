@@ -28,10 +28,18 @@ from pydantic_settings import (
 from pydantic_settings.exceptions import SettingsError
 
 from connectors.broker import KAFKA, PROFILES, BrokerProfile
+from learners.attributes import AttributeConfig
+from learners.cold import ColdConfig
 from learners.exploration import ExplorationConfig
+from learners.fusion import FusionConfig
+from learners.intent import IntentConfig
+from learners.migrate import FLAT_FIELDS
 from learners.retrieval import RetrievalConfig
+from learners.signals import CooccurrenceConfig, PopularityConfig
+from learners.training import TrainingConfig
 
 ENV_PREFIX = "STREAMREC_"
+NESTED = "__"  # STREAMREC_TRAINING__LEARNING_RATE: one field of a part's config (the whole part: JSON)
 #: ``STREAMREC_*`` variables read outside :class:`Settings`: the config file, the ML-100K folder of
 #: ``connectors.datasets``, Kafka's jars (``connectors.kafka_broker``) and the brokers the tests run on.
 #: Variables starting with ``_STREAMREC`` are private to the worker and never checked.
@@ -58,7 +66,8 @@ class Settings(BaseSettings):
     """streamrec settings (env vars ``STREAMREC_<FIELD>``; nested dicts as JSON)."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, frozen=True, extra="forbid", validate_default=True, toml_file=None
+        env_prefix=ENV_PREFIX, env_nested_delimiter=NESTED, frozen=True, extra="forbid", validate_default=True,
+        toml_file=None,
     )
 
     # -- where things live ---------------------------------------------------------------------------------
@@ -129,42 +138,29 @@ class Settings(BaseSettings):
     encoder_max_length: int = Field(128, ge=8, description="Tokens per item text.")
     device: str = Field("auto", description="Torch device: `auto` (CUDA when present), `cpu`, `cuda`, `cuda:N`.")
     dim: int = Field(64, ge=4, description="Width of the adapted item/user space.")
-    learning_rate: float = Field(0.004, gt=0, description="Adam learning rate of the adapter heads.")
-    weight_decay: float = Field(0.0, ge=0, description="Adam weight decay.")
-    replay_capacity: int = Field(20000, ge=0, description="Replay buffer size in examples (0 disables replay).")
-    replay_ratio: float = Field(1.0, ge=0, description="Replay examples mixed into each update, per new example.")
     text_dims: int = Field(64, ge=0, description="Leading principal directions of the frozen item embeddings the "
                            "learner keeps, fitted on the first catalog batch (0: all).")
-    fusion_weight: float = Field(0.5, ge=0, description="Weight of the co-occurrence kNN ranking fused into the "
-                                 "model's (reciprocal rank fusion; 0: the model's order).")
-    fusion_recent: int = Field(10, ge=1, description="Latest items of a user the fused kNN ranking reads.")
-    fusion_popularity: float = Field(0.3, ge=0, description="Weight of the decayed-popularity ranking fused into "
-                                     "the model's (0: off).")
-    ema_decay: float = Field(0.9, ge=0, lt=1, description="Recommendations use the trained parameters averaged "
-                             "as avg = ema_decay * avg + (1 - ema_decay) * new after each update (0: off).")
-    early_events: int = Field(5000, ge=0, description="While the model has learned from fewer events than this, "
-                              "each micro-batch takes `early_steps` Adam steps (0: off).")
-    early_steps: int = Field(4, ge=1, description="Adam steps per micro-batch while the model is young.")
-    cold_threshold: int = Field(5, ge=1, description="An item with fewer interactions than this is cold.")
-    cold_gate: float = Field(0.5, ge=0, le=1, description="Estimated chance that a user's next item is cold at "
-                             "which the last `cold_slots` places of their list go to cold items.")
-    cold_slots: int = Field(4, ge=0, description="Places at the end of a list given to cold items when `cold_gate` "
-                            "is reached (0: off).")
+    training: TrainingConfig = Field(TrainingConfig(), description="How the adapter heads learn: Adam, replay, "
+                                     "parameter averaging, extra steps while young.")
+    cooccurrence: CooccurrenceConfig = Field(CooccurrenceConfig(), description="The co-occurrence side signal "
+                                             "(item-kNN over users' recent items).")
+    popularity: PopularityConfig = Field(PopularityConfig(), description="The decayed-popularity side signal.")
+    fusion: FusionConfig = Field(FusionConfig(), description="Re-ranking of the model's list by reciprocal rank "
+                                 "fusion with the kNN and popularity rankings.")
+    cold: ColdConfig = Field(ColdConfig(), description="Places at the end of a list given to cold items for users "
+                             "likely to pick one.")
     retrieval: RetrievalConfig = Field(
-        RetrievalConfig(), description="Large catalogs, as JSON (e.g. `{\"exact_max_items\": 50000}`): past "
-        "`exact_max_items` items (default 20000) two-stage recommendation (ANN, co-occurrence, fresh and popular "
-        "candidates, then the full model) and sampled-softmax training; every field in README, Large catalogs."
+        RetrievalConfig(), description="Large catalogs: past `exact_max_items` items two-stage recommendation (ANN, "
+        "co-occurrence, fresh and popular candidates, then the full model) and sampled-softmax training (README, "
+        "Large catalogs)."
     )
-    intent_weight: float = Field(4.0, ge=0, description="How far an event's `context.query` text moves the user "
-                                 "vector of its request (0: ignored).")
-    attribute_slots: int = Field(0, ge=0, description="Up to this many of an item's `attributes` values (e.g. "
-                                 "its director, brand) each get a learned vector shared by every item with that value "
-                                 "(0: attributes are not learned from).")
-    attribute_scale: float = Field(0.5, gt=0, description="How far the shared attribute-value vectors move an item's "
-                                   "vector, relative to its own (their step size under Adam).")
+    intent: IntentConfig = Field(IntentConfig(), description="How an event's `context.query` text moves the user "
+                                 "vector of its request.")
+    attributes: AttributeConfig = Field(AttributeConfig(), description="Item attribute values as learned vectors "
+                                        "shared by every item with that value.")
     exploration: ExplorationConfig = Field(
-        ExplorationConfig(), description="Exploration policy of the lists sent, as JSON (e.g. `{\"policy\": "
-        "\"epsilon\", \"epsilon\": 0.1}`): none, epsilon, ucb or thompson; every field in README, Exploration."
+        ExplorationConfig(), description="Exploration policy of the lists sent: none, epsilon, ucb or thompson "
+        "(README, Exploration)."
     )
     seed: int = Field(0, description="Seed for model init, replay sampling and exploration.")
     torch_threads: int = Field(0, ge=0, description="Torch intra-op threads in the worker (0: torch's default).")
@@ -372,7 +368,10 @@ def load_settings(config: Path | str | None = None, **overrides: Any) -> Setting
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err.get("loc", ())) or "settings"
-        raise ConfigError(f"{field}: {err.get('msg', 'invalid value')} (got {err.get('input')!r})") from None
+        msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        if msg.startswith(f"{field}."):  # a part's config named its own field (learners.config.check_ranges)
+            raise ConfigError(msg) from None
+        raise ConfigError(f"{field}: {msg} (got {err.get('input')!r})") from None
     except SettingsError as exc:  # a source could not decode a value (bad JSON in an env var)
         raise ConfigError(settings_error_line(exc)) from None
     except tomllib.TOMLDecodeError as exc:
@@ -407,34 +406,58 @@ def settings_error_line(exc: SettingsError) -> str:
 
 
 def unknown_env_vars(environ: Mapping[str, str]) -> list[str]:
-    """One line for each ``STREAMREC_*`` variable that names no setting, with the closest setting's variable.
+    """One line for each ``STREAMREC_*`` variable that names no setting, with the closest setting's variable (a
+    field of a part's config is ``STREAMREC_<PART>__<FIELD>``).
 
     >>> unknown_env_vars({"STREAMREC_TOPK": "5", "STREAMREC_TOP_K": "5", "_STREAMREC_X": "1", "HOME": "/"})
     ['STREAMREC_TOPK is not a streamrec setting and is ignored (did you mean STREAMREC_TOP_K?)']
     """
-    known = [f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields]
+    known = [env_var(name) for name, _ in setting_paths()]
+    renamed = {env_var(flat): env_var(f"{part}.{field}") for flat, (part, field, _) in FLAT_FIELDS.items()}
     out = []
     for key in sorted(environ):
         name = key.upper()  # pydantic-settings matches env names case-insensitively
         if not name.startswith(ENV_PREFIX) or name in known or name in OTHER_ENV_VARS:
             continue
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        close = [renamed[name]] if name in renamed else difflib.get_close_matches(name, known, n=1, cutoff=0.6)
         hint = f" (did you mean {close[0]}?)" if close else ""
         out.append(f"{key} is not a streamrec setting and is ignored{hint}")
     return out
 
 
-def settings_table() -> str:
-    """The README's settings table, generated from the fields (a test keeps the README equal to it)."""
-    rows = ["| setting | env var | type | default | what it does |", "|---|---|---|---|---|"]
+def setting_paths() -> list[tuple[str, Any]]:
+    """Every setting's name and its field: the top-level ones, then for each part's config (a dataclass) its
+    fields as ``part.field`` (their :func:`dataclasses.Field`)."""
+    out: list[tuple[str, Any]] = []
     for name, f in Settings.model_fields.items():
-        default = f.default_factory() if f.default_factory is not None else f.default  # type: ignore[call-arg]
+        out.append((name, f))
+        if dataclasses.is_dataclass(f.annotation):
+            out.extend((f"{name}.{sub.name}", sub) for sub in dataclasses.fields(f.annotation))
+    return out
+
+
+def env_var(path: str) -> str:
+    """The environment variable of setting ``path`` (``training.learning_rate``: STREAMREC_TRAINING__LEARNING_RATE)."""
+    return ENV_PREFIX + path.replace(".", NESTED).upper()
+
+
+def settings_table() -> str:
+    """The README's settings table, generated from the fields (a test keeps the README equal to it): a part's
+    config is one row (set it whole as JSON) followed by a row per field (``part.field``)."""
+    rows = ["| setting | env var | type | default | what it does |", "|---|---|---|---|---|"]
+    for path, f in setting_paths():
+        if isinstance(f, dataclasses.Field):
+            default, doc = f.default, f.metadata.get("doc", "")
+            typ = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        else:
+            default = f.default_factory() if f.default_factory is not None else f.default  # type: ignore[call-arg]
+            doc = f.description
+            typ = "JSON object" if dataclasses.is_dataclass(f.annotation) else \
+                getattr(f.annotation, "__name__", str(f.annotation))
         if isinstance(default, SecretStr):
             default = ""
-        typ = getattr(f.annotation, "__name__", str(f.annotation)).replace("|", "or")
-        typ = "JSON object" if dataclasses.is_dataclass(f.annotation) else typ
         shown = json_default(default)
-        rows.append(f"| `{name}` | `{ENV_PREFIX}{name.upper()}` | {typ} | `{shown}` | {f.description} |")
+        rows.append(f"| `{path}` | `{env_var(path)}` | {typ.replace('|', 'or')} | `{shown}` | {doc} |")
     return "\n".join(rows)
 
 

@@ -34,30 +34,10 @@ log = logging.getLogger("streamrec.worker")
 def build_learner(settings: Settings, encoder: Any) -> AdapterRecommender:
     """The default learner, configured from settings (the same code ``streamrec evaluate`` runs)."""
     return AdapterRecommender(
-        encoder,
-        dim=settings.dim,
-        seq_len=settings.seq_len,
-        learning_rate=settings.learning_rate,
-        weight_decay=settings.weight_decay,
-        replay_capacity=settings.replay_capacity,
-        replay_ratio=settings.replay_ratio,
-        ema_decay=settings.ema_decay,
-        text_dims=settings.text_dims,
-        fusion_weight=settings.fusion_weight,
-        fusion_recent=settings.fusion_recent,
-        fusion_popularity=settings.fusion_popularity,
-        early_events=settings.early_events,
-        early_steps=settings.early_steps,
-        cold_threshold=settings.cold_threshold,
-        cold_gate=settings.cold_gate,
-        cold_slots=settings.cold_slots,
-        retrieval=settings.retrieval,
-        exploration=settings.exploration,
-        intent_weight=settings.intent_weight,
-        attribute_slots=settings.attribute_slots,
-        attribute_scale=settings.attribute_scale,
-        device=settings.device,
-        seed=settings.seed,
+        encoder, dim=settings.dim, seq_len=settings.seq_len, text_dims=settings.text_dims, training=settings.training,
+        cooccurrence=settings.cooccurrence, popularity=settings.popularity, fusion=settings.fusion, cold=settings.cold,
+        retrieval=settings.retrieval, exploration=settings.exploration, intent=settings.intent,
+        attributes=settings.attributes, device=settings.device, seed=settings.seed,
     )
 
 

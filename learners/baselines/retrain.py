@@ -13,6 +13,7 @@ random order's popularity.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import random
 from collections.abc import Callable, Iterator, Sequence
 
@@ -80,8 +81,7 @@ class PeriodicRetrain:
         m = copy.deepcopy(self.template)
         if self.template.encoder is not None:
             m.attach_encoder(self.template.encoder)
-        m.replay_ratio = 0.0
-        m.early_events = 0
+        m.training = dataclasses.replace(m.training, replay_ratio=0.0, early_events=0)
         return m
 
     def attach_encoder(self, encoder: TextEncoder) -> None:

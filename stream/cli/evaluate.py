@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shlex
 import sys
@@ -84,7 +85,8 @@ def command(dataset: str, names: str, seeds: str, limit: int | None, score_from:
 
     def ours_factory(kind: str):  # noqa: ANN202
         def make(seed: int):  # noqa: ANN202
-            cfg = s.model_copy(update={"seed": seed, **({"replay_capacity": 0} if kind == "no-replay" else {})})
+            no_replay = {"training": dataclasses.replace(s.training, replay_capacity=0)} if kind == "no-replay" else {}
+            cfg = s.model_copy(update={"seed": seed, **no_replay})
             m = build_learner(cfg, encoder)
             model = FrozenAfterWarmup(m, warmup) if kind == "frozen" else m
             model.add_items(ds.items)
@@ -95,7 +97,7 @@ def command(dataset: str, names: str, seeds: str, limit: int | None, score_from:
         def make(seed: int):  # noqa: ANN202
             m = PeriodicRetrain(build_learner(s.model_copy(update={"seed": seed}), encoder), every=every,
                                 epochs=retrain_epochs, seed=seed,
-                                batch_size=round((batch_size or s.batch_max) * (1 + s.replay_ratio)))
+                                batch_size=round((batch_size or s.batch_max) * (1 + s.training.replay_ratio)))
             m.add_items(ds.items)
             return m
         return make

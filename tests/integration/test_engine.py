@@ -224,7 +224,7 @@ def test_item_attributes_reach_the_model_and_come_back_from_the_item_table(worke
     app = "t-attributes"
     data = tmp_path / "state"
     asyncio.run(setup_topics(kafka, app))
-    w = worker_factory(app, data, STREAMREC_ATTRIBUTE_SLOTS="32")  # off by default
+    w = worker_factory(app, data, STREAMREC_ATTRIBUTES__SLOTS="32")  # off by default
     items = [dataclasses.replace(it, attributes=(f"theme={it.item_id.split('-')[0]}", f"episode={it.item_id[-1]}"))
              for it in make_catalog()]
     asyncio.run(publish_items(kafka, f"{app}-items", items))
@@ -243,6 +243,6 @@ def test_item_attributes_reach_the_model_and_come_back_from_the_item_table(worke
     assert w.stop() == 0
     shutil.rmtree(data / "checkpoints", ignore_errors=True)  # (a worker that learned nothing wrote none)
     assert not list(data.rglob("model-*.pkl"))  # so the next worker's model starts from the item table alone
-    w2 = worker_factory(app, data, STREAMREC_ATTRIBUTE_SLOTS="32")
+    w2 = worker_factory(app, data, STREAMREC_ATTRIBUTES__SLOTS="32")
     w2.wait_ready(len(items), timeout=180)
     assert attribute_values(w2, themes + episodes + 1) == themes + episodes + 1

@@ -17,10 +17,11 @@ from hypothesis import strategies as st
 
 from connectors.schemas import DLQ_JSON_SCHEMA, RECOMMENDATION_JSON_SCHEMA, schema_errors
 from learners.adapter import AdapterRecommender
-from learners.cold import ColdGate
+from learners.cold import ColdConfig, ColdGate
 from learners.encoder import HashingEncoder
 from learners.exploration import POLICIES, ExplorationConfig
 from learners.history import UserState
+from learners.training import TrainingConfig
 from learners.types import Item, Query
 from stream.metrics import WorkerMetrics
 from stream.processor import EventProcessor, RawMessage
@@ -71,9 +72,10 @@ events = st.lists(
 )
 def test_every_outgoing_message_matches_its_schema(n_items: int, top_k: int, cold_slots: int, cold_gate: float,
                                                    history: list[int], batches: list, seed: int, policy: str) -> None:
-    s = load_settings(top_k=top_k, cold_slots=cold_slots, cold_gate=cold_gate, seq_len=8, seed=seed)
-    learner = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=8, cold_slots=cold_slots, cold_gate=cold_gate,
-                                 early_events=0, device="cpu", seed=seed,
+    cold = ColdConfig(gate=cold_gate, slots=cold_slots)
+    s = load_settings(top_k=top_k, cold=cold, seq_len=8, seed=seed)
+    learner = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=8, cold=cold, training=TrainingConfig(early_events=0),
+                                 device="cpu", seed=seed,
                                  exploration=ExplorationConfig(policy, epsilon=0.5, places=2, bonus=2.0))
     learner.add_items([Item(f"i{j}", f"item number {j}") for j in range(n_items)])
     proc = EventProcessor(s, learner, WorkerMetrics(), clock=lambda: 1000.0)

@@ -7,8 +7,11 @@ import pickle
 import pytest
 import torch
 
-from learners.adapter import AdapterRecommender, principal_basis, right_aligned
+from learners.adapter import AdapterRecommender
 from learners.encoder import HashingEncoder
+from learners.fusion import FusionConfig
+from learners.tensors import principal_basis, right_aligned
+from learners.training import TrainingConfig, masked_history
 from learners.types import Interaction, Item, Query
 
 
@@ -16,7 +19,7 @@ def test_history_items_but_not_the_target_leave_the_softmax() -> None:
     logits = torch.zeros(2, 5, requires_grad=True)
     idx = torch.tensor([[0, 1], [0, 3]])
     mask = torch.tensor([[False, True], [True, True]])
-    out = AdapterRecommender._masked_history(logits.clone(), idx, mask, torch.tensor([1, 2]))
+    out = masked_history(logits.clone(), idx, mask, torch.tensor([1, 2]))
     inf = float("-inf")
     assert out.tolist() == [[0.0, 0.0, 0.0, 0.0, 0.0],  # item 1 is the target (a repeat): kept; 0 is padding
                             [inf, 0.0, 0.0, inf, 0.0]]
@@ -32,15 +35,16 @@ def test_histories_with_unknown_items_are_right_aligned_and_cut_to_width() -> No
 
 
 def _trained(ema_decay: float) -> AdapterRecommender:
-    m = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=5, device="cpu", ema_decay=ema_decay, seed=3,
-                           early_steps=1)
+    m = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=5, device="cpu", seed=3,
+                           training=TrainingConfig(ema_decay=ema_decay, early_steps=1))
     m.add_items([Item(i, f"item {i} text") for i in "abcdef"])
     m.learn_many([Interaction("u", "b"), Interaction("v", "d")], [("a",), ("c", "e")])
     return m
 
 
 def test_recommendations_are_scored_with_averaged_parameters() -> None:
-    untrained = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=5, device="cpu", seed=3, early_steps=1)
+    untrained = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=5, device="cpu", seed=3,
+                                   training=TrainingConfig(early_steps=1))
     untrained.add_items([Item(i, f"item {i} text") for i in "abcdef"])
     start = {k: t.detach().clone() for k, t in untrained._named_params().items()}
     live, averaged = _trained(0.0), _trained(0.75)
@@ -53,8 +57,8 @@ def test_recommendations_are_scored_with_averaged_parameters() -> None:
 
 
 def test_ema_decay_out_of_range_names_the_field() -> None:
-    with pytest.raises(ValueError, match="ema_decay"):
-        AdapterRecommender(HashingEncoder(16), ema_decay=1.0)
+    with pytest.raises(ValueError, match=r"training\.ema_decay: expected a number in \[0, 1\), got 1.0"):
+        AdapterRecommender(HashingEncoder(16), training=TrainingConfig(ema_decay=1.0))
 
 
 def test_history_items_are_recommended_unless_excluded() -> None:
@@ -85,7 +89,7 @@ def test_text_basis_is_fitted_once_and_kept_for_later_items_and_checkpoints() ->
 
 
 def test_fused_lists_respect_exclusions_even_when_candidates_run_out() -> None:
-    m = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=5, device="cpu", fusion_weight=0.3, seed=2)
+    m = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=5, device="cpu", fusion=FusionConfig(weight=0.3), seed=2)
     ids = [f"i{j}" for j in range(60)]
     m.add_items([Item(i, f"item {i}") for i in ids])
     for step in range(5):
@@ -97,7 +101,7 @@ def test_fused_lists_respect_exclusions_even_when_candidates_run_out() -> None:
     long = m.recommend(Query("u1", ("i58",), frozenset({"i58"})), k=50)  # more than the 40 fused candidates
     assert len(long) == 50 and len({i for i, _ in long}) == 50 and "i58" not in {i for i, _ in long}
     assert m.recommend_many([Query("u1", ("i58",), excluded)], k=0) == [[]]
-    plain = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=5, device="cpu", fusion_weight=0.0, seed=2)
+    plain = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=5, device="cpu", fusion=FusionConfig(weight=0.0), seed=2)
     plain.add_items([Item(i, f"item {i}") for i in ids])
     assert len(plain.recommend(Query("u1", ("i58",), excluded), k=5)) == 5
 
@@ -114,7 +118,8 @@ def test_a_user_model_saved_without_position_vectors_still_scores_and_learns() -
 
 
 def test_a_young_model_takes_early_steps_per_batch_and_one_version_each() -> None:
-    m = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=5, device="cpu", early_events=3, early_steps=4, seed=0)
+    m = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=5, device="cpu",
+                           training=TrainingConfig(early_events=3, early_steps=4), seed=0)
     m.add_items([Item(i, f"item {i} text") for i in "abcdef"])
     assert m._opt is not None
     proj = m._named_params()["head.proj"]

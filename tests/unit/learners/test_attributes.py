@@ -9,8 +9,11 @@ import pytest
 import torch
 
 from learners.adapter import AdapterRecommender
+from learners.attributes import AttributeConfig
+from learners.cold import ColdConfig
 from learners.encoder import HashingEncoder
 from learners.sharing import Contribution
+from learners.training import TrainingConfig
 from learners.types import Interaction, Item, Query, attribute_object, attribute_values
 
 DIRECTORS = 6
@@ -22,8 +25,9 @@ def catalog(n: int = 120) -> list[Item]:
 
 
 def learner(slots: int, seed: int = 0) -> AdapterRecommender:
-    return AdapterRecommender(HashingEncoder(32), dim=16, seq_len=8, device="cpu", attribute_slots=slots,
-                              early_events=0, cold_slots=0, text_dims=0, seed=seed)
+    return AdapterRecommender(HashingEncoder(32), dim=16, seq_len=8, device="cpu",
+                              attributes=AttributeConfig(slots=slots), training=TrainingConfig(early_events=0),
+                              cold=ColdConfig(slots=0), text_dims=0, seed=seed)
 
 
 def teach(m: AdapterRecommender, steps: int = 60, seed: int = 0) -> None:
@@ -59,11 +63,11 @@ def test_a_new_item_by_a_known_director_starts_from_what_was_learned_about_the_d
 
 
 def test_values_past_the_slots_are_left_out_and_a_known_item_takes_new_values() -> None:
-    """An item keeps its first ``attribute_slots`` values; a value counts once two items have it."""
+    """An item keeps its first ``attributes.slots`` values; a value counts once two items have it."""
     m = learner(2)
     m.add_items([Item("a", "a film", ("director=x", "writer=y", "actor=z")), Item("b", "b film")])
     assert m.attribute_values == ["", "director=x", "writer=y"]
-    assert m._attr_rows[:2].tolist() == [[1, 2], [0, 0]]
+    assert m._attributes.rows[:2].tolist()  # type: ignore[union-attr] == [[1, 2], [0, 0]]
     assert m._attrs(n=2).tolist() == [[0, 0], [0, 0]]  # each value only one item's so far
     emb = np.zeros((1, 32), dtype=np.float32)
     m.add_item_embeddings(["b"], emb, [("writer=y", "writer=y", "actor=z")])  # known item: values replaced, each once
@@ -94,7 +98,7 @@ def test_the_value_tables_grow_with_their_optimizer_state_and_survive_a_checkpoi
 
 
 def test_slots_must_not_be_negative() -> None:
-    with pytest.raises(ValueError, match="attribute_slots"):
+    with pytest.raises(ValueError, match="attributes.slots"):
         learner(-1)
 
 
@@ -112,7 +116,7 @@ def test_a_peers_value_vectors_merge_by_value_not_by_row() -> None:
     c = Contribution.from_bytes(a.contribution().to_bytes())
     ids, delta = c.rows["head.attr_vec"]
     assert "director=d3" in ids and "" not in ids
-    row_b = b._attr_index["director=d3"]
+    row_b = b._attributes.index["director=d3"]  # type: ignore[union-attr]
     start = b._head.attr_vec.detach()[row_b].clone()
     assert b.merge([c]) == 1
     moved = b._head.attr_vec.detach()[row_b] - start

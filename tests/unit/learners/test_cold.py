@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 
 from learners.adapter import AdapterRecommender
-from learners.cold import ColdGate
+from learners.cold import ColdConfig, ColdGate
 from learners.encoder import HashingEncoder
 from learners.types import Interaction, Item, Query
 
@@ -70,7 +70,7 @@ def test_reshape_never_repeats_an_item_already_in_the_list() -> None:
 
 def test_the_default_learner_opens_cold_slots_and_keeps_them_across_a_checkpoint() -> None:
     enc = HashingEncoder(16)
-    m = AdapterRecommender(enc, dim=8, seq_len=5, device="cpu", cold_gate=0.0, cold_slots=2, seed=0)
+    m = AdapterRecommender(enc, dim=8, seq_len=5, device="cpu", cold=ColdConfig(gate=0.0, slots=2), seed=0)
     items = [f"w{j}" for j in range(5)] + [f"c{j}" for j in range(30)]
     m.add_items([Item(i, f"film {i}") for i in items])
     for _ in range(10):  # the w items become warm
@@ -82,5 +82,5 @@ def test_the_default_learner_opens_cold_slots_and_keeps_them_across_a_checkpoint
     restored = pickle.loads(pickle.dumps(m))
     restored.attach_encoder(enc)
     assert restored.recommend(q, k=6) == rec
-    off = AdapterRecommender(enc, dim=8, seq_len=5, device="cpu", cold_slots=0, seed=0)
+    off = AdapterRecommender(enc, dim=8, seq_len=5, device="cpu", cold=ColdConfig(slots=0), seed=0)
     assert off._gate is None

@@ -13,8 +13,10 @@ from learners.adapter import AdapterRecommender
 from learners.baselines.cooccurrence import ItemKNN
 from learners.cooccurrence import BoundedCooccurrence
 from learners.encoder import HashingEncoder
-from learners.signals import CooccurrenceSignal
+from learners.signals import CooccurrenceConfig, CooccurrenceSignal
+from learners.training import TrainingConfig
 from learners.types import Interaction, Item, Query
+from tests.unit.learners.test_parts import loaded, pickled_before_parts
 
 N = 80
 CATALOG = [Item(f"i{j}", f"{['space rocket', 'cooking pasta', 'tennis match', 'jazz'][j % 4]} {j}") for j in range(N)]
@@ -103,14 +105,15 @@ def test_an_item_knn_pickled_before_bounded_counts_still_loads_and_grows() -> No
 
 
 def adapter(**kw) -> AdapterRecommender:  # noqa: ANN003
-    m = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=10, device="cpu", replay_capacity=100, seed=0, **kw)
+    m = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=10, device="cpu", seed=0,
+                           training=TrainingConfig(replay_capacity=100), **kw)
     m.add_items(CATALOG)
     return m
 
 
 def test_adapter_signal_bounded_with_room_for_every_neighbour_scores_as_the_dense_one() -> None:
     data = stream(600)
-    dense, bounded = adapter(), adapter(cooccurrence_dense_items=0, cooccurrence_neighbours=N)
+    dense, bounded = adapter(), adapter(cooccurrence=CooccurrenceConfig(dense_items=0, neighbours=N))
     assert dense._cooc is not None and bounded._cooc is not None and bounded._cooc.bounded is not None
     learn(dense, data)
     learn(bounded, data)
@@ -121,7 +124,7 @@ def test_adapter_signal_bounded_with_room_for_every_neighbour_scores_as_the_dens
 
 
 def test_adapter_keeps_its_signal_past_the_dense_size(caplog: pytest.LogCaptureFixture) -> None:
-    m = adapter(cooccurrence_dense_items=100, cooccurrence_neighbours=6)
+    m = adapter(cooccurrence=CooccurrenceConfig(dense_items=100, neighbours=6))
     learn(m, stream(300))
     assert m._cooc is not None and m._cooc.bounded is None
     with caplog.at_level(logging.INFO, logger="learners.signals"):
@@ -138,21 +141,20 @@ def test_an_adapter_pickled_before_bounded_counts_loads_with_its_own_dense_limit
         caplog: pytest.LogCaptureFixture) -> None:
     m = adapter()
     learn(m, stream(200))
-    state = dict(m.__dict__)
+    state = pickled_before_parts(m)
     for name in ("cooccurrence_dense_items", "cooccurrence_neighbours"):
-        del m.__dict__[name]
-    m.__dict__["cooccurrence_max_items"] = 10000  # as the dense-only version saved it
-    assert m._cooc is not None and "bounded" not in m._cooc.__dict__  # a class default, as for old signals
-    old = pickle.loads(pickle.dumps(m))
-    assert old.cooccurrence_dense_items == 10000 and old._cooc is not None and old._cooc.bounded is None
+        del state[name]
+    state["cooccurrence_max_items"] = 10000  # as the dense-only version saved it
+    assert state["_cooc"] is not None and "bounded" not in state["_cooc"].__dict__  # a class default, as for old signals
+    old = loaded(state)
+    assert old.cooccurrence.dense_items == 10000 and old._cooc is not None and old._cooc.bounded is None
     qs = queries(stream(200))
-    m.__dict__.update(state)
     assert old.recommend_many(qs, 5) == m.recommend_many(qs, 5)
-    gone = adapter()  # one saved past 10,000 items, when the signal was dropped: it stays off, said once
-    gone.__dict__.pop("cooccurrence_dense_items")
-    gone._cooc = None
+    gone = pickled_before_parts(adapter())  # one saved past 10,000 items, when the signal was dropped: it stays off
+    del gone["cooccurrence_dense_items"]
+    gone["_cooc"] = None
     with caplog.at_level(logging.WARNING, logger="learners.adapter"):
-        back = pickle.loads(pickle.dumps(gone))
+        back = loaded(gone)
     assert back._cooc is None and "without its co-occurrence signal" in caplog.text
     assert len(back.recommend(qs[0], 5)) == 5
 
@@ -168,7 +170,7 @@ def test_signal_bound_keeps_each_items_heaviest_dense_neighbours() -> None:
 
 
 def test_an_emptied_bounded_signal_stays_bounded() -> None:
-    m = adapter(cooccurrence_dense_items=10, cooccurrence_neighbours=5)
+    m = adapter(cooccurrence=CooccurrenceConfig(dense_items=10, neighbours=5))
     learn(m, stream(100))
     m.reset_statistics()
     assert m._cooc is not None and m._cooc.bounded is not None and m._cooc.bounded.width == 5

@@ -8,6 +8,7 @@ import torch
 
 from learners.adapter import AdapterRecommender
 from learners.encoder import FrozenTransformerEncoder, bundled_model_path
+from learners.training import TrainingConfig
 from learners.types import Interaction, Item, Query
 
 
@@ -34,7 +35,8 @@ def test_similar_texts_are_close(encoder: FrozenTransformerEncoder) -> None:
 def test_encoder_weights_never_change_while_learning(encoder: FrozenTransformerEncoder) -> None:
     before = encoder.weights_fingerprint()
     assert not any(p.requires_grad for p in encoder.model.parameters())
-    m = AdapterRecommender(encoder, dim=16, seq_len=5, device="cpu", learning_rate=0.05)
+    m = AdapterRecommender(encoder, dim=16, seq_len=5, device="cpu",
+                           training=TrainingConfig(learning_rate=0.05))
     m.add_items([Item(f"i{j}", f"movie {j} about {['space', 'food', 'sport'][j % 3]}") for j in range(12)])
     for t in range(20):
         m.learn_many([Interaction("u", f"i{t % 12}")], [(f"i{(t + 1) % 12}",)])

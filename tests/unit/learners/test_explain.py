@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 from learners.adapter import AdapterRecommender
+from learners.cold import ColdConfig
 from learners.encoder import HashingEncoder
 from learners.explain import recent_distinct
 from learners.retrieval import RetrievalConfig
+from learners.training import TrainingConfig
 from learners.types import Interaction, Item, Query
 
 N_ITEMS = 200
@@ -17,8 +19,8 @@ N_ITEMS = 200
 def trained(retrieval: RetrievalConfig) -> AdapterRecommender:
     """Items in 10 topics; users whose next item follows the topic of their latest items."""
     rng = np.random.default_rng(0)
-    m = AdapterRecommender(HashingEncoder(32), dim=16, seq_len=8, device="cpu", text_dims=0, early_events=0,
-                           retrieval=retrieval, cold_threshold=2)
+    m = AdapterRecommender(HashingEncoder(32), dim=16, seq_len=8, device="cpu", text_dims=0,
+                           training=TrainingConfig(early_events=0), retrieval=retrieval, cold=ColdConfig(threshold=2))
     m.add_items([Item(f"i{j}", f"topic{j % 10} word{j % 7} thing{j}") for j in range(N_ITEMS)])
     for s in range(12):
         xs, hs = [], []

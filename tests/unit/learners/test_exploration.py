@@ -7,12 +7,13 @@ import pytest
 from learners.adapter import AdapterRecommender
 from learners.encoder import HashingEncoder
 from learners.exploration import ExplorationConfig
+from learners.training import TrainingConfig
 from learners.types import Interaction, Item, Query
 
 
 def trained(cfg: ExplorationConfig, seed: int = 0) -> AdapterRecommender:
-    m = AdapterRecommender(HashingEncoder(32), dim=16, seq_len=8, device="cpu", early_events=0, exploration=cfg,
-                           seed=seed)
+    m = AdapterRecommender(HashingEncoder(32), dim=16, seq_len=8, device="cpu", training=TrainingConfig(early_events=0),
+                           exploration=cfg, seed=seed)
     m.add_items([Item(f"i{j}", f"topic{j % 5} thing{j}") for j in range(80)])
     for s in range(5):
         m.learn_many([Interaction(f"u{e}", f"i{(e * 7 + s) % 80}") for e in range(50)],
@@ -64,5 +65,5 @@ def test_ucb_favours_items_never_shown() -> None:
 
 @pytest.mark.parametrize("bad", [{"policy": "greedy"}, {"epsilon": 2.0}, {"places": -1}, {"bonus": -0.1}])
 def test_bad_settings_name_the_field(bad: dict) -> None:
-    with pytest.raises(ValueError, match="exploration_"):
+    with pytest.raises(ValueError, match=r"exploration\."):
         ExplorationConfig(**bad)

@@ -6,6 +6,8 @@ import numpy as np
 
 from learners.adapter import AdapterRecommender
 from learners.encoder import HashingEncoder
+from learners.intent import IntentConfig
+from learners.training import TrainingConfig
 from learners.types import Interaction, Item, Query
 
 TOPICS = ["space rocket", "cooking recipe", "football match", "jazz music"]
@@ -15,8 +17,8 @@ def trained(**kw: object) -> AdapterRecommender:
     """Items of four topics; users who stay within the topic of their history (a strong taste: the text needs a
     weight of 3 here to outweigh it)."""
     rng = np.random.default_rng(0)
-    m = AdapterRecommender(HashingEncoder(64), dim=16, seq_len=8, device="cpu", early_events=0, text_dims=0,
-                           **{"intent_weight": 3.0, **kw})  # type: ignore[arg-type]
+    m = AdapterRecommender(HashingEncoder(64), dim=16, seq_len=8, device="cpu", training=TrainingConfig(early_events=0),
+                           text_dims=0, **{"intent": IntentConfig(weight=3.0), **kw})  # type: ignore[arg-type]
     m.add_items([Item(f"{t.split()[0]}{j}", f"{t} number {j}") for t in TOPICS for j in range(20)])
     for s in range(8):
         xs, hs = [], []
@@ -42,7 +44,7 @@ def test_the_text_of_a_request_brings_its_topic_into_the_list() -> None:
 
 
 def test_a_weight_of_zero_or_no_encoder_ignores_the_text() -> None:
-    m = trained(intent_weight=0.0)
+    m = trained(intent=IntentConfig(weight=0.0))
     assert m.recommend_readonly(space_fan("cooking recipe"), k=10) == m.recommend_readonly(space_fan(), k=10)
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from learners.adapter import AdapterRecommender
 from learners.encoder import HashingEncoder
+from learners.training import TrainingConfig
 from learners.types import BaseLearner, Interaction, Item, Query
 
 CATALOG = [Item(f"i{j}", f"{['space rocket', 'cooking pasta', 'tennis match'][j % 3]} number {j}") for j in range(30)]
@@ -29,7 +30,7 @@ def stream(n: int = 120) -> list[tuple[Interaction, tuple[str, ...]]]:
 def factories() -> dict[str, Callable[[int], BaseLearner]]:
     out: dict[str, Callable[[int], BaseLearner]] = {
         "adapter": lambda seed: AdapterRecommender(HashingEncoder(16), dim=8, seq_len=10, device="cpu", seed=seed,
-                                                   replay_capacity=50),
+                                                   training=TrainingConfig(replay_capacity=50)),
     }
     try:
         from learners.baselines import BASELINES, PeriodicRetrain
@@ -93,7 +94,8 @@ def test_unknown_users_and_items_are_handled(name: str) -> None:
 
 def test_adapter_learns_the_pattern() -> None:
     """After training on 'space -> space' sequences the adapter ranks space items first."""
-    m = AdapterRecommender(HashingEncoder(32), dim=16, seq_len=5, device="cpu", learning_rate=0.02)
+    m = AdapterRecommender(HashingEncoder(32), dim=16, seq_len=5, device="cpu",
+                           training=TrainingConfig(learning_rate=0.02))
     m.add_items(CATALOG)
     q = Query("v", ("i0",), frozenset({"i0"}))
     before = m.score(q, ["i3"])[0] - max(m.score(q, [f"i{j}" for j in range(1, 30) if j % 3])) 
@@ -121,7 +123,8 @@ def test_adapter_catalog_growth_keeps_training() -> None:
 
 
 def test_replay_examples_are_mixed_in() -> None:
-    m = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=5, device="cpu", replay_capacity=10, replay_ratio=1.0)
+    m = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=5, device="cpu",
+                           training=TrainingConfig(replay_capacity=10, replay_ratio=1.0))
     m.add_items(CATALOG)
     for t in range(30):
         m.learn_one(Interaction("u", f"i{t % 30}"), ())

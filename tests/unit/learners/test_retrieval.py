@@ -8,10 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from learners import adapter
+from learners import two_stage
 from learners.adapter import AdapterRecommender
 from learners.encoder import HashingEncoder
+from learners.fusion import FusionConfig
 from learners.retrieval import AnnIndex, RetrievalConfig, dedupe_rows
+from learners.signals import PopularityConfig
+from learners.training import TrainingConfig, masked_history
 from learners.types import Interaction, Item, Query
 
 N_ITEMS = 300
@@ -31,8 +34,8 @@ def world(seed: int = 0) -> tuple[list[Item], list[tuple[str, list[str]]]]:
 
 def learner(retrieval: RetrievalConfig, **kw: object) -> AdapterRecommender:
     items, stream = world()
-    m = AdapterRecommender(HashingEncoder(32), dim=16, seq_len=8, device="cpu", text_dims=0, early_events=0,
-                           retrieval=retrieval, **kw)  # type: ignore[arg-type]
+    m = AdapterRecommender(HashingEncoder(32), dim=16, seq_len=8, device="cpu", text_dims=0,
+                           training=TrainingConfig(early_events=0), retrieval=retrieval, **kw)  # type: ignore[arg-type]
     m.add_items(items)
     for s in range(0, len(stream), 100):
         chunk = stream[s : s + 100]
@@ -49,7 +52,7 @@ def queries() -> list[Query]:
 def test_every_item_a_candidate_gives_the_exact_lists() -> None:
     """With every item among the candidates, the two-stage lists are the lists of scoring the whole catalog."""
     cfg = RetrievalConfig(exact_max_items=0, ann_candidates=N_ITEMS, refresh_in_background=False, rebuild_updates=1)
-    m = learner(cfg, fusion_weight=0.0, fusion_popularity=0.0)
+    m = learner(cfg, fusion=FusionConfig(weight=0.0, popularity=0.0))
     qs = queries()
     two_stage = [[i for i, _ in r] for r in m.recommend_many(qs, k=10)]
     exact = [[i for i, _ in r] for r in m.recommend_exact(qs, k=10)]
@@ -114,13 +117,13 @@ def test_a_rebuilt_graph_takes_the_current_vectors() -> None:
 
 def test_sampled_softmax_with_every_item_equals_the_full_softmax() -> None:
     """Every item sampled and uniform sampling probabilities: the log-Q term is one constant, the loss the same."""
-    m = learner(RetrievalConfig(exact_max_items=10**9), popularity_half_life=0.0)
+    m = learner(RetrievalConfig(exact_max_items=10**9), popularity=PopularityConfig(half_life=0.0))
     idx = torch.tensor([[0, 5, 7], [0, 0, 12]])
     mask = torch.tensor([[False, True, True], [False, False, True]])
     target = torch.tensor([9, 12])
     with torch.no_grad():
         table = m._item_table()
-        full = m._masked_history(m._logits(idx, mask, table), idx, mask, target)
+        full = masked_history(m._logits(idx, mask, table), idx, mask, target)
         full_loss = torch.nn.functional.cross_entropy(full, target)
         logits, cols = m._sampled_logits(idx, mask, target, sampled=torch.arange(N_ITEMS))
         sampled_loss = torch.nn.functional.cross_entropy(logits, cols)
@@ -178,7 +181,7 @@ def test_ann_index_and_dedupe() -> None:
 
 @pytest.mark.parametrize("field", ["exact_max_items", "ann_ef", "refresh_updates", "refresh_rows"])
 def test_config_rejects_bad_values(field: str) -> None:
-    with pytest.raises(ValueError, match=f"retrieval_{field}"):
+    with pytest.raises(ValueError, match=rf"retrieval\.{field}"):
         RetrievalConfig(**{field: -1})
 
 
@@ -205,7 +208,7 @@ def test_similar_items_of_a_large_catalog_come_from_the_index() -> None:
 def test_items_with_one_embedding_are_each_others_nearest_past_exact_max_items(monkeypatch: pytest.MonkeyPatch) -> None:
     """Two items that arrive with one embedding after the index exists are each other's first similar item, though
     half the stored vectors are far longer (by inner product those would fill the candidates)."""
-    monkeypatch.setattr(adapter, "SIMILAR_CANDIDATES", 10)
+    monkeypatch.setattr(two_stage, "SIMILAR_CANDIDATES", 10)
     m = learner(RetrievalConfig(exact_max_items=0, refresh_in_background=False))
     twin = np.random.default_rng(5).normal(size=(1, 32)).astype(np.float32)
     m.add_item_embeddings(["new-a", "new-b"], np.repeat(twin, 2, axis=0))

@@ -7,16 +7,18 @@ import pytest
 import torch
 
 from learners.adapter import AdapterRecommender
+from learners.cold import ColdConfig
 from learners.encoder import HashingEncoder
 from learners.sharing import Contribution
+from learners.training import TrainingConfig
 from learners.types import Interaction, Item, Query
 
 ITEMS = [Item(f"i{j}", f"topic{j % 5} word{j % 3} thing{j}") for j in range(40)]
 
 
 def worker(name: str, items: list[Item] = ITEMS) -> AdapterRecommender:
-    m = AdapterRecommender(HashingEncoder(32), dim=8, seq_len=6, device="cpu", text_dims=0, early_events=0, seed=3,
-                           cold_slots=2)
+    m = AdapterRecommender(HashingEncoder(32), dim=8, seq_len=6, device="cpu", text_dims=0, seed=3,
+                           training=TrainingConfig(early_events=0), cold=ColdConfig(slots=2))
     m.add_items(items)
     m.start_sharing(name)
     return m

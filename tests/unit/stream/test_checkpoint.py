@@ -12,13 +12,14 @@ import torch
 from learners.adapter import AdapterRecommender
 from learners.encoder import HashingEncoder
 from learners.retrieval import RetrievalConfig
+from learners.training import TrainingConfig
 from learners.types import Interaction, Item, Query
 from stream.checkpoint import MAGIC, CheckpointStore
 
 
 def trained(retrieval: RetrievalConfig) -> AdapterRecommender:
-    m = AdapterRecommender(HashingEncoder(32), dim=16, seq_len=6, device="cpu", text_dims=0, early_events=0,
-                           retrieval=retrieval)
+    m = AdapterRecommender(HashingEncoder(32), dim=16, seq_len=6, device="cpu", text_dims=0,
+                           training=TrainingConfig(early_events=0), retrieval=retrieval)
     m.add_items([Item(f"i{j}", f"topic{j % 5} word{j % 7} thing{j}") for j in range(120)])
     rng = np.random.default_rng(0)
     for s in range(4):

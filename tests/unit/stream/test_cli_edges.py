@@ -114,9 +114,9 @@ def test_misspelled_env_setting_is_named_with_the_closest_one(monkeypatch: pytes
 def test_every_streamrec_variable_the_project_reads_is_a_setting_or_listed() -> None:
     """A STREAMREC_* name used anywhere in the project is a setting or in OTHER_ENV_VARS (else it would be warned
     about as a misspelling)."""
-    from stream.settings import OTHER_ENV_VARS, Settings
+    from stream.settings import OTHER_ENV_VARS, env_var, setting_paths
 
-    known = {f"STREAMREC_{n.upper()}" for n in Settings.model_fields} | OTHER_ENV_VARS
+    known = {env_var(path) for path, _ in setting_paths()} | OTHER_ENV_VARS
     here = Path(__file__).resolve()
     files = [p for d in ("connectors", "stream", "tests", "benchmarks", "deploy") for p in (ROOT / d).rglob("*")
              if p.is_file() and p.suffix in (".py", ".yaml", ".yml", ".toml", ".md", "") and p != here]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from learners.adapter import AdapterRecommender
+from learners.cold import ColdConfig
 from learners.encoder import HashingEncoder
 from learners.exploration import ExplorationConfig
 from learners.history import UserState
@@ -236,7 +237,7 @@ def test_cold_places_are_counted_for_operators() -> None:
     assert metrics.cold_lists._value.get() == 3  # noqa: SLF001
     assert metrics.cold_items._value.get() == 12  # noqa: SLF001
     assert m.cold_places == (3, 12)
-    off = AdapterRecommender(HashingEncoder(16), dim=8, device="cpu", cold_slots=0)
+    off = AdapterRecommender(HashingEncoder(16), dim=8, device="cpu", cold=ColdConfig(slots=0))
     off.add_items([Item("a", "item a"), Item("b", "item b")])
     assert off.cold_places == (0, 0)
 

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from learners.fusion import FusionConfig
 from learners.retrieval import RetrievalConfig
+from learners.training import TrainingConfig
 from stream.cli.main import cli
-from stream.settings import ConfigError, load_settings, settings_table
+from stream.settings import ConfigError, load_settings, settings_table, unknown_env_vars
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -31,6 +33,8 @@ def test_readme_settings_table_matches_code() -> None:
     ({"broker_profile": "redpanda"}, "broker_profile"),
     ({"retrieval": {"exact_max_items": -1}}, "retrieval"),
     ({"retrieval": {"ann_efs": 3}}, "retrieval"),
+    ({"training": {"learning_rate": 0}}, "training.learning_rate"),
+    ({"cold": {"gate": 2}}, "cold.gate"),
 ])
 def test_bad_values_name_the_field(overrides: dict, field: str) -> None:
     with pytest.raises(ConfigError) as exc:
@@ -58,6 +62,31 @@ def test_retrieval_is_one_json_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     from stream.worker import build_learner
 
     assert build_learner(s, None).retrieval == s.retrieval
+
+
+def test_a_part_config_is_one_setting_each_field_its_own_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``STREAMREC_<PART>__<FIELD>`` sets one field of a part's config over the part's JSON; the worker's learner
+    gets the very config objects; a bad field is one line naming it; a flat name of before is pointed to its new
+    variable."""
+    monkeypatch.setenv("STREAMREC_FUSION", '{"weight": 0.2, "recent": 3}')
+    monkeypatch.setenv("STREAMREC_FUSION__WEIGHT", "0.9")
+    monkeypatch.setenv("STREAMREC_TRAINING__EARLY_EVENTS", "7")
+    s = load_settings()
+    assert (s.fusion.weight, s.fusion.recent, s.fusion.popularity) == (0.9, 3, FusionConfig().popularity)
+    assert s.training == TrainingConfig(early_events=7)
+    from stream.worker import build_learner
+
+    m = build_learner(s, None)
+    assert m.fusion is s.fusion and m.training is s.training and m.cold is s.cold
+    assert unknown_env_vars({"STREAMREC_FUSION__WEIGHT": "1", "STREAMREC_TRAINING__EARLY_EVENTS": "7"}) == []
+    renamed = {"STREAMREC_COLD_SLOTS": "2", "STREAMREC_REPLAY_RATIO": "1"}  # an unknown_env_vars( example
+    assert unknown_env_vars(renamed) == [
+        "STREAMREC_COLD_SLOTS is not a streamrec setting and is ignored (did you mean STREAMREC_COLD__SLOTS?)",
+        "STREAMREC_REPLAY_RATIO is not a streamrec setting and is ignored (did you mean STREAMREC_TRAINING__REPLAY_RATIO?)"]
+    monkeypatch.setenv("STREAMREC_COLD__SLOTS", "-1")
+    with pytest.raises(ConfigError) as exc:
+        load_settings()
+    assert str(exc.value) == "cold.slots: expected a number >= 0, got -1"
 
 
 def test_secret_is_masked(monkeypatch: pytest.MonkeyPatch) -> None:

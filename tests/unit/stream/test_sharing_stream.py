@@ -14,6 +14,7 @@ from connectors.kafka import KafkaClientConfig
 from learners.adapter import AdapterRecommender
 from learners.encoder import HashingEncoder
 from learners.sharing import Contribution
+from learners.training import TrainingConfig
 from learners.types import Interaction, Item
 from stream.checkpoint import CheckpointStore
 from stream.metrics import WorkerMetrics
@@ -49,7 +50,8 @@ def test_a_contribution_taken_after_a_checkpoint_is_checkpointed_again(tmp_path:
     """A contribution changes the learner (its events leave it) but not the model's version. The checkpoint must
     be written again, else a restart from it would send those events again (under a new number: peers learn them
     twice). It failed as `a after its restart` in tests/integration/test_sharing.py when the machine was loaded."""
-    learner = AdapterRecommender(HashingEncoder(32), dim=16, seq_len=6, device="cpu", text_dims=0, early_events=0)
+    learner = AdapterRecommender(HashingEncoder(32), dim=16, seq_len=6, device="cpu", text_dims=0,
+                                 training=TrainingConfig(early_events=0))
     learner.add_items([Item(f"i{j}", f"topic{j % 5} word{j % 7}") for j in range(40)])
     learner.start_sharing("me")
     store = CheckpointStore(tmp_path, keep=3)

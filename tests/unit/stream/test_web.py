@@ -141,7 +141,7 @@ def test_unknown_user_gets_popular_and_fresh_items(tmp_path: Path) -> None:
     ids = [i["item_id"] for i in body["items"]]
     assert len(ids) == 10 and set(POPULAR) <= set(ids[:6])  # the two items every user clicked lead
     clicked = {f"i{3 + u}" for u in range(6)} | set(POPULAR)
-    assert set(ids[-sr.settings.cold_slots:]).isdisjoint(POPULAR)
+    assert set(ids[-sr.settings.cold.slots:]).isdisjoint(POPULAR)
     assert set(ids) - clicked, "never-clicked (fresh) items get places too"
 
 

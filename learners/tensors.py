@@ -1,0 +1,87 @@
+"""Tensor helpers the adapter's parts share: history rows as right-aligned index matrices, grown copies, distinct
+rows, and the principal basis the frozen embeddings are projected on."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+
+def right_aligned(codes: Sequence[int], lengths: Sequence[int], width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows given one after another in ``codes`` (``lengths`` each; -1 = unknown, dropped), each row's last
+    ``width`` codes right-aligned in a (rows, width) matrix, and the mask of filled cells.
+
+    >>> idx, mask = right_aligned([5, 6, -1, 7, 8, 9], [3, 0, 3], 2)
+    >>> idx.tolist(), mask.tolist()
+    ([[5, 6], [0, 0], [8, 9]], [[True, True], [False, False], [True, True]])
+    """
+    rows = len(lengths)
+    c = np.asarray(codes, dtype=np.int64)
+    row = np.repeat(np.arange(rows), np.asarray(lengths, dtype=np.int64))
+    keep = c >= 0
+    row, c = row[keep], c[keep]
+    ends = np.cumsum(np.bincount(row, minlength=rows))
+    from_right = ends[row] - np.arange(len(row)) - 1  # 0 for a row's last code
+    take = from_right < width
+    col = width - 1 - from_right[take]
+    idx = np.zeros((rows, width), dtype=np.int64)
+    mask = np.zeros((rows, width), dtype=bool)
+    idx[row[take], col] = c[take]
+    mask[row[take], col] = True
+    return idx, mask
+
+
+def principal_basis(emb: torch.Tensor, k: int, seed: int = 0, svd_max_rows: int = 65_536) -> torch.Tensor:
+    """An orthonormal (dim, k) basis: the k leading right singular vectors of ``emb`` (rows = items), completed
+    with seeded random directions when ``emb`` has rank below k.
+
+    Up to ``svd_max_rows`` rows, from the SVD of ``emb`` in float64; past it, from the eigenvectors of the (dim, dim)
+    Gram matrix ``emb.T @ emb`` summed in float64 over chunks of rows (the same directions, signs aside): the SVD
+    of a million 384-wide rows held 3 GB of left singular vectors and a float64 copy besides, and took a minute.
+
+    >>> e = torch.tensor([[3.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    >>> b = principal_basis(e, 1); [round(abs(x), 3) for x in b[:, 0].tolist()]
+    [1.0, 0.0, 0.0]
+    >>> b = principal_basis(e, 3); bool(torch.allclose(b.T @ b, torch.eye(3), atol=1e-5))
+    True
+    >>> [round(abs(x), 3) for x in principal_basis(e, 1, svd_max_rows=1)[:, 0].tolist()]
+    [1.0, 0.0, 0.0]
+    """
+    if emb.shape[0] <= svd_max_rows:
+        _, sv, vt = torch.linalg.svd(emb.double().cpu(), full_matrices=False)
+    else:
+        gram = torch.zeros(emb.shape[1], emb.shape[1], dtype=torch.float64)
+        for i in range(0, emb.shape[0], svd_max_rows):
+            part = emb[i : i + svd_max_rows].double().cpu()
+            gram += part.T @ part
+        eig, vecs = torch.linalg.eigh(gram)  # ascending
+        sv, vt = eig.flip(0).clamp(min=0.0).sqrt(), vecs.flip(1).T
+    rank = int((sv > sv.max() * 1e-6).sum()) if sv.numel() else 0
+    top = vt[: min(k, rank)].T
+    if top.shape[1] < k:
+        g = torch.Generator().manual_seed(seed)
+        q, _ = torch.linalg.qr(torch.cat([top, torch.randn(emb.shape[1], k - top.shape[1], generator=g,
+                                                           dtype=torch.float64)], dim=1))
+        top = torch.cat([top, q[:, top.shape[1]:]], dim=1)
+    basis: torch.Tensor = top.float().to(emb.device)
+    return basis
+
+
+def padded(t: torch.Tensor, capacity: int) -> torch.Tensor:
+    """``t``'s rows (detached), then zero rows up to ``capacity``."""
+    out = torch.zeros((capacity, *t.shape[1:]), device=t.device, dtype=t.dtype)
+    out[: t.shape[0]] = t.detach()
+    return out
+
+
+def unique_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sorted distinct values of a 1-D index tensor and each entry's position among them (torch 2.13's unique took
+    1.5 ms for the ~10^5 indices of a batch's candidates on 2 cores, numpy's 5.5 to 6.6 ms).
+
+    >>> [t.tolist() for t in unique_rows(torch.tensor([5, 2, 5, 9]))]
+    [[2, 5, 9], [1, 0, 1, 2]]
+    """
+    u, inv = torch.unique(x, sorted=True, return_inverse=True)
+    return u, inv.reshape(-1)
