@@ -12,9 +12,9 @@ recommend the batch (top-10, each user's items excluded), then learn it. Items a
 between batches, untimed. Timed: ``recommend_many`` + ``learn_many`` only, after ``--warmup`` batches (or
 ``--warmup-seconds``, whichever ends first; the first batch is always untimed), until
 ``--events`` events or ``--seconds`` seconds of learner time, whichever comes first; then one checkpoint
-(``stream.checkpoint.CheckpointStore``, the worker's pickle). Peak RSS is the process's peak up to there (setup,
-timed batches, checkpoint); the exact comparison after it makes (256, items) score arrays no worker makes, and the
-note gives the peak with it. Up to 1,682 items the real frozen encoder (MiniLM)
+(``stream.checkpoint.CheckpointStore``, as the worker writes it: config + arrays). Peak RSS is the process's peak
+up to there (setup, timed batches, checkpoint); the exact comparison after it makes (256, items) score arrays no
+worker makes, and the note gives the peak with it. Up to 1,682 items the real frozen encoder (MiniLM)
 embeds the item texts; above, a stub (``SyntheticWorld.embeddings``, bag of seeded word vectors, 384 wide like
 MiniLM) does, so only the learner is timed and setting up a million items takes seconds, not hours. A size whose
 process passes ``--max-rss-gb`` or ``--timeout-s``, or fails, prints its row with the reason.

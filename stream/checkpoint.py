@@ -5,17 +5,22 @@ frozen encoder is not stored: it is re-attached after loading. Each checkpoint a
 partition, the offset after the last event the saved model learned from, so a restarted worker can re-learn
 what came after it (see ``stream.processor.EventProcessor.rewind``).
 
-The arrays are written as raw bytes, not pickled: every CPU tensor and numpy array goes out of band (pickle
-protocol 5) straight from its memory to the file, and only the objects around them are pickled. Layout:
-``MAGIC``, the arrays' bytes one after another, the pickle, the arrays' sizes (little-endian uint64), then the
-pickle's size and the number of arrays (uint64 each). Pickling tensors the usual way copied each one into a bytes
-object that the pickler kept to the end: at a million items the copies added 1.7 GB to the worker's peak. Files
-from before (a plain pickle) still load.
+A checkpoint is config + arrays, not a pickle (:mod:`stream.statefile`): every tensor and numpy array is written
+as raw bytes straight from its memory, and the objects around them (the part configs, the learner's structure)
+as one JSON document that names each array by number, with its dtype and shape. Loading builds only the
+learner's own classes and torch's modules and optimizers, and runs no code the file names. Layout: ``MAGIC``, the
+arrays' bytes one after another, the JSON document (UTF-8), the arrays' sizes (little-endian uint64), then the
+document's size and the number of arrays (uint64 each).
+
+Files written by earlier versions (``MAGIC_PICKLED``: the same layout with a pickle for the document; or a plain
+pickle) are still read, once, by the worker that upgrades; its next checkpoint is in today's form. A file that
+cannot be read is logged as an error naming it and why, and the next older one is tried.
 """
 
 from __future__ import annotations
 
-import io
+import json
+import logging
 import os
 import pickle
 import re
@@ -29,31 +34,22 @@ from typing import Any
 import numpy as np
 import torch
 
+from stream.statefile import StateFileError, decode, encode
+
 _NAME = re.compile(r"^model-(\d+)\.pkl$")
-MAGIC = b"streamrec-checkpoint-2\n"
+MAGIC = b"streamrec-checkpoint-3\n"
+MAGIC_PICKLED = b"streamrec-checkpoint-2\n"  # the document pickled (checkpoints from before config + arrays)
 _U64 = struct.Struct("<Q")
-_NUMPY_DTYPES = {torch.float64, torch.float32, torch.float16, torch.int64, torch.int32, torch.int16, torch.int8,
-                 torch.uint8, torch.bool}  # tensors of these dtypes are written as arrays (others pickle as before)
+
+log = logging.getLogger("streamrec.checkpoint")
 
 
 def _tensor(array: np.ndarray, parameter: bool, requires_grad: bool) -> torch.Tensor:
-    """A tensor back from the array :class:`_ArrayPickler` wrote (sharing its memory)."""
+    """A tensor back from the array a ``MAGIC_PICKLED`` file holds (sharing its memory): named by those files."""
     t = torch.from_numpy(array)
     if parameter:
         return torch.nn.Parameter(t, requires_grad=requires_grad)
     return t.requires_grad_(requires_grad) if requires_grad else t
-
-
-class _ArrayPickler(pickle.Pickler):
-    """Pickles a dense CPU tensor (or parameter) as the numpy array of its data, which protocol 5 hands to the
-    ``buffer_callback``; the same tensor met twice is one object again when loaded (the pickler's memo)."""
-
-    def reducer_override(self, obj: Any) -> Any:
-        if type(obj) in (torch.Tensor, torch.nn.Parameter) and obj.device.type == "cpu" \
-                and obj.layout == torch.strided and obj.dtype in _NUMPY_DTYPES:
-            return _tensor, (obj.detach().contiguous().numpy(), type(obj) is torch.nn.Parameter, obj.requires_grad)
-        return NotImplemented
-
 
 
 def dump(payload: Any, fh: Any) -> None:
@@ -61,24 +57,22 @@ def dump(payload: Any, fh: Any) -> None:
     fh.write(MAGIC)
     sizes: list[int] = []
 
-    def out_of_band(buf: pickle.PickleBuffer) -> bool:
-        raw = buf.raw()
+    def out_of_band(raw: memoryview) -> None:
         fh.write(raw)
         sizes.append(raw.nbytes)
-        return False
 
-    body = io.BytesIO()
-    _ArrayPickler(body, protocol=5, buffer_callback=out_of_band).dump(payload)
-    fh.write(body.getbuffer())
+    body = json.dumps(encode(payload, out_of_band), separators=(",", ":"), allow_nan=False).encode()
+    fh.write(body)
     fh.write(struct.pack(f"<{len(sizes)}Q", *sizes))
-    fh.write(_U64.pack(body.tell()) + _U64.pack(len(sizes)))
+    fh.write(_U64.pack(len(body)) + _U64.pack(len(sizes)))
 
 
 def load(fh: Any) -> Any:
-    """Read what :func:`dump` wrote, or a plain pickle (checkpoints from before)."""
-    if fh.read(len(MAGIC)) != MAGIC:
+    """Read what :func:`dump` wrote (or a file of an earlier version: see the module doc)."""
+    magic = fh.read(len(MAGIC))
+    if magic not in (MAGIC, MAGIC_PICKLED):
         fh.seek(0)
-        return pickle.load(fh)  # noqa: S301 - our own files in the worker's data dir
+        return pickle.load(fh)  # noqa: S301 - a plain pickle of an earlier version, in the worker's own data dir
     end = fh.seek(0, os.SEEK_END)
     fh.seek(end - 2 * _U64.size)
     body_len, n = _U64.unpack(fh.read(_U64.size))[0], _U64.unpack(fh.read(_U64.size))[0]
@@ -86,7 +80,7 @@ def load(fh: Any) -> Any:
     sizes = struct.unpack(f"<{n}Q", fh.read(8 * n))
     body_at = end - 2 * _U64.size - 8 * n - body_len
     if body_at != len(MAGIC) + sum(sizes):
-        raise pickle.UnpicklingError("checkpoint: sizes do not add up (a truncated file?)")
+        raise StateFileError("checkpoint: sizes do not add up (a truncated file?)")
     fh.seek(len(MAGIC))
     buffers = []
     for size in sizes:
@@ -94,7 +88,10 @@ def load(fh: Any) -> Any:
         if fh.readinto(buf) != size:
             raise EOFError("checkpoint: an array ends early")
         buffers.append(buf)
-    return pickle.loads(fh.read(body_len), buffers=buffers)  # noqa: S301 - our own files
+    body = fh.read(body_len)
+    if magic == MAGIC_PICKLED:
+        return pickle.loads(body, buffers=buffers)  # noqa: S301 - an earlier version's file, in our own data dir
+    return decode(json.loads(body), buffers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,11 +131,15 @@ class CheckpointStore:
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"model-{version}.pkl"
         tmp = self.folder / f".model-{version}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as fh:
-            dump({"learner": learner, "version": version, "offsets": dict(offsets or {}), "saved_at": time.time()},
-                 fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            with open(tmp, "wb") as fh:
+                dump({"learner": learner, "version": version, "offsets": dict(offsets or {}),
+                      "saved_at": time.time()}, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         os.replace(tmp, path)
         for old in self.list()[: -self.keep] if self.keep > 0 else []:
             old.unlink(missing_ok=True)
@@ -151,6 +152,8 @@ class CheckpointStore:
                 with open(path, "rb") as fh:
                     data = load(fh)
                 return Checkpoint(data["learner"], int(data["version"]), dict(data.get("offsets", {})))
-            except (OSError, EOFError, pickle.UnpicklingError, KeyError, AttributeError, ValueError, struct.error):
+            except (OSError, EOFError, pickle.UnpicklingError, KeyError, AttributeError, ValueError, TypeError,
+                    struct.error, json.JSONDecodeError) as exc:  # StateFileError is a ValueError
+                log.error("checkpoint %s cannot be read (%s: %s); trying an older one", path, type(exc).__name__, exc)
                 continue
         return None

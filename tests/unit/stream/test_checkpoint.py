@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import pickle
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -10,11 +13,15 @@ import pytest
 import torch
 
 from learners.adapter import AdapterRecommender
+from learners.attributes import AttributeConfig
+from learners.cold import ColdConfig
 from learners.encoder import HashingEncoder
+from learners.exploration import ExplorationConfig
 from learners.retrieval import RetrievalConfig
 from learners.training import TrainingConfig
 from learners.types import Interaction, Item, Query
-from stream.checkpoint import MAGIC, CheckpointStore
+from stream.checkpoint import MAGIC, MAGIC_PICKLED, CheckpointStore
+from stream.statefile import StateFileError
 
 
 def trained(retrieval: RetrievalConfig) -> AdapterRecommender:
@@ -53,6 +60,32 @@ def test_a_saved_learner_recommends_and_learns_on_as_the_original(retrieval: Ret
     assert m2.model_version == m.model_version
 
 
+def test_a_learner_with_every_part_on_comes_back_whole(tmp_path: Path) -> None:
+    """Attributes, cold places, exploration (its generator mid-stream), feedback, a sharing tracker with
+    contributions pending and intents cached: each part's state goes through the JSON document and its arrays."""
+    m = AdapterRecommender(HashingEncoder(32), dim=8, seq_len=6, device="cpu", text_dims=0, seed=2,
+                           training=TrainingConfig(early_events=0), attributes=AttributeConfig(slots=2),
+                           cold=ColdConfig(gate=0.0, slots=2), exploration=ExplorationConfig("epsilon", epsilon=0.5))
+    m.add_items([Item(f"i{j}", f"topic{j % 5} thing{j}", (f"brand=b{j % 3}", f"maker=m{j % 4}")) for j in range(60)])
+    m.start_sharing("a")
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        xs = [Interaction(f"u{int(u)}", f"i{int(u) % 60}") for u in rng.integers(0, 40, size=30)]
+        m.learn_many(xs, [[f"i{int(j)}" for j in rng.integers(0, 60, size=3)] for _ in xs])
+    m.observe_feedback([[i for i, _ in r] for r in m.recommend_many(QS[:4], k=5)], [("i3", 0)])
+    qs = [Query("q", ("i1",), frozenset({"i1"}), "topic2 things")] + QS[:5]
+    CheckpointStore(tmp_path).save(m, version=m.model_version)
+    got = CheckpointStore(tmp_path).load_latest()
+    assert got is not None
+    back = got.learner
+    back.attach_encoder(HashingEncoder(32))
+    assert back.recommend_many(qs, k=6) == m.recommend_many(qs, k=6)  # the exploration draws too
+    assert back.last_explored == m.last_explored and back.feedback == m.feedback
+    assert back.attribute_values == m.attribute_values and back.cold_places == m.cold_places
+    mine, theirs = m.contribution(), back.contribution()
+    assert mine is not None and theirs is not None and mine.to_bytes() == theirs.to_bytes()
+
+
 def test_tensors_keep_their_kind_and_sharing(tmp_path: Path) -> None:
     w = torch.nn.Parameter(torch.arange(6.0).view(2, 3))
     payload = {"w": w, "again": w, "frozen": torch.ones(3, dtype=torch.int64), "grad": torch.zeros(2, requires_grad=True),
@@ -66,12 +99,65 @@ def test_tensors_keep_their_kind_and_sharing(tmp_path: Path) -> None:
     assert back["array"].tolist() == [0, 1, 2, 3, 4] and back["half"].dtype == torch.bfloat16
 
 
-def test_an_old_plain_pickle_still_loads_and_a_truncated_file_is_skipped(tmp_path: Path) -> None:
+def test_an_old_plain_pickle_still_loads_and_a_truncated_file_is_skipped_loudly(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     store = CheckpointStore(tmp_path)
     with open(tmp_path / "model-1.pkl", "wb") as fh:
         pickle.dump({"learner": {"old": True}, "version": 1, "offsets": {}}, fh)
     store.save({"new": torch.ones(1000)}, version=2)
     data = (tmp_path / "model-2.pkl").read_bytes()
     (tmp_path / "model-2.pkl").write_bytes(data[: len(data) // 2])
-    got = store.load_latest()
+    with caplog.at_level(logging.ERROR, logger="streamrec.checkpoint"):
+        got = store.load_latest()
     assert got is not None and got.version == 1 and got.learner == {"old": True}
+    assert "model-2.pkl cannot be read" in caplog.text
+
+
+def test_a_file_of_the_pickled_layout_still_loads(tmp_path: Path) -> None:
+    """The layout of the version before (arrays, then a pickle instead of the JSON document) is still read."""
+    body = pickle.dumps({"learner": {"older": [1, 2]}, "version": 4, "offsets": {("events", 1): 3}}, protocol=5)
+    (tmp_path / "model-4.pkl").write_bytes(MAGIC_PICKLED + body + struct.pack("<QQ", len(body), 0))
+    got = CheckpointStore(tmp_path).load_latest()
+    assert got is not None and got.learner == {"older": [1, 2]} and got.offsets == {("events", 1): 3}
+
+
+def document(path: Path) -> dict:
+    """The JSON document of a checkpoint file."""
+    data = path.read_bytes()
+    body_len, n = struct.unpack("<QQ", data[-16:])
+    end = len(data) - 16 - 8 * n
+    return json.loads(data[end - body_len : end])
+
+
+def test_a_checkpoint_is_config_and_arrays_not_a_pickle(tmp_path: Path) -> None:
+    """The learner's structure is a JSON document in which each part's config reads as its fields; no pickle."""
+    m = trained(RetrievalConfig())
+    path = CheckpointStore(tmp_path).save(m, version=1)
+    doc = document(path)
+    learner = doc["__dict__"]["learner"]
+    assert learner["__object__"] == "learners.adapter:AdapterRecommender"
+    fields = learner["state"]["__dict__"]
+    assert fields["training"]["__object__"] == "learners.training:TrainingConfig"
+    assert fields["training"]["state"]["__dict__"]["early_events"] == 0
+    assert fields["_emb"]["dtype"] == "float32" and fields["_emb"]["shape"][1] == 32
+
+
+def test_a_file_naming_a_class_outside_the_allowed_ones_is_refused(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A checkpoint cannot make the worker build anything but the learner's parts and torch's modules."""
+    store = CheckpointStore(tmp_path)
+    store.save({"fine": 1}, version=1)
+    store.save({"x": 1}, version=2)
+    path = tmp_path / "model-2.pkl"
+    data = path.read_bytes()
+    evil = json.dumps({"__dict__": {"learner": {"__object__": "subprocess:Popen", "__id__": 0, "state": None},
+                                    "version": 2}}).encode()
+    path.write_bytes(MAGIC + evil + struct.pack("<QQ", len(evil), 0))
+    assert data != path.read_bytes()
+    with caplog.at_level(logging.ERROR, logger="streamrec.checkpoint"):
+        got = store.load_latest()
+    assert got is not None and got.version == 1
+    assert "subprocess:Popen, which is not among the allowed classes" in caplog.text
+    with pytest.raises(StateFileError, match="cannot be saved"):
+        store.save({"learner": Path("x")}, version=3)  # nor can the worker write one
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model-1.pkl", "model-2.pkl"]  # no temp file left
