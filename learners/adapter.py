@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from learners import explain
-from learners.attributes import FIRST_VALUES, AttributeConfig, ItemAttributes
+from learners.attributes import AttributeConfig, ItemAttributes
 from learners.cold import ColdConfig, ColdGate
 from learners.encoder import resolve_device
 from learners.exploration import (
@@ -38,19 +38,19 @@ from learners.exploration import (
 from learners.fusion import FusionConfig, fuse, knn_ranking
 from learners.heads import AdapterHead, AttentionUserModel
 from learners.intent import IntentCache, IntentConfig, with_intent
+from learners.item_tables import ItemTables
 from learners.migrate import migrate_flat_state
 from learners.replay import Example, ReplayBuffer
 from learners.retrieval import CandidateRetriever, RetrievalConfig
-from learners.sharing import Contribution, DeltaTracker, rounds
+from learners.sharing import DeltaTracker, SharedLearning
 from learners.signals import CooccurrenceConfig, CooccurrenceSignal, PopularityConfig, PopularitySignal
-from learners.tensors import padded, principal_basis, right_aligned
+from learners.tensors import right_aligned
 from learners.training import TrainingConfig, masked_history, update_average
 from learners.two_stage import TwoStageRanking
 from learners.types import (
     Because,
     FloatArray,
     Interaction,
-    Item,
     Query,
     Recommendation,
     TextEncoder,
@@ -62,7 +62,7 @@ from learners.types import (
 log = logging.getLogger(__name__)
 
 
-class AdapterRecommender(TwoStageRanking):
+class AdapterRecommender(ItemTables, TwoStageRanking, SharedLearning):
     """Online next-item recommender over a frozen encoder (the default streamrec learner).
 
     Each part has its own config dataclass (:mod:`learners.config`), stored here under the argument's name and
@@ -111,6 +111,7 @@ class AdapterRecommender(TwoStageRanking):
     Examples
     --------
     >>> from learners.encoder import HashingEncoder
+    >>> from learners.types import Item
     >>> m = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=5, device="cpu")
     >>> m.add_items([Item("a", "space opera"), Item("b", "space opera two"), Item("c", "cooking show")])
     >>> m.learn_many([Interaction("u", "b")], [("a",)])
@@ -198,160 +199,6 @@ class AdapterRecommender(TwoStageRanking):
         self.last_loss = float("nan")
         self._boost_steps = 0
         self._boost_factor = 1.0
-    # -- catalog ---------------------------------------------------------------------------------------------
-    def add_items(self, items: Sequence[Item]) -> None:
-        """Encode new items' text once (in one batch) and make them recommendable."""
-        new = [it for it in dict((it.item_id, it) for it in items).values() if it.item_id not in self.item_index]
-        if not new:
-            return
-        if self.encoder is None:
-            raise ValueError("encoder: this learner has no encoder attached; call attach_encoder() first")
-        self.add_item_embeddings([it.item_id for it in new], self.encoder.encode([it.text for it in new]),
-                                 [it.attributes for it in new])
-
-    def add_item_embeddings(self, item_ids: Sequence[str], embeddings: FloatArray,
-                            attributes: Sequence[Sequence[str]] | None = None) -> None:
-        """Add items whose frozen embeddings were computed elsewhere (e.g. cached in a table). ``attributes``: each
-        item's attribute values (``key=value``); those of an item already known replace its values."""
-        if attributes is not None and len(attributes) != len(item_ids):
-            raise ValueError(f"attributes: expected one entry per item ({len(item_ids)}), got {len(attributes)}")
-        fresh = [(i, row) for row, i in enumerate(item_ids) if i not in self.item_index]
-        if not fresh:
-            self._set_attributes(item_ids, attributes)
-            return
-        emb = torch.as_tensor(np.asarray(embeddings, dtype=np.float32)[[r for _, r in fresh]], device=self._dev)
-        if self._head is None:
-            if 0 < self.text_dims < emb.shape[1]:
-                self._basis = principal_basis(emb, self.text_dims, self.seed)
-            self._build(self.text_dims if self._basis is not None else emb.shape[1], capacity=max(1024, 2 * len(fresh)))
-        if self._basis is not None:
-            emb = emb @ self._basis
-        assert self._emb is not None
-        n0 = len(self.item_ids)
-        need = n0 + len(fresh)
-        if need > self._emb.shape[0]:
-            cap = self._emb.shape[0]  # double while small; past 65,536 rows by a quarter (every per-item tensor
-            self._grow(max(need, 2 * cap if cap < 65_536 else cap + cap // 4))  # and its Adam moments grows with it)
-        self._emb[n0:need] = emb
-        for i, _ in fresh:
-            self._register(i)
-        self._set_attributes(item_ids, attributes)
-        if self._gate is not None:
-            self._gate.grow(need)
-        self._fit_cooccurrence(need)
-        self._cache = self._train_table = None
-        if self._retriever is not None:
-            rows = np.arange(n0, need)
-            self._retriever.items_added(need, rows, self._index_table(rows))
-        elif self._large():
-            self._ensure_retriever()  # the catalog just passed retrieval.exact_max_items: index it now
-
-    def _set_attributes(self, item_ids: Sequence[str], attributes: Sequence[Sequence[str]] | None) -> None:
-        """Give the (registered) items ``item_ids`` their first ``attributes.slots`` attribute values, registering
-        values not seen before (their shared vectors start at zero)."""
-        part = self._attributes
-        if attributes is None or part is None or self._head is None or self._emb is None:
-            return  # attributes.slots 0 (no tables made by _build)
-        part.assign([self.item_index[i] for i in item_ids], attributes, self._emb.shape[0])
-        if len(part.index) > self._head.attr_vec.shape[0]:
-            self._resize(("attr_vec", "attr_bias"), 2 * len(part.index))
-        self._cache = self._train_table = None
-
-    @property
-    def attribute_values(self) -> list[str]:
-        """The attribute values the model has a shared vector for, by row (row 0, padding, is ``""``)."""
-        return self._attributes.values if self._attributes is not None else []
-
-    @property
-    def attribute_count(self) -> int:
-        """How many attribute values have a shared vector (0 with ``attributes.slots`` 0)."""
-        return self._attributes.count if self._attributes is not None else 0
-
-    def _attrs(self, rows: torch.Tensor | None = None, n: int = 0) -> torch.Tensor | None:
-        """The attribute value rows of items ``rows`` (of the first ``n`` items when None), or None without any."""
-        return self._attributes.of(rows, n) if self._attributes is not None else None
-
-    def _fit_cooccurrence(self, n: int) -> None:
-        """Size the co-occurrence counts to the live catalog (256-row steps), not to the doubled capacity of the
-        per-item tensors: doubling a quadratic matrix costs 4x (43 MB instead of 11 MB for ML-100K, and in every
-        checkpoint). Past ``cooccurrence.dense_items`` items they become per-item top neighbours."""
-        if self._cooc is None:
-            return
-        if n > self.cooccurrence.dense_items:
-            self._cooc.bound(self.cooccurrence.neighbours)
-        self._cooc.grow(-(-n // 256) * 256)
-
-    def attach_encoder(self, encoder: TextEncoder) -> None:
-        """Re-attach a frozen encoder (it is not pickled with the learner)."""
-        self.encoder = encoder
-
-    def _build(self, in_dim: int, capacity: int) -> None:
-        g = torch.Generator().manual_seed(self.seed)
-        torch.manual_seed(self.seed)
-        self._emb = torch.zeros(capacity, in_dim, device=self._dev)
-        self._head = AdapterHead(in_dim, self.dim, capacity, g).to(self._dev)
-        self._user = AttentionUserModel(self.dim, self.seq_len).to(self._dev)
-        if self.attributes.slots > 0:
-            self._head.add_attributes(FIRST_VALUES, self.attributes.scale)
-            self._attributes = ItemAttributes(self.attributes.slots, self._dev)
-        co = self.cooccurrence
-        if co.window > 0:  # sized by _fit_cooccurrence once the items are registered
-            self._cooc = CooccurrenceSignal(0, co.window, co.recent, self._dev, co.log_scale, co.distance_decay)
-        if self.popularity.half_life > 0:
-            self._pop = PopularitySignal(capacity, self.popularity.half_life, self._dev)
-        # fused: one kernel for every parameter instead of a dozen foreach ops per step (3x faster on CPU)
-        t = self.training
-        self._opt = torch.optim.Adam(self._params(), lr=t.learning_rate, weight_decay=t.weight_decay, fused=True)
-        if t.ema_decay > 0:
-            self._avg = {k: p.detach().clone() for k, p in self._named_params().items()}
-            self._averaged = None
-
-    def _named_params(self) -> dict[str, torch.Tensor]:
-        """Every trainable tensor by a stable name (``head.*``, ``user.*``, ``log_temp``, ``blend``)."""
-        assert self._head is not None and self._user is not None
-        return {**{f"head.{k}": p for k, p in self._head.named_parameters()},
-                **{f"user.{k}": p for k, p in self._user.named_parameters()},
-                "log_temp": self._log_temp, "blend": self._blend}
-
-    def _params(self) -> list[torch.Tensor]:
-        return list(self._named_params().values())
-
-    def _dense_params(self) -> list[torch.Tensor]:
-        """What the dense Adam steps: every parameter, less the per-item vectors once SparseAdam has them."""
-        return [p for name, p in self._named_params().items()
-                if not (self._sparse_opt is not None and name == "head.item_id")]
-
-    def _grow(self, capacity: int) -> None:
-        """Enlarge the per-item tensors (and their Adam state) to ``capacity`` rows."""
-        assert self._emb is not None
-        self._emb = padded(self._emb, capacity)
-        if self._attributes is not None:
-            self._attributes.grow(capacity)
-        if self._pop is not None:
-            self._pop.grow(capacity)
-        self._resize(("item_id", "item_bias"), capacity)
-
-    def _resize(self, names: Sequence[str], capacity: int) -> None:
-        """Enlarge the head's parameters ``names`` (their Adam state and moving averages) to ``capacity`` rows."""
-        assert self._head is not None and self._opt is not None
-        for name in names:
-            p_old: nn.Parameter = getattr(self._head, name)
-            p_new = nn.Parameter(padded(p_old, capacity))
-            opt = self._sparse_opt if self._sparse_opt is not None and name == "item_id" else self._opt
-            state = opt.state.pop(p_old, None)
-            setattr(self._head, name, p_new)
-            if state:
-                for key in ("exp_avg", "exp_avg_sq"):
-                    state[key] = padded(state[key], capacity)
-                opt.state[p_new] = state
-        self._opt.param_groups[0]["params"] = self._dense_params()
-        if self._sparse_opt is not None:
-            self._sparse_opt.param_groups[0]["params"] = [self._head.item_id]
-        if self._avg is not None:
-            for name in names:
-                self._avg[f"head.{name}"] = padded(self._avg[f"head.{name}"], capacity)
-            self._averaged = None
-
     # -- the model -------------------------------------------------------------------------------------------
     def _item_table(self, averaged: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         assert self._head is not None and self._emb is not None
@@ -467,6 +314,7 @@ class AdapterRecommender(TwoStageRanking):
         last ``cold.slots`` places given to cold items (new or rarely seen), as if the cold gate had fired.
 
         >>> from learners.encoder import HashingEncoder
+        >>> from learners.types import Item
         >>> m = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=5, device="cpu", cold=ColdConfig(threshold=2, slots=1))
         >>> m.add_items([Item(i, f"item {i}") for i in "abcd"])
         >>> m.learn_many([Interaction("u", "b")] * 3 + [Interaction("v", "a")] * 2, [("c",)] * 3 + [()] * 2)
@@ -727,60 +575,6 @@ class AdapterRecommender(TwoStageRanking):
         self._boost_steps = max(0, self._boost_steps - 1)
         self._cache = None
         self.last_loss = float(loss.detach())
-
-    # -- one model across workers (learners.sharing) ---------------------------------------------------------
-    def start_sharing(self, worker: str) -> None:
-        """From now on keep what :meth:`contribution` hands to peers (``worker``: this worker's name in it)."""
-        if self._head is None:
-            raise RuntimeError("sharing: the learner has no catalog yet; add items first")
-        tail = max(self.cooccurrence.window, self._gate.recent if self._gate is not None else 0, 1)
-        self._sharing = DeltaTracker(worker, self._shared_tensors(), tail)
-
-    def contribution(self) -> Contribution | None:
-        """What this learner learned since its previous contribution (None when it learned nothing)."""
-        if self._sharing is None or not self._sharing.events:
-            return None
-        return self._sharing.contribution(self._shared_tensors(), self.item_ids, self.attribute_values)
-
-    def merge(self, cs: Sequence[Contribution]) -> int:
-        """Merge peers' contributions (:mod:`learners.sharing`): their events into the stream statistics, their
-        per-item deltas into the item parameters, and the dense parameters averaged with theirs. This worker's
-        own and those merged before are skipped (:meth:`~learners.sharing.DeltaTracker.fresh`); returns how many
-        were merged."""
-        if self._sharing is None:
-            raise RuntimeError("sharing: call start_sharing before merging contributions")
-        cs = self._sharing.fresh(cs)
-        if not cs:
-            return 0
-        self._train_table = None  # its graph is of the parameters before the merge
-        for run in rounds(cs):
-            self._sharing.merge(run, self._shared_tensors(), self.item_index,
-                                self._attributes.index if self._attributes is not None else None)
-        events = [e for c in cs for e in c.events]
-        self.count_many([Interaction("", i, 0.0, w) for i, w, _ in events], [h for _, _, h in events])
-        self._n_learned += len(events)  # the shared model has learned them: no longer young for their sake
-        self._cache = None
-        self._version += 1
-        if self._large():
-            self._ensure_retriever().updated(self._index_table, self._popularity_array())
-        return len(cs)
-
-    @property
-    def sharing_worker(self) -> str | None:
-        """The name this learner shares under (:meth:`start_sharing`), or None."""
-        return self._sharing.worker if self._sharing is not None else None
-
-    @property
-    def events_learned(self) -> int:
-        """Events learned from: this worker's own and those merged from peers."""
-        return self._n_learned
-
-    def _shared_tensors(self) -> dict[str, torch.Tensor]:
-        """The trained tensors peers share by name, the moving averages as ``avg.<name>``."""
-        out = dict(self._named_params())
-        if self._avg is not None:
-            out.update({f"avg.{name}": t for name, t in self._avg.items()})
-        return out
 
     def observe_feedback(self, shown: Sequence[Sequence[str]], clicked: Sequence[tuple[str, int]]) -> None:
         """The lists the worker sent (item ids) and the clicks attributed to them ((item id, 0-based position)):

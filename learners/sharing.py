@@ -34,6 +34,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from learners.adapter_base import AdapterBase
+from learners.types import Interaction
+
 FORMAT = 1
 
 
@@ -268,3 +271,62 @@ class DeltaTracker:
                         total_dense = torch.as_tensor(np.sum(values, axis=0), device=t.device, dtype=t.dtype)
                         t.copy_((t + total_dense) / (1 + len(values)))
         return skipped
+
+
+class SharedLearning(AdapterBase):
+    """The adapter's side of sharing: what it contributes and how it merges its peers' contributions (a mixin of
+    :class:`~learners.adapter.AdapterRecommender` over its own state, declared by
+    :class:`~learners.adapter_base.AdapterBase`)."""
+
+    def start_sharing(self, worker: str) -> None:
+        """From now on keep what :meth:`contribution` hands to peers (``worker``: this worker's name in it)."""
+        if self._head is None:
+            raise RuntimeError("sharing: the learner has no catalog yet; add items first")
+        tail = max(self.cooccurrence.window, self._gate.recent if self._gate is not None else 0, 1)
+        self._sharing = DeltaTracker(worker, self._shared_tensors(), tail)
+
+    def contribution(self) -> Contribution | None:
+        """What this learner learned since its previous contribution (None when it learned nothing)."""
+        if self._sharing is None or not self._sharing.events:
+            return None
+        return self._sharing.contribution(self._shared_tensors(), self.item_ids, self.attribute_values)
+
+    def merge(self, cs: Sequence[Contribution]) -> int:
+        """Merge peers' contributions (:mod:`learners.sharing`): their events into the stream statistics, their
+        per-item deltas into the item parameters, and the dense parameters averaged with theirs. This worker's
+        own and those merged before are skipped (:meth:`~learners.sharing.DeltaTracker.fresh`); returns how many
+        were merged."""
+        if self._sharing is None:
+            raise RuntimeError("sharing: call start_sharing before merging contributions")
+        cs = self._sharing.fresh(cs)
+        if not cs:
+            return 0
+        self._train_table = None  # its graph is of the parameters before the merge
+        for run in rounds(cs):
+            self._sharing.merge(run, self._shared_tensors(), self.item_index,
+                                self._attributes.index if self._attributes is not None else None)
+        events = [e for c in cs for e in c.events]
+        self.count_many([Interaction("", i, 0.0, w) for i, w, _ in events], [h for _, _, h in events])
+        self._n_learned += len(events)  # the shared model has learned them: no longer young for their sake
+        self._cache = None
+        self._version += 1
+        if self._large():
+            self._ensure_retriever().updated(self._index_table, self._popularity_array())
+        return len(cs)
+
+    @property
+    def sharing_worker(self) -> str | None:
+        """The name this learner shares under (:meth:`start_sharing`), or None."""
+        return self._sharing.worker if self._sharing is not None else None
+
+    @property
+    def events_learned(self) -> int:
+        """Events learned from: this worker's own and those merged from peers."""
+        return self._n_learned
+
+    def _shared_tensors(self) -> dict[str, torch.Tensor]:
+        """The trained tensors peers share by name, the moving averages as ``avg.<name>``."""
+        out = dict(self._named_params())
+        if self._avg is not None:
+            out.update({f"avg.{name}": t for name, t in self._avg.items()})
+        return out

@@ -4,7 +4,8 @@ and popular items), then the full model, the fusion re-ranker and the cold place
 sampled-softmax training (Yi et al., RecSys 2019), so neither a list nor a step is O(catalog).
 
 :class:`TwoStageRanking` is the part of :class:`~learners.adapter.AdapterRecommender` that does this (a mixin: it
-works on the adapter's own tensors, which a checkpoint saves once).
+works on the adapter's own tensors, which a checkpoint saves once; :class:`~learners.adapter_base.AdapterBase` declares
+them).
 """
 
 from __future__ import annotations
@@ -12,61 +13,25 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from learners.adapter_base import AdapterBase
 from learners.exploration import Boost
 from learners.fusion import fuse, knn_ranking
 from learners.heads import AdapterHead, AttentionUserModel
 from learners.intent import with_intent
 from learners.retrieval import CandidateRetriever
 from learners.tensors import unique_rows
-from learners.types import BaseLearner, FloatArray, Query, Recommendation, pick_top_k, top_sorted
-
-if TYPE_CHECKING:
-    from learners.cold import ColdGate
-    from learners.fusion import FusionConfig
-    from learners.intent import IntentConfig
-    from learners.retrieval import RetrievalConfig
-    from learners.signals import CooccurrenceSignal, PopularitySignal
-    from learners.training import TrainingConfig
+from learners.types import FloatArray, Query, Recommendation, pick_top_k, top_sorted
 
 log = logging.getLogger(__name__)
 SIMILAR_CANDIDATES = 200  # past retrieval.exact_max_items: the index's nearest items similar_items re-ranks
 
 
-class TwoStageRanking(BaseLearner):
+class TwoStageRanking(AdapterBase):
     """Candidate retrieval, ranking of the candidates and sampled-softmax training of the adapter."""
-
-    if TYPE_CHECKING:  # the adapter's (learners.adapter.AdapterRecommender)
-        dim: int
-        training: TrainingConfig
-        fusion: FusionConfig
-        intent: IntentConfig
-        retrieval: RetrievalConfig
-        _dev: torch.device
-        _emb: torch.Tensor | None
-        _head: AdapterHead | None
-        _user: AttentionUserModel | None
-        _log_temp: torch.nn.Parameter
-        _blend: torch.nn.Parameter
-        _avg: dict[str, torch.Tensor] | None
-        _cooc: CooccurrenceSignal | None
-        _pop: PopularitySignal | None
-        _gate: ColdGate | None
-        _opt: torch.optim.Optimizer | None
-        _sparse_opt: torch.optim.SparseAdam | None
-        _retriever: CandidateRetriever | None
-
-        def _encode_histories(self, histories: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor]: ...
-        def _intent_tensor(self, qs: Sequence[Query]) -> torch.Tensor | None: ...
-        def _scores(self, qs: Sequence[Query]) -> tuple[FloatArray, torch.Tensor | None, torch.Tensor | None]: ...
-        def _cached_table(self) -> tuple[torch.Tensor, torch.Tensor] | None: ...
-        def _attrs(self, rows: torch.Tensor | None = None, n: int = 0) -> torch.Tensor | None: ...
-        def _dense_params(self) -> list[torch.Tensor]: ...
-        def _averaged_modules(self) -> tuple[AdapterHead, AttentionUserModel]: ...
 
     def _scoring_parts(self) -> tuple[AdapterHead, AttentionUserModel, torch.Tensor, torch.Tensor]:
         """The head, user model, log-temperature and blend weights recommendations are scored with."""
