@@ -344,6 +344,8 @@ class Settings(BaseSettings):
         out: dict[str, Any] = {}
         for name in type(self).model_fields:
             v = getattr(self, name)
+            if dataclasses.is_dataclass(v) and not isinstance(v, type):
+                v = dataclasses.asdict(v)  # a part's config: its fields, as STREAMREC_<PART> takes them
             out[name] = "**********" if isinstance(v, SecretStr) and v.get_secret_value() else (
                 "" if isinstance(v, SecretStr) else (str(v) if isinstance(v, Path) else v)
             )

@@ -83,6 +83,7 @@ def test_a_part_config_is_one_setting_each_field_its_own_variable(monkeypatch: p
     assert unknown_env_vars(renamed) == [
         "STREAMREC_COLD_SLOTS is not a streamrec setting and is ignored (did you mean STREAMREC_COLD__SLOTS?)",
         "STREAMREC_REPLAY_RATIO is not a streamrec setting and is ignored (did you mean STREAMREC_TRAINING__REPLAY_RATIO?)"]
+    assert s.public_dict()["fusion"] == {"weight": 0.9, "recent": 3, "popularity": FusionConfig().popularity}
     monkeypatch.setenv("STREAMREC_COLD__SLOTS", "-1")
     with pytest.raises(ConfigError) as exc:
         load_settings()
