@@ -44,7 +44,7 @@ from learners.replay import Example, ReplayBuffer
 from learners.retrieval import CandidateRetriever, RetrievalConfig
 from learners.sharing import DeltaTracker, SharedLearning
 from learners.signals import CooccurrenceConfig, CooccurrenceSignal, PopularityConfig, PopularitySignal
-from learners.tensors import right_aligned
+from learners.tensors import cosines, right_aligned
 from learners.training import TrainingConfig, masked_history, update_average
 from learners.two_stage import TwoStageRanking
 from learners.types import (
@@ -332,8 +332,7 @@ class AdapterRecommender(ItemTables, TwoStageRanking, SharedLearning):
         with torch.no_grad():
             if self._cache is None:
                 self._cache = self._item_table(averaged=True)
-            v = torch.nn.functional.normalize(self._cache[0].float(), dim=1)
-            out: FloatArray = (v @ v[i]).cpu().numpy()
+            out: FloatArray = cosines(self._cache[0], self._cache[0][i])
         return out
 
     def recommend_exact(self, qs: Sequence[Query], k: int = 10) -> list[Recommendation]:

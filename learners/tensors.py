@@ -85,3 +85,14 @@ def unique_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """
     u, inv = torch.unique(x, sorted=True, return_inverse=True)
     return u, inv.reshape(-1)
+
+
+def cosines(vectors: torch.Tensor, v: torch.Tensor) -> np.ndarray:
+    """Cosine of each row of ``vectors`` (n, d) with ``v`` (d,), in float32 (a zero row: 0).
+
+    >>> [round(float(c), 3) for c in cosines(torch.tensor([[2.0, 0.0], [1.0, 1.0], [0.0, 0.0]]), torch.tensor([3.0, 0.0]))]
+    [1.0, 0.707, 0.0]
+    """
+    unit = torch.nn.functional.normalize(vectors.float(), dim=1)
+    out: np.ndarray = (unit @ torch.nn.functional.normalize(v.float(), dim=0)).cpu().numpy()
+    return out

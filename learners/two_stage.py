@@ -23,7 +23,7 @@ from learners.fusion import fuse, knn_ranking
 from learners.heads import AdapterHead, AttentionUserModel
 from learners.intent import with_intent
 from learners.retrieval import CandidateRetriever
-from learners.tensors import unique_rows
+from learners.tensors import cosines, unique_rows
 from learners.types import FloatArray, Query, Recommendation, pick_top_k, top_sorted
 
 log = logging.getLogger(__name__)
@@ -244,8 +244,7 @@ class TwoStageRanking(AdapterBase):
                                            columns=int(v.shape[1]))
             cand = cand[cand != i]
             vc, _ = self._row_vectors(head, torch.as_tensor(cand, device=self._dev))
-            sims = (torch.nn.functional.normalize(vc.float(), dim=1)
-                    @ torch.nn.functional.normalize(v.float(), dim=1)[0]).cpu().numpy()
+            sims = cosines(vc, v[0])
         best = np.argsort(-sims, kind="stable")[:k]
         return [(self.item_ids[int(cand[j])], float(sims[j])) for j in best]
 

@@ -67,12 +67,13 @@ def test_a_contribution_taken_after_a_checkpoint_is_checkpointed_again(tmp_path:
         await publish(sr, KafkaClientConfig.from_settings(settings))
         await save(sr, False)  # the same model version, but the events are contributed now
 
-    asyncio.run(steps())
-    assert len(sr.sharing.unsent) == 1 and sr.sharing.taken == 1
-    found = store.load_latest()
-    assert found is not None and found.version == learner.model_version
-    assert found.learner.contribution() is None  # nothing left that a restart would send again
-    before = sorted(tmp_path.iterdir())
-    asyncio.run(save(sr, False))  # nothing changed since: nothing written
+    with sr.learning_thread:  # shut down at the end
+        asyncio.run(steps())
+        assert len(sr.sharing.unsent) == 1 and sr.sharing.taken == 1
+        found = store.load_latest()
+        assert found is not None and found.version == learner.model_version
+        assert found.learner.contribution() is None  # nothing left that a restart would send again
+        before = sorted(tmp_path.iterdir())
+        asyncio.run(save(sr, False))  # nothing changed since: nothing written
     assert sorted(tmp_path.iterdir()) == before and [p.stat().st_mtime_ns for p in before] == [
         p.stat().st_mtime_ns for p in sorted(tmp_path.iterdir())]
