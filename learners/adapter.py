@@ -129,7 +129,6 @@ class AdapterRecommender(ItemTables, TwoStageRanking, SharedLearning):
     _gate: ColdGate | None = None
     _exposure: ExposureStats | None = None  # made on first feedback (checkpoints from before it have none)
     exploration = ExplorationConfig()  # class defaults: learners pickled before exploration existed
-    intent = IntentConfig()
     _intents: IntentCache | None = None  # request text -> frozen embedding (not checkpointed)
     _explore_rng: np.random.Generator | None = None
     last_explored: list[Explored] = []  # noqa: RUF012 - replaced, never mutated: see recommend_many
@@ -137,7 +136,6 @@ class AdapterRecommender(ItemTables, TwoStageRanking, SharedLearning):
     _retriever: CandidateRetriever | None = None
     _sparse_opt: torch.optim.SparseAdam | None = None
     _sharing: DeltaTracker | None = None
-    attributes = AttributeConfig()  # checkpoints from before item attributes: none
     _attributes: ItemAttributes | None = None  # made with the model when attributes.slots > 0
 
     def __init__(

@@ -230,6 +230,14 @@ class CandidateRetriever:
         self.__dict__.update({"cursor": 0, "refresh_due": 0.0, "rebuild_due": 0, **state})  # older checkpoints
         self._lock = threading.Lock()
 
+    def nearest_by_cosine(self, query: np.ndarray, k: int, columns: int | None = None) -> np.ndarray:
+        """:meth:`AnnIndex.nearest_by_cosine` of the current index (empty without one), holding the lock
+        :meth:`items_added` takes, so another thread may run it: an ``add`` meanwhile could move the storage the
+        scan reads."""
+        with self._lock:
+            index = self.index
+            return np.zeros(0, dtype=np.int64) if index is None else index.nearest_by_cosine(query, k, columns)
+
     # -- keeping current ----------------------------------------------------------------------------------------
     def items_added(self, n_items: int, rows: np.ndarray, table: np.ndarray | None) -> None:
         """Items ``rows`` joined (now ``n_items`` in all); ``table`` their (rows, dim + 1) index vectors."""

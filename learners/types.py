@@ -7,7 +7,7 @@ what lets the worker and ``streamrec evaluate`` run the very same learner code.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -143,6 +143,13 @@ class Learner(Protocol):
     def similar_items(self, item_id: str, k: int = 10) -> Recommendation | None:
         """The ``k`` items most similar to ``item_id`` (itself left out), best first; None for an unknown item,
         an empty list from a learner with no notion of item similarity. Changes nothing."""
+        ...
+
+    def similar_stages(self, item_id: str, k: int = 10) -> Generator[Callable[[], None], None, Recommendation | None]:
+        """:meth:`similar_items` in stages, returning its result: each function it yields only reads what no
+        learning step moves under it (a scan of an ANN index's stored vectors), so a caller that serves other
+        requests meanwhile may run it on another thread; the rest runs on the caller's thread.
+        ``run_stages(similar_stages(...))`` is :meth:`similar_items`."""
         ...
 
 
@@ -320,6 +327,11 @@ class BaseLearner:
             return []
         return top_k(sims[None, :], [Query("", exclude=frozenset({item_id}))], self.item_ids, self.item_index, k)[0]
 
+    def similar_stages(self, item_id: str, k: int = 10) -> Generator[Callable[[], None], None, Recommendation | None]:
+        """:meth:`similar_items` with no stage off the caller's thread (see :class:`Learner`)."""
+        return self.similar_items(item_id, k)
+        yield  # a generator without stages
+
     def _similarities(self, i: int) -> FloatArray | None:
         """Similarity of item index ``i`` to every known item, in index order (None: no notion of it)."""
         return None
@@ -342,9 +354,23 @@ def learn_in_one_stage(learner: Learner, xs: Sequence[Interaction],
     yield from ()
 
 
-def run_stages(stages: Iterable[Callable[[], None]]) -> None:
-    """Run :meth:`Learner.learn_stages`' stages in order on this thread (what ``learn_many`` does)."""
-    for stage in stages:
+def run_stages(stages: Iterable[Callable[[], None]]) -> Any:
+    """Run the stages of :meth:`Learner.learn_stages` or :meth:`Learner.similar_stages` in order on this thread;
+    returns what the generator returns (what ``learn_many`` and ``similar_items`` do).
+
+    >>> def stages():
+    ...     yield lambda: print("off the loop")
+    ...     return 7
+    >>> run_stages(stages())
+    off the loop
+    7
+    """
+    it = iter(stages)
+    while True:
+        try:
+            stage = next(it)
+        except StopIteration as done:
+            return done.value
         stage()
 
 

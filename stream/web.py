@@ -11,14 +11,16 @@
 
 Answering reads state only: nothing is written to the user table, nothing is sent on a topic, no rate-limit token
 is taken, nothing is learned, and the learner is asked through its read-only protocol methods
-(:meth:`~learners.types.Learner.recommend_readonly`, :meth:`~learners.types.Learner.similar_items`). The handlers
+(:meth:`~learners.types.Learner.recommend_readonly`, :meth:`~learners.types.Learner.similar_stages`). The handlers
 run on the worker's event loop while a learning step's gradient is computed on the learning thread; the model
 changes only between those computations, on the loop (:func:`stream.app.learn_off_the_loop`), so a handler always
-sees one consistent model.
+sees one consistent model. The one exception is a stage the learner marks as reading nothing a learning step moves
+(the similar-items scan of a large catalog's ANN index), which runs on a thread while the loop goes on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 import time
@@ -115,13 +117,23 @@ class OnDemandAnswers:
         why = learner.explain_many([q], [items])[0] if self.settings.explain else None
         return 200, recommendation_record(user_id, None, items, learner.model_version, asked, because=why)
 
-    def similar_items(self, item_id: str, k: str | None) -> tuple[int, dict[str, Any]]:
-        """(status, body) of ``GET /items/{item_id}/similar``: the nearest items, or an error (404: unknown)."""
+    async def similar_items(self, item_id: str, k: str | None) -> tuple[int, dict[str, Any]]:
+        """(status, body) of ``GET /items/{item_id}/similar``: the nearest items, or an error (404: unknown). The
+        learner's off-the-loop stages (past ``retrieval.exact_max_items``, the scan of the ANN index's vectors:
+        ~54 ms at 1M items) run on the default executor, so events and other requests are served meanwhile."""
         bad = self.check("item_id", item_id, k)
         if bad is not None:
             return bad[0], {"error": bad[1]}
         learner = self.sr.learner
-        items = learner.similar_items(item_id, int(parse_k(k, self.settings.top_k)))
+        stages = learner.similar_stages(item_id, int(parse_k(k, self.settings.top_k)))
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                stage = next(stages)
+            except StopIteration as done:
+                items = done.value
+                break
+            await loop.run_in_executor(None, stage)
         if items is None:
             return 404, {"error": f"item_id: {item_id[:80]!r} is not in the catalog"}
         return 200, {"item_id": item_id, "items": [{"item_id": i, "score": float(s)} for i, s in items],
@@ -152,7 +164,7 @@ def install_routes(sr: StreamrecApp) -> None:
     @app.page("/items/{item_id}/similar", name="similar_items")
     class SimilarItems(View):
         async def get(self, request: Request, item_id: str) -> Response:
-            status, body = answers.similar_items(item_id, request.query.get("k"))
+            status, body = await answers.similar_items(item_id, request.query.get("k"))
             return self.json(body, status=status)
 
     @app.page("/openapi.json", name="openapi")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 
 from learners.types import Interaction, Item, Learner, Query, Recommendation, learn_in_one_stage
 
@@ -56,3 +56,6 @@ class FrozenAfterWarmup:
 
     def similar_items(self, item_id: str, k: int = 10) -> Recommendation | None:
         return self.learner.similar_items(item_id, k)
+
+    def similar_stages(self, item_id: str, k: int = 10) -> Generator[Callable[[], None], None, Recommendation | None]:
+        return self.learner.similar_stages(item_id, k)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 
 from learners.adapter import AdapterRecommender
 from learners.types import Interaction, Item, Query, Recommendation, TextEncoder, learn_in_one_stage
@@ -148,3 +148,6 @@ class PeriodicRetrain:
 
     def similar_items(self, item_id: str, k: int = 10) -> Recommendation | None:
         return self.model.similar_items(item_id, k)
+
+    def similar_stages(self, item_id: str, k: int = 10) -> Generator[Callable[[], None], None, Recommendation | None]:
+        return self.model.similar_stages(item_id, k)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import threading
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from learners.fusion import FusionConfig
 from learners.retrieval import AnnIndex, RetrievalConfig, dedupe_rows
 from learners.signals import PopularityConfig
 from learners.training import TrainingConfig, masked_history
-from learners.types import Interaction, Item, Query
+from learners.types import Interaction, Item, Query, run_stages
 
 N_ITEMS = 300
 
@@ -218,6 +219,30 @@ def test_items_with_one_embedding_are_each_others_nearest_past_exact_max_items(m
     for a, b in (("new-a", "new-b"), ("new-b", "new-a")):
         got = m.similar_items(a, 5)
         assert got is not None and got[0][0] == b and got[0][1] == pytest.approx(1.0, abs=1e-4), got
+
+
+def test_the_similar_items_scan_is_a_stage_another_thread_runs_while_items_wait() -> None:
+    """Past exact_max_items the scan of the index's stored vectors is the one stage of ``similar_stages`` (the web
+    route runs it on a thread); it holds the lock that adding items takes, since an add may move the storage it
+    reads; the staged answer is ``similar_items``'."""
+    m = learner(RetrievalConfig(exact_max_items=0, refresh_in_background=False))
+    rt = m._retriever
+    assert rt is not None
+    stages = m.similar_stages("i3", 5)
+    scan = next(stages)
+    with rt._lock:  # an add in progress
+        worker = threading.Thread(target=scan)
+        worker.start()
+        worker.join(timeout=0.5)
+        assert worker.is_alive()  # the scan waits for the add to finish
+    worker.join()
+    with pytest.raises(StopIteration) as done:
+        next(stages)
+    assert done.value.value == m.similar_items("i3", 5) and len(done.value.value) == 5
+    small = learner(RetrievalConfig())  # below exact_max_items: no stage off the caller's thread
+    assert run_stages(small.similar_stages("i3", 5)) == small.similar_items("i3", 5)
+    with pytest.raises(StopIteration):
+        next(small.similar_stages("i3", 5))
 
 
 def test_a_background_rebuild_indexes_the_stored_vectors_without_computing_the_catalog() -> None:
