@@ -8,6 +8,7 @@ computed from the topic, not from the worker's counters) -> summary -> worker an
 from __future__ import annotations
 
 import asyncio
+import http.client
 import math
 import os
 import signal
@@ -119,7 +120,7 @@ def scrape_all(port: int) -> dict[str, float]:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:  # noqa: S310
             text = r.read().decode()
-    except OSError:
+    except (OSError, http.client.HTTPException):  # a worker that stops mid-answer (a re-exec): IncompleteRead
         return {}
     out: dict[str, float] = {}
     for fam in text_string_to_metric_families(text):
