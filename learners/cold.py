@@ -171,6 +171,9 @@ class ColdGate:
             return recs
         pool = np.where(cold, scores[rows], -np.inf)
         best = top_sorted(pool, min(n, self.slots + 32))  # best first
+        # each row's best cold items (item indices, -1 where the pool ran out), as Python ints in one go
+        picks = np.where(np.take_along_axis(pool, best, axis=1) != -np.inf,
+                         np.take_along_axis(items, best, axis=1), -1).tolist()
         out = list(recs)
         for j, row in enumerate(rows.tolist()):
             rec = recs[row]
@@ -179,9 +182,16 @@ class ColdGate:
             if s == 0:
                 continue
             kept = rec[: k - s]
-            taken = {i for i, _ in kept} | qs[row].exclude
-            add = [item_ids[items[j, c]] for c in best[j].tolist()
-                   if pool[j, c] != -np.inf and item_ids[items[j, c]] not in taken][:s]
+            kept_ids, exclude = {i for i, _ in kept}, qs[row].exclude
+            add: list[str] = []
+            for c in picks[j]:
+                if c < 0:
+                    break  # best first: the rest of the row is out of the pool too
+                iid = item_ids[c]
+                if iid not in kept_ids and iid not in exclude:
+                    add.append(iid)
+                    if len(add) == s:
+                        break
             tail = [iid for iid, _ in rec[k - s:] if iid not in add]  # the displaced items keep what places remain
             fill = add + tail
             out[row] = kept + [(iid, v) for iid, (_, v) in zip(fill, rec[k - s:], strict=False)]
