@@ -44,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,9 +100,34 @@ def add_arrivals(m: Any, world: Any, have: int, want: int, name: str) -> int:
     return want
 
 
+def stream_batches(m: Any, world: Any, have: int, name: str, batch: int, seq_len: int,
+                   seen_max: int) -> Iterator[tuple[list[Any], list[Any], list[tuple[str, ...]], int]]:
+    """The world's micro-batches as the learner meets them: items arriving meanwhile are added to ``m`` first
+    (untimed), users get their pre-filled histories when first seen; yields (queries, interactions, histories,
+    items added so far)."""
+    from learners.types import Interaction, Query
+
+    hist: dict[int, list[int]] = {}
+    for start, users, items in world.batches(batch):
+        have = add_arrivals(m, world, have, world.arrived(start + batch), name)
+        fresh = [u for u in dict.fromkeys(users.tolist()) if u not in hist]
+        if fresh:
+            h, lengths = world.prefilled(np.array(fresh))
+            for u, row, n in zip(fresh, h.tolist(), lengths.tolist(), strict=True):
+                hist[u] = row[len(row) - n:]
+        queries, xs, hs = [], [], []
+        for u, i in zip(users.tolist(), items.tolist(), strict=True):
+            mine = hist[u]
+            h_ids = tuple(f"item{j}" for j in mine[-seq_len:])
+            queries.append(Query(f"user{u}", h_ids, frozenset(f"item{j}" for j in mine[-seen_max:])))
+            xs.append(Interaction(f"user{u}", f"item{i}"))
+            hs.append(h_ids)
+            mine.append(i)
+        yield queries, xs, hs, have
+
+
 def run_one(args: argparse.Namespace) -> dict[str, Any]:
     from connectors.synthetic import SyntheticWorld, WorldConfig
-    from learners.types import Interaction, Query
     from stream.checkpoint import CheckpointStore
     from stream.heap import keep_freed_tensor_memory
     from stream.settings import load_settings
@@ -128,7 +154,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     setup_s = time.perf_counter() - t_setup
     setup_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # building the learner's catalog
     batch, seq_len, seen_max = s.batch_max, s.seq_len, s.seen_max
-    hist: dict[int, list[int]] = {}
+    users_seen: set[str] = set()
     rec_s: list[float] = []
     learn_s: list[float] = []
     timed_events = 0
@@ -140,21 +166,11 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     ckpt: tuple[float, float] | None = None
     serving_peak = 0.0
     t_warm = time.perf_counter()
-    for n_batch, (start, users, items) in enumerate(world.batches(batch)):
-        have = add_arrivals(m, world, have, world.arrived(start + batch), args.learner)
-        fresh = [u for u in dict.fromkeys(users.tolist()) if u not in hist]
-        if fresh:
-            h, lengths = world.prefilled(np.array(fresh))
-            for u, row, n in zip(fresh, h.tolist(), lengths.tolist(), strict=True):
-                hist[u] = row[len(row) - n:]
-        queries, xs, hs = [], [], []
-        for u, i in zip(users.tolist(), items.tolist(), strict=True):
-            mine = hist[u]
-            h_ids = tuple(f"item{j}" for j in mine[-seq_len:])
-            queries.append(Query(f"user{u}", h_ids, frozenset(f"item{j}" for j in mine[-seen_max:])))
-            xs.append(Interaction(f"user{u}", f"item{i}"))
-            hs.append(h_ids)
-            mine.append(i)
+    catalog = have
+    for n_batch, (queries, xs, hs, added) in enumerate(stream_batches(m, world, have, args.learner, batch, seq_len,
+                                                               seen_max)):
+        catalog = added
+        users_seen.update(q.user_id for q in queries)
         t0 = time.perf_counter()
         sent = m.recommend_many(queries, 10)
         t1 = time.perf_counter()
@@ -192,12 +208,12 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     checkpoint_s, checkpoint_mb = ckpt
     return {
         "items": args.items, "users": args.users, "learner": args.learner, "embedded": embedded,
-        "catalog": have, "events": timed_events, "batches": len(rec_s), "events_per_s": timed_events / learner_s,
+        "catalog": catalog, "events": timed_events, "batches": len(rec_s), "events_per_s": timed_events / learner_s,
         "rec_p50_ms": float(np.percentile(rec_s, 50)) * 1e3, "rec_p99_ms": float(np.percentile(rec_s, 99)) * 1e3,
         "learn_p50_ms": float(np.percentile(learn_s, 50)) * 1e3, "setup_s": setup_s,
         "base_rss_mb": base_rss, "peak_rss_mb": serving_peak,
         "setup_peak_mb": setup_peak, "peak_rss_exact_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "checkpoint_s": checkpoint_s, "checkpoint_mb": checkpoint_mb, "users_seen": len(hist),
+        "checkpoint_s": checkpoint_s, "checkpoint_mb": checkpoint_mb, "users_seen": len(users_seen),
         **({"recall_at_10": float(np.mean(recall)), "overlap_at_10": float(np.mean(overlap)),
             "hr10": float(np.mean(hr_two_stage)), "hr10_exact": float(np.mean(hr_exact)),
             "recall_events": len(overlap)} if recall else {}),

@@ -12,8 +12,13 @@ Past ``RetrievalConfig.exact_max_items`` items the adapter stops scoring the who
   full updates old at a cost per event that does not grow with the catalog. The graph's links, drawn from the
   vectors of when it was built, are redrawn every ``rebuild_updates`` full updates' worth of events in a background
   thread from a copy of the stored vectors (queries use the old index until the new one is swapped in, with the
-  current vectors and the items that arrived meanwhile). Without an index (a checkpoint from before it) the source
-  scans exactly.
+  current vectors and the items that arrived meanwhile), and sooner when the graph has drifted: every
+  ``probe_updates`` learning updates a few of the last queries are searched exactly over the stored vectors, and
+  when the share of their exact top 10 that the index's search finds (:attr:`CandidateRetriever.ann_recall`) falls
+  below ``rebuild_below`` the graph is redrawn. Learning moves the vectors away from the ones the links were drawn
+  from: at 1M items, after 200 updates of a graph drawn before any learning, the search found 10% of the top 10
+  that a graph drawn from the same vectors found 90% of. Without an index (a checkpoint from before it) the
+  source scans exactly.
 * **co-occurrence**: the item-kNN neighbours of the user's latest items
   (:meth:`learners.cooccurrence.BoundedCooccurrence.top`).
 * **fresh**: the ``fresh_candidates`` items added last (new items have no interactions, so the other sources miss
@@ -39,6 +44,7 @@ from learners.types import top_sorted
 
 log = logging.getLogger(__name__)
 FULL_UPDATE = 256  # events of a full micro-batch: refresh_rows and rebuild_updates count in these
+PROBE_QUERIES = 32  # queries of the last batch the recall probe scans exactly
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,10 @@ class RetrievalConfig:
     sampled_negatives
         Negatives drawn per training step from the decayed popularity (plus the batch's own targets), with the
         log-Q correction; the step then costs O(batch x negatives), not O(batch x items).
+    probe_updates, rebuild_below
+        Every ``probe_updates`` learning updates, ``PROBE_QUERIES`` of the last queries are scanned exactly over
+        the stored vectors (O(items x dim) each, on the learning thread); when the share of their top 10 the
+        index's search finds falls below ``rebuild_below``, the graph is rebuilt (0: never probe).
     """
 
     exact_max_items: int = setting(20_000, "Up to this many items every query scores the whole catalog (exact); "
@@ -87,12 +97,14 @@ class RetrievalConfig:
     refresh_in_background: bool = setting(True, "Rebuild the graph in a thread (false: inline, reproducible).")
     sampled_negatives: int = setting(2048, "Negatives per training step drawn by decayed popularity, with the "
                                      "log-Q correction.")
+    probe_updates: int = setting(20, "Learning updates between two probes of the index's recall (0: never).")
+    rebuild_below: float = setting(0.5, "Rebuild the graph when the probed recall@10 of its search falls below this.")
 
     def __post_init__(self) -> None:
         check_ranges(self, "retrieval", {**dict.fromkeys(
             ("exact_max_items", "ann_candidates", "cooccurrence_candidates", "fresh_candidates", "popular_candidates",
-             "sampled_negatives", "refresh_rows", "rebuild_updates"), ">=0"),
-            **dict.fromkeys(("ann_ef", "ann_neighbours", "refresh_updates"), ">=1")})
+             "sampled_negatives", "refresh_rows", "rebuild_updates", "probe_updates"), ">=0"),
+            **dict.fromkeys(("ann_ef", "ann_neighbours", "refresh_updates"), ">=1"), "rebuild_below": "[0,1]"})
 
 
 class AnnIndex:
@@ -217,6 +229,9 @@ class CandidateRetriever:
         self.cursor = 0  # the next item whose index vector is recomputed in place
         self.refresh_due = 0.0  # index vectors owed to the in-place refresh (a fraction of one carried over)
         self.rebuild_due = 0  # events learned since the last rebuild
+        self.probe: np.ndarray | None = None  # a few of the last queries, for the recall probe
+        self.ann_recall: float | None = None  # the last probe's share of the exact top 10 the search found
+        self.rebuilds = 0  # graph rebuilds started (every rebuild_updates, or on a low probe)
         self._building: threading.Thread | None = None
         self._built: AnnIndex | None = None
         self._lock = threading.Lock()
@@ -227,7 +242,8 @@ class CandidateRetriever:
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update({"cursor": 0, "refresh_due": 0.0, "rebuild_due": 0, **state})  # older checkpoints
+        self.__dict__.update({"cursor": 0, "refresh_due": 0.0, "rebuild_due": 0, "probe": None, "ann_recall": None,
+                              "rebuilds": 0, **state})  # older checkpoints
         self._lock = threading.Lock()
 
     def nearest_by_cosine(self, query: np.ndarray, k: int, columns: int | None = None) -> np.ndarray:
@@ -264,6 +280,37 @@ class CandidateRetriever:
             if self.rebuild_due >= self.config.rebuild_updates * FULL_UPDATE:
                 self.rebuild_due = 0
                 self.refresh(table_fn)
+        if self.config.probe_updates and self.updates % self.config.probe_updates == 0 and not self.building():
+            self.ann_recall = self.probe_recall()
+            if self.ann_recall is not None and self.ann_recall < self.config.rebuild_below:
+                log.info("retrieval: the index's search found %.2f of the probed queries' exact top 10 "
+                         "(rebuild_below %.2f): rebuilding its graph", self.ann_recall, self.config.rebuild_below)
+                self.rebuild_due = 0
+                self.refresh(table_fn)
+
+    def building(self) -> bool:
+        """Whether a background rebuild is under way (or built and not yet swapped in)."""
+        return (self._building is not None and self._building.is_alive()) or self._built is not None
+
+    def probe_recall(self, k: int = 10, chunk: int = 262_144) -> float | None:
+        """Share of the probe queries' exact top ``k`` over the stored vectors that the index's search (as
+        :meth:`candidates` runs it) finds: how far the graph's links have drifted from the vectors. O(items x dim)
+        per query, in chunks of ``chunk`` rows. None without an index, probe queries or enough items."""
+        q, index = self.probe, self.index
+        n = len(index) if index is not None else 0
+        if q is None or index is None or n <= max(k, self.config.ann_candidates):
+            return None
+        stored = index.vectors()
+        best = np.full((len(q), 0), -1, dtype=np.int64)
+        best_s = np.zeros((len(q), 0), dtype=np.float32)
+        for start in range(0, n, chunk):
+            s = q @ stored[start : start + chunk].T
+            top = top_sorted(s, min(k, s.shape[1]))
+            best = np.concatenate([best, top + start], axis=1)
+            best_s = np.concatenate([best_s, np.take_along_axis(s, top, axis=1)], axis=1)
+        exact = np.take_along_axis(best, top_sorted(best_s, k), axis=1)
+        found = index.search(q, self.config.ann_candidates)
+        return float(np.mean([len(set(e.tolist()) & set(f.tolist())) / k for e, f in zip(exact, found, strict=True)]))
 
     def _revector(self, table_fn: Any, events: int) -> None:
         """Write the current vectors of the next ``refresh_rows x events / FULL_UPDATE`` indexed items (wrapping
@@ -291,6 +338,7 @@ class CandidateRetriever:
         from a copy of the vectors the index stores (kept current in place), which costs the caller nothing."""
         if self._building is not None and self._building.is_alive():
             return
+        self.rebuilds += 1
         if not self.config.refresh_in_background:
             self.build_now(table_fn(None))
             return
@@ -351,6 +399,8 @@ class CandidateRetriever:
         if c.ann_candidates:
             if self.index is not None and len(self.index):
                 parts.append(self.index.search(queries, min(c.ann_candidates, len(self.index))))
+                if c.probe_updates:  # kept for the next recall probe (a copy: the caller's array may be reused)
+                    self.probe = np.array(queries[:PROBE_QUERIES], dtype=np.float32)
             elif exact is not None:
                 scores = exact(queries)
                 k = min(c.ann_candidates, scores.shape[1])

@@ -148,6 +148,26 @@ def test_large_catalog_training_never_builds_the_whole_table() -> None:
     assert m.model_version == v0 + 1 and np.isfinite(m.last_loss)
 
 
+def test_a_large_catalog_step_moves_only_the_rows_it_scored() -> None:
+    """Past exact_max_items the per-item vectors, their Adam moments and their averages change only in the rows the
+    sampled softmax read (SparseAdam over a sparse gradient), and the clicked item's row does move."""
+    cfg = RetrievalConfig(exact_max_items=0, sampled_negatives=8, refresh_in_background=False)
+    m = learner(cfg)
+    assert m._head is not None and m._sparse_opt is not None and m._avg is not None
+    state = m._sparse_opt.state[m._head.item_id]
+    before = [t.detach().clone() for t in (m._head.item_id, state["exp_avg"], state["exp_avg_sq"],
+                                           m._avg["head.item_id"])]
+    steps = m.model_version
+    m.learn_many([Interaction("u", "i3")], [("i13", "i23")])
+    assert m.model_version == steps + 1 and m._head.item_id.grad is not None  # one step: its gradient's rows
+    read = set(m._head.item_id.grad.coalesce().indices()[0].tolist())
+    after = (m._head.item_id.detach(), state["exp_avg"], state["exp_avg_sq"], m._avg["head.item_id"])
+    for old, new in zip(before, after, strict=True):
+        moved = set(torch.nonzero((old != new).any(1))[:, 0].tolist())
+        assert moved and moved <= read
+    assert m.item_index["i3"] in set(torch.nonzero((before[0] != after[0]).any(1))[:, 0].tolist())
+
+
 def test_checkpoint_round_trip_gives_identical_recommendations() -> None:
     cfg = RetrievalConfig(exact_max_items=0, ann_candidates=40, refresh_in_background=False, refresh_updates=3)
     m = learner(cfg)
@@ -295,3 +315,35 @@ def test_the_in_place_refresh_is_per_event_not_per_update() -> None:
         rt.updated(table_fn, None, FULL_UPDATE // 8)
     assert sum(n for n in asked if n > 0) == 200 and asked.count(-1) == 1 and asked[-1] == -1
     assert rt.cursor == 200
+
+
+@pytest.mark.parametrize("rebuild_below", [0.9, 0.0])
+def test_a_graph_the_vectors_drifted_from_is_rebuilt_when_the_probe_finds_it(rebuild_below: float) -> None:
+    """Vectors rewritten in place far from the ones the graph's links were drawn from: the recall probe (exact scan
+    of a few recent queries) finds the search missing their top 10, and the graph is redrawn from the stored
+    vectors; with rebuild_below 0 the probe only reports."""
+    from learners.retrieval import CandidateRetriever
+
+    rng = np.random.default_rng(4)
+    n, d = 20_000, 16
+    rt = CandidateRetriever(RetrievalConfig(exact_max_items=0, ann_candidates=10, ann_ef=40, refresh_rows=0,
+                                            rebuild_updates=0, probe_updates=2, rebuild_below=rebuild_below,
+                                            refresh_in_background=False))
+    rt.items_added(n, np.arange(n), None)
+    rt.build_now(rng.normal(size=(n, d)).astype(np.float32))
+    assert rt.index is not None
+    drifted = rng.normal(size=(n, d)).astype(np.float32)
+    rt.index.vectors()[:] = drifted  # as learning moves every vector, the links staying
+    rt.candidates(rng.normal(size=(8, d)).astype(np.float32), None)
+
+    def table_fn(rows: np.ndarray | None) -> np.ndarray:
+        return drifted if rows is None else drifted[rows]
+
+    rt.updated(table_fn, None)  # update 1: no probe yet
+    assert rt.ann_recall is None and rt.rebuilds == 0
+    rt.updated(table_fn, None)  # update 2: probed
+    assert rt.ann_recall is not None and rt.ann_recall < 0.9
+    if rebuild_below:
+        assert rt.rebuilds == 1 and (rt.probe_recall() or 0.0) >= 0.9
+    else:
+        assert rt.rebuilds == 0 and (rt.probe_recall() or 0.0) < 0.9
