@@ -352,7 +352,7 @@ def main() -> None:
     ap.add_argument("--warmup-seconds", type=float, default=20.0, help="untimed warm-up ends after this long")
     ap.add_argument("--max-rss-gb", type=float, default=None,
                     help="a row's process is stopped past this RSS (default: 10, or 70%% of the memory available now)")
-    ap.add_argument("--timeout-s", type=float, default=300.0, help="a row's process is stopped after this long")
+    ap.add_argument("--timeout-s", type=float, default=600.0, help="a row's process is stopped after this long")
     ap.add_argument("--no-reference", action="store_true", help="with --items: skip the 1,682-item row")
     ap.add_argument("--recall-batches", type=int, default=4,
                     help="untimed batches after the timed ones compared with exact scoring (two-stage rows)")

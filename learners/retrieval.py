@@ -12,18 +12,24 @@ Past ``RetrievalConfig.exact_max_items`` items the adapter stops scoring the who
   full updates old at a cost per event that does not grow with the catalog. The graph's links, drawn from the
   vectors of when it was built, are redrawn every ``rebuild_updates`` full updates' worth of events in a background
   thread from a copy of the stored vectors (queries use the old index until the new one is swapped in, with the
-  current vectors and the items that arrived meanwhile), and sooner when the graph has drifted: every
-  ``probe_updates`` learning updates a few of the last queries are searched exactly over the stored vectors, and
-  when the share of their exact top 10 that the index's search finds (:attr:`CandidateRetriever.ann_recall`) falls
-  below ``rebuild_below`` the graph is redrawn. Learning moves the vectors away from the ones the links were drawn
-  from: at 1M items, after 200 updates of a graph drawn before any learning, the search found 10% of the top 10
-  that a graph drawn from the same vectors found 90% of. Without an index (a checkpoint from before it) the
+  current vectors and the items that arrived meanwhile). With ``rebuild_below`` > 0 it is also redrawn when it has
+  drifted: every ``probe_updates`` learning updates a few of the last queries are searched exactly over the stored
+  vectors, and when the share of their exact top 10 that the index's search finds
+  (:attr:`CandidateRetriever.ann_recall`) falls below ``rebuild_below`` the graph is redrawn. Learning moves the
+  vectors away from the ones the links were drawn from: at 1M items, after 200 updates of a graph drawn before any
+  learning, the search found 10% of the top 10 that a graph drawn from the same vectors found 90% of; the items it
+  misses are mostly the learned, popular ones, which the hot source scans exactly. Without an index (a checkpoint
+  from before it) the
   source scans exactly.
 * **co-occurrence**: the item-kNN neighbours of the user's latest items
   (:meth:`learners.cooccurrence.BoundedCooccurrence.top`).
 * **fresh**: the ``fresh_candidates`` items added last (new items have no interactions, so the other sources miss
   them; the cold gate picks among these).
 * **popular**: the ``popular_candidates`` items of highest decayed popularity, re-ranked every ``refresh_updates``.
+* **hot** (``hot_items`` > 0): each query's ``hot_candidates`` best of the ``hot_items`` most popular items, by an
+  exact scan of their index vectors (one matrix product per batch; the vectors are recomputed with the list, every
+  ``refresh_updates``): the items whose learned vectors and biases move most, which a graph drawn from older
+  vectors misses first.
 
 The union (deduplicated per row, padded with -1) is what the ranker scores. Per-query cost is
 O(candidates x dim) plus the index search, and per event O(refresh_rows / 256 x dim), both independent of the catalog
@@ -77,9 +83,13 @@ class RetrievalConfig:
         Negatives drawn per training step from the decayed popularity (plus the batch's own targets), with the
         log-Q correction; the step then costs O(batch x negatives), not O(batch x items).
     probe_updates, rebuild_below
-        Every ``probe_updates`` learning updates, ``PROBE_QUERIES`` of the last queries are scanned exactly over
-        the stored vectors (O(items x dim) each, on the learning thread); when the share of their top 10 the
-        index's search finds falls below ``rebuild_below``, the graph is rebuilt (0: never probe).
+        With ``rebuild_below`` > 0, every ``probe_updates`` learning updates ``PROBE_QUERIES`` of the last queries
+        are scanned exactly over the stored vectors (O(items x dim) each, on the learning thread); when the share of
+        their top 10 the index's search finds falls below ``rebuild_below``, the graph is rebuilt. 0 (the default):
+        no probe; the hot source keeps recall up instead, and at 1M items on 2 cores a rebuild takes minutes of both
+        cores (``benchmarks/retrieval_drift.py``).
+    hot_items, hot_candidates
+        The hot source (module doc): how many of the most popular items it scans, and how many of them per query.
     """
 
     exact_max_items: int = setting(20_000, "Up to this many items every query scores the whole catalog (exact); "
@@ -89,6 +99,8 @@ class RetrievalConfig:
                                            "user's latest items.")
     fresh_candidates: int = setting(64, "Candidates per query from the items added last.")
     popular_candidates: int = setting(50, "Candidates per query from the most popular items (decayed counts).")
+    hot_items: int = setting(16_384, "Most popular items whose index vectors every query scans exactly (0: none).")
+    hot_candidates: int = setting(30, "Candidates per query from the exact scan of the hot items.")
     ann_ef: int = setting(160, "HNSW search breadth (faiss efSearch): recall against speed.")
     ann_neighbours: int = setting(16, "HNSW graph degree (M).")
     refresh_rows: int = setting(65_536, "Index vectors recomputed in place, in turn, per 256 events learned (0: none).")
@@ -97,12 +109,15 @@ class RetrievalConfig:
     refresh_in_background: bool = setting(True, "Rebuild the graph in a thread (false: inline, reproducible).")
     sampled_negatives: int = setting(2048, "Negatives per training step drawn by decayed popularity, with the "
                                      "log-Q correction.")
-    probe_updates: int = setting(20, "Learning updates between two probes of the index's recall (0: never).")
-    rebuild_below: float = setting(0.5, "Rebuild the graph when the probed recall@10 of its search falls below this.")
+    probe_updates: int = setting(20, "Learning updates between two probes of the index's recall (with "
+                                 "rebuild_below > 0).")
+    rebuild_below: float = setting(0.0, "Rebuild the graph when the probed recall@10 of its search falls below this "
+                                   "(0: no probe).")
 
     def __post_init__(self) -> None:
         check_ranges(self, "retrieval", {**dict.fromkeys(
             ("exact_max_items", "ann_candidates", "cooccurrence_candidates", "fresh_candidates", "popular_candidates",
+             "hot_items", "hot_candidates",
              "sampled_negatives", "refresh_rows", "rebuild_updates", "probe_updates"), ">=0"),
             **dict.fromkeys(("ann_ef", "ann_neighbours", "refresh_updates"), ">=1"), "rebuild_below": "[0,1]"})
 
@@ -225,6 +240,8 @@ class CandidateRetriever:
         self.n_items = 0  # items the learner has
         self.fresh = np.zeros(0, dtype=np.int64)
         self.popular = np.zeros(0, dtype=np.int64)
+        self.hot = np.zeros(0, dtype=np.int64)  # the hot_items most popular, sorted (re-ranked with popular)
+        self.hot_vectors = np.zeros((0, 0), dtype=np.float32)  # their index vectors when they were re-ranked
         self.updates = 0
         self.cursor = 0  # the next item whose index vector is recomputed in place
         self.refresh_due = 0.0  # index vectors owed to the in-place refresh (a fraction of one carried over)
@@ -243,7 +260,8 @@ class CandidateRetriever:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update({"cursor": 0, "refresh_due": 0.0, "rebuild_due": 0, "probe": None, "ann_recall": None,
-                              "rebuilds": 0, **state})  # older checkpoints
+                              "rebuilds": 0, "hot": np.zeros(0, dtype=np.int64),
+                              "hot_vectors": np.zeros((0, 0), dtype=np.float32), **state})  # older checkpoints
         self._lock = threading.Lock()
 
     def nearest_by_cosine(self, query: np.ndarray, k: int, columns: int | None = None) -> np.ndarray:
@@ -274,13 +292,17 @@ class CandidateRetriever:
         if popularity is not None and (self.updates % self.config.refresh_updates == 1 or not len(self.popular)):
             p = self.config.popular_candidates
             n = len(popularity)
-            self.popular = (np.argpartition(-popularity, p - 1)[:p] if 0 < p < n else np.arange(n)).astype(np.int64)
+            self.popular = (np.argpartition(-popularity, p - 1)[:p] if 0 < p < n else np.arange(min(p, n))).astype(np.int64)
+            h = self.config.hot_items
+            self.hot = np.sort(np.argpartition(-popularity, h - 1)[:h] if 0 < h < n else np.arange(min(h, n)))
+            self.hot_vectors = np.ascontiguousarray(table_fn(self.hot), dtype=np.float32) if h else self.hot_vectors[:0]
         if self.config.rebuild_updates:
             self.rebuild_due += events
             if self.rebuild_due >= self.config.rebuild_updates * FULL_UPDATE:
                 self.rebuild_due = 0
                 self.refresh(table_fn)
-        if self.config.probe_updates and self.updates % self.config.probe_updates == 0 and not self.building():
+        if self.config.rebuild_below > 0 and self.config.probe_updates and self.updates % self.config.probe_updates == 0 \
+                and not self.building():
             self.ann_recall = self.probe_recall()
             if self.ann_recall is not None and self.ann_recall < self.config.rebuild_below:
                 log.info("retrieval: the index's search found %.2f of the probed queries' exact top 10 "
@@ -385,6 +407,18 @@ class CandidateRetriever:
         self._swap_if_built(table_fn)
 
     # -- retrieving ---------------------------------------------------------------------------------------------
+    def _hot_candidates(self, queries: np.ndarray) -> np.ndarray:
+        """(B, hot_candidates): each query's best hot items by the exact inner product with their vectors. On
+        torch's threads, product and selection: ``np.argpartition`` over (256, 16,384) took ~50 ms against
+        ``torch.topk``'s ~7, and numpy's product (OpenBLAS threads) doubled the torch work after it."""
+        import torch
+
+        q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
+        scores = q @ torch.from_numpy(self.hot_vectors).T
+        best = torch.topk(scores, min(self.config.hot_candidates, scores.shape[1]), dim=1, sorted=False).indices
+        out: np.ndarray = self.hot[best.numpy()]
+        return out
+
     def candidates(self, queries: np.ndarray, cooc: tuple[np.ndarray, np.ndarray] | None,
                    exact: Any = None) -> np.ndarray:
         """(B, C) candidate item indices per query row, distinct, -1 padded.
@@ -406,6 +440,8 @@ class CandidateRetriever:
                 k = min(c.ann_candidates, scores.shape[1])
                 parts.append(np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1]
                              else np.broadcast_to(np.arange(scores.shape[1]), scores.shape))
+        if c.hot_candidates and len(self.hot) and len(self.hot_vectors) == len(self.hot):
+            parts.append(self._hot_candidates(queries))
         if cooc is not None and c.cooccurrence_candidates:
             parts.append(cooc[0])
         for shared in (self.fresh, self.popular):

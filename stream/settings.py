@@ -151,7 +151,7 @@ class Settings(BaseSettings):
                              "likely to pick one.")
     retrieval: RetrievalConfig = Field(
         RetrievalConfig(), description="Large catalogs: past `exact_max_items` items two-stage recommendation (ANN, "
-        "co-occurrence, fresh and popular candidates, then the full model) and sampled-softmax training (README, "
+        "co-occurrence, fresh, popular and hot candidates, then the full model) and sampled-softmax training (README, "
         "Large catalogs)."
     )
     intent: IntentConfig = Field(IntentConfig(), description="How an event's `context.query` text moves the user "

@@ -321,7 +321,7 @@ def test_the_in_place_refresh_is_per_event_not_per_update() -> None:
 def test_a_graph_the_vectors_drifted_from_is_rebuilt_when_the_probe_finds_it(rebuild_below: float) -> None:
     """Vectors rewritten in place far from the ones the graph's links were drawn from: the recall probe (exact scan
     of a few recent queries) finds the search missing their top 10, and the graph is redrawn from the stored
-    vectors; with rebuild_below 0 the probe only reports."""
+    vectors; with rebuild_below 0 nothing probes or rebuilds (probe_recall, called, still finds the drift)."""
     from learners.retrieval import CandidateRetriever
 
     rng = np.random.default_rng(4)
@@ -341,9 +341,36 @@ def test_a_graph_the_vectors_drifted_from_is_rebuilt_when_the_probe_finds_it(reb
 
     rt.updated(table_fn, None)  # update 1: no probe yet
     assert rt.ann_recall is None and rt.rebuilds == 0
-    rt.updated(table_fn, None)  # update 2: probed
-    assert rt.ann_recall is not None and rt.ann_recall < 0.9
+    rt.updated(table_fn, None)  # update 2: probed (with rebuild_below > 0)
     if rebuild_below:
+        assert rt.ann_recall is not None and rt.ann_recall < 0.9
         assert rt.rebuilds == 1 and (rt.probe_recall() or 0.0) >= 0.9
     else:
-        assert rt.rebuilds == 0 and (rt.probe_recall() or 0.0) < 0.9
+        assert rt.ann_recall is None and rt.rebuilds == 0 and (rt.probe_recall() or 1.0) < 0.9
+
+
+def test_the_hot_source_is_the_exact_top_of_the_most_popular_items() -> None:
+    """hot_items: each query's hot_candidates best of the most popular items by their stored index vectors,
+    exactly (the graph plays no part), re-ranked with the popular list; 0 hot items: no such candidates."""
+    from learners.retrieval import CandidateRetriever
+
+    rng = np.random.default_rng(5)
+    n, d = 3_000, 8
+    table = rng.normal(size=(n, d)).astype(np.float32)
+    popularity = rng.random(n)
+    hot = np.argsort(-popularity)[:500]
+    q = rng.normal(size=(6, d)).astype(np.float32)
+    for items in (500, 0):
+        rt = CandidateRetriever(RetrievalConfig(exact_max_items=0, ann_candidates=0, popular_candidates=0,
+                                                fresh_candidates=0, hot_items=items, hot_candidates=20,
+                                                refresh_rows=0, rebuild_updates=0, probe_updates=0))
+        rt.items_added(n, np.arange(n), None)
+        rt.build_now(table)
+        rt.updated(lambda rows: table if rows is None else table[rows], popularity)
+        got = rt.candidates(q, None)
+        if not items:
+            assert (got == -1).all()
+            continue
+        assert sorted(rt.hot.tolist()) == sorted(hot.tolist())
+        exact = hot[np.argsort(-(q @ table[hot].T), axis=1)[:, :20]]
+        assert [sorted(r[r >= 0].tolist()) for r in got] == [sorted(r.tolist()) for r in exact]
