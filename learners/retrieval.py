@@ -19,8 +19,7 @@ Past ``RetrievalConfig.exact_max_items`` items the adapter stops scoring the who
   vectors away from the ones the links were drawn from: at 1M items, after 200 updates of a graph drawn before any
   learning, the search found 10% of the top 10 that a graph drawn from the same vectors found 90% of; the items it
   misses are mostly the learned, popular ones, which the hot source scans exactly. Without an index (a checkpoint
-  from before it) the
-  source scans exactly.
+  from before it) the source scans exactly.
 * **co-occurrence**: the item-kNN neighbours of the user's latest items
   (:meth:`learners.cooccurrence.BoundedCooccurrence.top`).
 * **fresh**: the ``fresh_candidates`` items added last (new items have no interactions, so the other sources miss
