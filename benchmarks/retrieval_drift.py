@@ -9,8 +9,8 @@ any learning) still fits the vectors. Here the same world and learner (``scale.b
 learn for ``--updates`` micro-batches of 256 events, recommending each first; every ``--every`` updates one batch
 is measured before it is learned: retrieval recall@10 (the share of the model's exact top 10 over the whole catalog
 that the candidates of all sources hold, ``AdapterRecommender.retrieval_recall``) and the ANN search's own recall@10
-(the share of the exact top 10 over the index's stored vectors that its search finds, for the probe's 32 queries,
-``CandidateRetriever.probe_recall``). Rebuilds run in the background as in the worker, so their CPU shows in the
+(the share of the exact top 10 over the index's stored vectors that its search finds, for the batch's 256 queries,
+``AdapterRecommender.index_recall``). Rebuilds run in the background as in the worker, so their CPU shows in the
 interval's events/s (learner time of the batches since the previous row). One run per ``--rebuild-below`` value (0:
 no probe-triggered rebuild; the periodic ``rebuild_updates`` rebuild stays in both).
 
@@ -52,9 +52,9 @@ def run(items: int, users: int, updates: int, every: int, rebuild_below: float, 
     for n, (queries, xs, hs, _) in enumerate(scale.stream_batches(m, world, have, "streamrec", s.batch_max,
                                                                    s.seq_len, s.seen_max)):
         if n and n % every == 0:
-            rt = m._ensure_retriever()
-            rows.append({"updates": n, "recall": m.retrieval_recall(queries, 10), "ann": rt.probe_recall(),
-                         "rebuilds": rt.rebuilds, "building": rt.building(),
+            state = m.retrieval_state
+            rows.append({"updates": n, "recall": m.retrieval_recall(queries, 10), "ann": m.index_recall(queries),
+                         "rebuilds": state.rebuilds if state else 0, "building": bool(state and state.building),
                          "events_per_s": e_row / t_row if t_row else float("nan")})
             print(f"  rebuild_below {rebuild_below:g}: {rows[-1]}", file=sys.stderr, flush=True)
             t_row, e_row = 0.0, 0

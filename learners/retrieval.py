@@ -285,15 +285,18 @@ class CandidateRetriever:
         """A learning update of ``events`` events happened: recompute ``refresh_rows`` index vectors in place per
         ``FULL_UPDATE`` events (``table_fn(rows)``), every ``refresh_updates`` updates re-rank the popular list,
         every ``rebuild_updates`` x ``FULL_UPDATE`` events rebuild the graph (:meth:`refresh`)."""
+        import torch
+
         self.updates += 1
         self._swap_if_built(table_fn)
         self._revector(table_fn, events)
-        if popularity is not None and (self.updates % self.config.refresh_updates == 1 or not len(self.popular)):
-            p = self.config.popular_candidates
-            n = len(popularity)
-            self.popular = (np.argpartition(-popularity, p - 1)[:p] if 0 < p < n else np.arange(min(p, n))).astype(np.int64)
-            h = self.config.hot_items
-            self.hot = np.sort(np.argpartition(-popularity, h - 1)[:h] if 0 < h < n else np.arange(min(h, n)))
+        p, h = self.config.popular_candidates, self.config.hot_items
+        never = (p or h) and not len(self.popular) and not len(self.hot)
+        if popularity is not None and ((self.updates - 1) % self.config.refresh_updates == 0 or never):
+            m = min(max(p, h), len(popularity))  # one selection for both lists, on torch's threads (as the hot scan)
+            best = torch.topk(torch.from_numpy(popularity), m).indices.numpy() if m else np.zeros(0, dtype=np.int64)
+            self.popular = best[:p].astype(np.int64)
+            self.hot = np.sort(best[:h]).astype(np.int64)
             self.hot_vectors = np.ascontiguousarray(table_fn(self.hot), dtype=np.float32) if h else self.hot_vectors[:0]
         if self.config.rebuild_updates:
             self.rebuild_due += events
@@ -313,25 +316,27 @@ class CandidateRetriever:
         """Whether a background rebuild is under way (or built and not yet swapped in)."""
         return (self._building is not None and self._building.is_alive()) or self._built is not None
 
-    def probe_recall(self, k: int = 10, chunk: int = 262_144) -> float | None:
-        """Share of the probe queries' exact top ``k`` over the stored vectors that the index's search (as
-        :meth:`candidates` runs it) finds: how far the graph's links have drifted from the vectors. O(items x dim)
-        per query, in chunks of ``chunk`` rows. None without an index, probe queries or enough items."""
-        q, index = self.probe, self.index
+    def probe_recall(self, queries: np.ndarray | None = None, k: int = 10, chunk: int = 262_144) -> float | None:
+        """Share of the exact top ``k`` over the stored vectors that the index's search (as :meth:`candidates` runs
+        it) finds, averaged over ``queries`` (None: the probe's, the last batch's first ``PROBE_QUERIES``): how far
+        the graph's links have drifted from the vectors. O(items x dim) per query, in chunks of ``chunk`` rows, on
+        torch's threads (as the hot scan). None without an index, queries, more than ``k`` items or ANN candidates."""
+        import torch
+
+        q, index = self.probe if queries is None else queries, self.index
         n = len(index) if index is not None else 0
-        if q is None or index is None or n <= max(k, self.config.ann_candidates):
+        if q is None or not len(q) or index is None or n <= k or not self.config.ann_candidates:
             return None
-        stored = index.vectors()
-        best = np.full((len(q), 0), -1, dtype=np.int64)
-        best_s = np.zeros((len(q), 0), dtype=np.float32)
+        stored = torch.from_numpy(index.vectors())
+        tq = torch.from_numpy(np.ascontiguousarray(q, dtype=np.float32))
+        best_s = torch.full((len(q), 0), -torch.inf)
+        best = torch.zeros((len(q), 0), dtype=torch.int64)
         for start in range(0, n, chunk):
-            s = q @ stored[start : start + chunk].T
-            top = top_sorted(s, min(k, s.shape[1]))
-            best = np.concatenate([best, top + start], axis=1)
-            best_s = np.concatenate([best_s, np.take_along_axis(s, top, axis=1)], axis=1)
-        exact = np.take_along_axis(best, top_sorted(best_s, k), axis=1)
-        found = index.search(q, self.config.ann_candidates)
-        return float(np.mean([len(set(e.tolist()) & set(f.tolist())) / k for e, f in zip(exact, found, strict=True)]))
+            s, top = torch.topk(tq @ stored[start : start + chunk].T, min(k, n - start), dim=1)
+            best_s, at = torch.topk(torch.cat([best_s, s], 1), min(k, best_s.shape[1] + s.shape[1]), dim=1)
+            best = torch.cat([best, top + start], 1).gather(1, at)
+        found = index.search(np.asarray(q, dtype=np.float32), self.config.ann_candidates)
+        return float(np.mean([len(set(e) & set(f.tolist())) / k for e, f in zip(best.tolist(), found, strict=True)]))
 
     def _revector(self, table_fn: Any, events: int) -> None:
         """Write the current vectors of the next ``refresh_rows x events / FULL_UPDATE`` indexed items (wrapping
@@ -432,7 +437,7 @@ class CandidateRetriever:
         if c.ann_candidates:
             if self.index is not None and len(self.index):
                 parts.append(self.index.search(queries, min(c.ann_candidates, len(self.index))))
-                if c.probe_updates:  # kept for the next recall probe (a copy: the caller's array may be reused)
+                if c.rebuild_below > 0 and c.probe_updates:  # for the next probe (a copy: the caller may reuse it)
                     self.probe = np.array(queries[:PROBE_QUERIES], dtype=np.float32)
             elif exact is not None:
                 scores = exact(queries)

@@ -24,7 +24,7 @@ from learners.heads import AdapterHead, AttentionUserModel
 from learners.intent import with_intent
 from learners.retrieval import CandidateRetriever
 from learners.tensors import cosines, unique_rows
-from learners.types import FloatArray, Query, Recommendation, pick_top_k, run_stages, top_sorted
+from learners.types import FloatArray, Query, Recommendation, RetrievalState, pick_top_k, run_stages, top_sorted
 
 log = logging.getLogger(__name__)
 SIMILAR_CANDIDATES = 200  # past retrieval.exact_max_items: the index's nearest items similar_items re-ranks
@@ -99,14 +99,19 @@ class TwoStageRanking(AdapterBase):
         u: torch.Tensor = user(h, mask)
         return with_intent(head, u, intent, self.intent.weight) if intent is not None else u
 
+    def _index_queries(self, idx: torch.Tensor, mask: torch.Tensor,
+                       intent: torch.Tensor | None = None) -> tuple[torch.Tensor, np.ndarray]:
+        """The scaled user vectors (B, dim) and the ANN index's queries ``[u * temperature, 1]`` (B, dim + 1)."""
+        head, user, log_temp, _ = self._scoring_parts()
+        u = self._user_vectors(user, head, idx, mask, intent) * log_temp.exp()
+        return u, torch.cat([u, torch.ones(u.shape[0], 1, device=self._dev)], dim=1).float().cpu().numpy()
+
     def _retrieve(self, idx: torch.Tensor, mask: torch.Tensor,
                   intent: torch.Tensor | None = None) -> tuple[torch.Tensor, np.ndarray]:
         """The scaled user vectors (B, dim) and the (B, C) candidates of the retriever's sources (-1 padded)."""
         rt = self._ensure_retriever()
         cfg = self.retrieval
-        head, user, log_temp, _ = self._scoring_parts()
-        u = self._user_vectors(user, head, idx, mask, intent) * log_temp.exp()
-        queries = torch.cat([u, torch.ones(u.shape[0], 1, device=self._dev)], dim=1).float().cpu().numpy()
+        u, queries = self._index_queries(idx, mask, intent)
         cooc = None
         bounded = self._cooc.bounded if self._cooc is not None else None
         if bounded is not None and cfg.cooccurrence_candidates:
@@ -130,6 +135,28 @@ class TwoStageRanking(AdapterBase):
         best = top_sorted(scores, min(k, scores.shape[1]))
         hits = [len(set(b.tolist()) & set(c.tolist())) / len(b) for b, c in zip(best, cand, strict=True)]
         return float(np.mean(hits))
+
+    def index_recall(self, qs: Sequence[Query], k: int = 10) -> float | None:
+        """Share of each query's exact top ``k`` over the ANN index's stored vectors that the index's search finds
+        (:meth:`~learners.retrieval.CandidateRetriever.probe_recall`): how far the graph's links have drifted from
+        the vectors, apart from the other sources. None up to ``retrieval.exact_max_items`` items or without an
+        index. O(items x dim) per query."""
+        if not self._large() or self._head is None or not qs:
+            return None
+        rt = self._ensure_retriever()
+        with torch.no_grad():
+            idx, mask = self._encode_histories([q.history for q in qs])
+            queries = self._index_queries(idx, mask, self._intent_tensor(qs))[1]
+        return rt.probe_recall(queries)
+
+    @property
+    def retrieval_state(self) -> RetrievalState | None:
+        """The two-stage retriever's counters for the worker's metrics; None until the catalog passes
+        ``retrieval.exact_max_items``."""
+        rt = self._retriever
+        if rt is None:
+            return None
+        return RetrievalState(len(rt.index) if rt.index is not None else 0, rt.rebuilds, rt.ann_recall, rt.building())
 
     def _recommend_two_stage(self, qs: Sequence[Query], k: int, on_demand: bool,
                              boost: Boost | None = None) -> list[Recommendation]:

@@ -92,6 +92,16 @@ Recommendation = list[tuple[str, float]]
 Because = dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class RetrievalState:
+    """What a two-stage learner's candidate retriever reports to the worker's metrics."""
+
+    index_items: int  # items in the ANN index
+    rebuilds: int  # graph rebuilds started (every retrieval.rebuild_updates, or on a low probe)
+    index_recall: float | None  # the latest probe's share of the exact top 10 the search found (None: no probe)
+    building: bool  # a graph rebuild is under way in the background
+
+
 @runtime_checkable
 class TextEncoder(Protocol):
     """Turns item texts into fixed-size vectors; implementations are frozen (never trained)."""
@@ -204,6 +214,11 @@ class WorkerLearner(Learner, Protocol):
     def contribution(self) -> Contribution | None: ...
 
     def merge(self, cs: Sequence[Contribution]) -> int: ...
+
+    @property
+    def retrieval_state(self) -> RetrievalState | None:
+        """The candidate retriever's counters, or None while the learner scores its whole catalog."""
+        ...
 
     def observe_feedback(self, shown: Sequence[Sequence[str]], clicked: Sequence[tuple[str, int]]) -> None:
         """What the worker sent (each list's item ids) and the clicks attributed to those lists ((item id,

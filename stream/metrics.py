@@ -52,6 +52,12 @@ class WorkerMetrics:
         self.training_loss = Gauge("streamrec_training_loss", "Loss of the latest update.", registry=r)
         self.replay_size = Gauge("streamrec_replay_buffer_size", "Examples held in the replay buffer.", registry=r)
         self.catalog_items = Gauge("streamrec_catalog_items", "Items known to the model.", registry=r)
+        self.index_items = Gauge("streamrec_retrieval_index_items", "Items in the ANN index of two-stage retrieval "
+                                 "(0 while the model scores its whole catalog).", registry=r)
+        self.index_rebuilds = Gauge("streamrec_retrieval_index_rebuilds", "ANN graph rebuilds started.", registry=r)
+        self.index_recall = Gauge("streamrec_retrieval_index_recall", "Latest recall probe: share of the probed "
+                                  "queries' exact top 10 the ANN search found (retrieval.rebuild_below > 0).",
+                                  registry=r)
         self.attribute_values = Gauge("streamrec_catalog_attribute_values", "Item attribute values with a learned "
                                       "vector shared by the items that have them (attributes.slots > 0).", registry=r)
         self.hit_rate = Gauge("streamrec_online_hit_rate",

@@ -297,6 +297,12 @@ class EventProcessor:
         m.events_learned.set(self.learner.events_learned)
         m.replay_size.set(len(self.learner.replay))
         m.catalog_items.set(len(self.learner.item_ids))
+        rs = self.learner.retrieval_state
+        if rs is not None:
+            m.index_items.set(rs.index_items)
+            m.index_rebuilds.set(rs.rebuilds)
+            if rs.index_recall is not None:
+                m.index_recall.set(rs.index_recall)
 
     def observe_emitted(self, res: BatchResult) -> None:
         """Record latency and counts once the batch's recommendations were handed to the producer."""

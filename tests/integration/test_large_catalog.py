@@ -17,7 +17,9 @@ import pytest
 from connectors.clients import ItemProducer
 from connectors.kafka import KafkaClientConfig, replay_events
 from connectors.schemas import RECOMMENDATION_JSON_SCHEMA, ItemEmbedding, schema_errors
+from stream.demo import scrape
 from tests.conftest import make_catalog
+from tests.integration.test_broker_reset import wait_for
 from tests.integration.test_engine import ev, read_json
 from tests.integration.test_web import get
 
@@ -28,7 +30,8 @@ N_GENERATED = 20_000  # with pre-computed embeddings: nothing for the worker to 
 
 def test_two_stage_worker(worker_factory: Any, broker: Any, kafka: KafkaClientConfig, tmp_path: Path) -> None:
     app = "t-large"
-    w = worker_factory(app, STREAMREC_RETRIEVAL='{"exact_max_items": 10000, "rebuild_updates": 2}')
+    # the index's vectors rewritten in place and its graph rebuilt in the background while the worker runs
+    w = worker_factory(app, STREAMREC_RETRIEVAL='{"exact_max_items": 10000, "refresh_rows": 4096, "rebuild_updates": 2}')
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((8, 384)).astype(np.float32)
     vectors = centres[np.arange(N_GENERATED) % 8] + 0.5 * rng.standard_normal((N_GENERATED, 384)).astype(np.float32)
@@ -54,6 +57,8 @@ def test_two_stage_worker(worker_factory: Any, broker: Any, kafka: KafkaClientCo
         assert r["items"] and {x["item_id"] for x in r["items"]} <= known
     log = (tmp_path / f"{app}-worker.log").read_text()
     assert "two-stage recommendation and sampled softmax from now on" in log
+    wait_for(lambda: scrape(w.metrics_port, "streamrec_retrieval_index_items") == N_GENERATED + len(texts), 60,
+             "the index's items in the metrics")
 
     # two items arriving later with one embedding (no other item's): each the other's nearest among the index's
     # vectors, so both were added to the index on arrival; events on them are answered

@@ -58,6 +58,9 @@ def test_every_item_a_candidate_gives_the_exact_lists() -> None:
     two_stage = [[i for i, _ in r] for r in m.recommend_many(qs, k=10)]
     exact = [[i for i, _ in r] for r in m.recommend_exact(qs, k=10)]
     assert two_stage == exact
+    assert m.index_recall(qs) == 1.0  # the graph drawn from the current vectors (rebuilt every update) finds them
+    small = learner(RetrievalConfig())
+    assert small.index_recall(qs) is None and small.retrieval_state is None  # below exact_max_items: no index
 
 
 def test_retrieval_recall_against_exact_scoring() -> None:
@@ -334,7 +337,8 @@ def test_a_graph_the_vectors_drifted_from_is_rebuilt_when_the_probe_finds_it(reb
     assert rt.index is not None
     drifted = rng.normal(size=(n, d)).astype(np.float32)
     rt.index.vectors()[:] = drifted  # as learning moves every vector, the links staying
-    rt.candidates(rng.normal(size=(8, d)).astype(np.float32), None)
+    asked = rng.normal(size=(8, d)).astype(np.float32)
+    rt.candidates(asked, None)
 
     def table_fn(rows: np.ndarray | None) -> np.ndarray:
         return drifted if rows is None else drifted[rows]
@@ -346,7 +350,8 @@ def test_a_graph_the_vectors_drifted_from_is_rebuilt_when_the_probe_finds_it(reb
         assert rt.ann_recall is not None and rt.ann_recall < 0.9
         assert rt.rebuilds == 1 and (rt.probe_recall() or 0.0) >= 0.9
     else:
-        assert rt.ann_recall is None and rt.rebuilds == 0 and (rt.probe_recall() or 1.0) < 0.9
+        assert rt.ann_recall is None and rt.rebuilds == 0 and rt.probe is None  # no copy of the queries kept
+        assert (rt.probe_recall(asked) or 1.0) < 0.9
 
 
 def test_the_hot_source_is_the_exact_top_of_the_most_popular_items() -> None:
@@ -374,3 +379,27 @@ def test_the_hot_source_is_the_exact_top_of_the_most_popular_items() -> None:
         assert sorted(rt.hot.tolist()) == sorted(hot.tolist())
         exact = hot[np.argsort(-(q @ table[hot].T), axis=1)[:, :20]]
         assert [sorted(r[r >= 0].tolist()) for r in got] == [sorted(r.tolist()) for r in exact]
+
+
+@pytest.mark.parametrize("every", [1, 3])
+def test_the_popular_and_hot_lists_are_re_ranked_every_refresh_updates(every: int) -> None:
+    """The popular list (best first) and the hot items follow the popularity every ``refresh_updates`` updates (the
+    first update, then every ``every``-th), from one selection; in between they stay."""
+    from learners.retrieval import CandidateRetriever
+
+    n = 50
+    table = np.eye(n, 4, dtype=np.float32)
+    rt = CandidateRetriever(RetrievalConfig(exact_max_items=0, popular_candidates=3, hot_items=5,
+                                            refresh_updates=every, refresh_rows=0, rebuild_updates=0))
+    rt.items_added(n, np.arange(n), None)
+    seen = []
+    for update in range(1, 7):
+        popularity = np.zeros(n)
+        popularity[[update, update + 10, update + 20, update + 30, update + 40]] = [5.0, 4.0, 3.0, 2.0, 1.0]
+        rt.updated(lambda rows: table if rows is None else table[rows], popularity)
+        seen.append(rt.popular.tolist())
+        ranked = (update - 1) % every == 0
+        last = update if ranked else seen[-2][0]
+        assert rt.popular.tolist() == [last, last + 10, last + 20]
+        assert rt.hot.tolist() == [last + 10 * j for j in range(5)]
+        assert rt.hot_vectors.tolist() == table[rt.hot].tolist()

@@ -306,3 +306,27 @@ def test_explored_places_are_marked_and_their_clicks_counted_as_explore() -> Non
     click = {**event(2, "u", record["items"][9]["item_id"]), "context": {"rec_id": record["rec_id"]}}
     p.prepare([msg(click, offset=1)], lambda u: states[u])
     assert metrics.clicks.labels("explore", "9")._value.get() == 1  # noqa: SLF001
+
+
+def test_retrieval_counters_reach_the_metrics_past_exact_max_items() -> None:
+    """Below retrieval.exact_max_items the learner has no retriever and the gauges stay 0; past it a learning step
+    reports the index's items, rebuilds and (with the probe on) the probed recall."""
+    from learners.retrieval import RetrievalConfig
+
+    small, _, before = make()
+    small.learn(small.prepare([msg(event(1, "u", "i1"))], lambda u: UserState()))
+    assert before.index_items._value.get() == 0  # noqa: SLF001
+    s = load_settings()
+    m = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=s.seq_len, device="cpu",
+                           retrieval=RetrievalConfig(exact_max_items=0, ann_candidates=5, refresh_in_background=False,
+                                                     probe_updates=1, rebuild_below=0.01, rebuild_updates=1))
+    m.add_items([Item(f"i{j}", f"item number {j}") for j in range(40)])
+    metrics = WorkerMetrics()
+    p = EventProcessor(s, m, metrics, clock=lambda: 200.0)
+    for n in range(3):
+        p.learn(p.prepare([msg(event(n, f"u{n}", f"i{n}"), offset=n)], lambda u: UserState(["i7", "i9"], [], 2)))
+    state = m.retrieval_state
+    assert state is not None and state.index_items == 40 and state.rebuilds >= 1 and state.index_recall is not None
+    assert metrics.index_items._value.get() == 40  # noqa: SLF001
+    assert metrics.index_rebuilds._value.get() == state.rebuilds  # noqa: SLF001
+    assert metrics.index_recall._value.get() == state.index_recall  # noqa: SLF001
