@@ -56,8 +56,9 @@ class WorkerMetrics:
                                  "(0 while the model scores its whole catalog).", registry=r)
         self.index_rebuilds = Gauge("streamrec_retrieval_index_rebuilds", "ANN graph rebuilds started.", registry=r)
         self.index_recall = Gauge("streamrec_retrieval_index_recall", "Latest recall probe: share of the probed "
-                                  "queries' exact top 10 the ANN search found (retrieval.rebuild_below > 0).",
-                                  registry=r)
+                                  "queries' exact top 10 the ANN search found (retrieval.rebuild_below > 0; NaN "
+                                  "before a probe).", registry=r)
+        self.index_recall.set(float("nan"))  # not 0: no probe has run, which is not a probe that found nothing
         self.attribute_values = Gauge("streamrec_catalog_attribute_values", "Item attribute values with a learned "
                                       "vector shared by the items that have them (attributes.slots > 0).", registry=r)
         self.hit_rate = Gauge("streamrec_online_hit_rate",

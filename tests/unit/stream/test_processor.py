@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 from learners.adapter import AdapterRecommender
 from learners.cold import ColdConfig
@@ -316,6 +317,7 @@ def test_retrieval_counters_reach_the_metrics_past_exact_max_items() -> None:
     small, _, before = make()
     small.learn(small.prepare([msg(event(1, "u", "i1"))], lambda u: UserState()))
     assert before.index_items._value.get() == 0  # noqa: SLF001
+    assert math.isnan(before.index_recall._value.get())  # noqa: SLF001 - no probe ran: unknown, not 0
     s = load_settings()
     m = AdapterRecommender(HashingEncoder(16), dim=8, seq_len=s.seq_len, device="cpu",
                            retrieval=RetrievalConfig(exact_max_items=0, ann_candidates=5, refresh_in_background=False,
