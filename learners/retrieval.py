@@ -1,38 +1,44 @@
 """Two-stage recommendation for large catalogs: candidate retrieval, then the full model on a few hundred items.
 
 Past ``RetrievalConfig.exact_max_items`` items the adapter stops scoring the whole catalog. For each query,
-:class:`CandidateRetriever` gathers candidates from four sources, each bounded:
+:class:`CandidateRetriever` gathers candidates from five sources, each bounded:
 
 * **ANN**: the user's nearest items by inner product in the adapted space (``u * temperature . v + bias``), from an
-  HNSW index (:class:`AnnIndex`) of the averaged item vectors. New items are added to it as they arrive, with the
-  vectors the current parameters give them (the first index is built inline, from every item, when the catalog
-  passes ``exact_max_items``). The vectors are kept current in place: per 256 events learned (``FULL_UPDATE``, a
-  full micro-batch; a smaller update does proportionally less) the vectors of ``refresh_rows`` items are recomputed,
-  in turn, and written over the stored ones, so the search ranks by vectors at most ``ceil(items / refresh_rows)``
-  full updates old at a cost per event that does not grow with the catalog. The graph's links, drawn from the
-  vectors of when it was built, are redrawn every ``rebuild_updates`` full updates' worth of events in a background
-  thread from a copy of the stored vectors (queries use the old index until the new one is swapped in, with the
-  current vectors and the items that arrived meanwhile). With ``rebuild_below`` > 0 it is also redrawn when it has
-  drifted: every ``probe_updates`` learning updates a few of the last queries are searched exactly over the stored
-  vectors, and when the share of their exact top 10 that the index's search finds
-  (:attr:`CandidateRetriever.ann_recall`) falls below ``rebuild_below`` the graph is redrawn. Learning moves the
-  vectors away from the ones the links were drawn from: at 1M items, after 200 updates of a graph drawn before any
-  learning, the search found 10% of the top 10 that a graph drawn from the same vectors found 90% of; the items it
-  misses are mostly the learned, popular ones, which the hot source scans exactly. Without an index (a checkpoint
-  from before it) the source scans exactly.
+  HNSW index (:class:`AnnIndex`) of the averaged item vectors as the parameters gave them when each item was
+  indexed: the first index is built inline, from every item, when the catalog passes ``exact_max_items``, and new
+  items are added as they arrive. By default (``refresh_rows`` 0, ``rebuild_updates`` 0) the stored vectors are
+  never rewritten, so the graph's links always fit them and the search finds what it was built to: the catalog as
+  the young model saw it, mostly by text, which is where the long tail of items never clicked is found. The items
+  learning moves most, the clicked and popular ones, are the hot source's. With ``refresh_rows`` > 0 the vectors
+  are kept current in place instead: per 256 events learned (``FULL_UPDATE``; a smaller update does
+  proportionally less) the vectors of ``refresh_rows`` items are recomputed, in turn, and written over the stored
+  ones; the graph's links, drawn from older vectors, are then redrawn every ``rebuild_updates`` full updates' worth
+  of events in a background thread from a copy of the stored vectors (queries use the old index until the new one
+  is swapped in, with the current vectors and the items that arrived meanwhile), and with ``rebuild_below`` > 0
+  also when it has drifted: every ``probe_updates`` learning updates a few of the last queries are searched
+  exactly over the stored vectors, and when the share of their exact top 10 that the index's search finds
+  (:attr:`CandidateRetriever.ann_recall`) falls below ``rebuild_below`` the graph is redrawn. Rewriting is what
+  makes the links drift: at 1M items, after 200 updates of a graph drawn before any learning, its search found 10%
+  of the top 10 over the rewritten vectors that a graph drawn from the same vectors found 90% of, while a graph
+  whose vectors are never rewritten still found 63% of its own top 10 after 600 updates
+  (``benchmarks/retrieval_drift.py``). Without an index (a checkpoint from before it) the source scans exactly.
 * **co-occurrence**: the item-kNN neighbours of the user's latest items
   (:meth:`learners.cooccurrence.BoundedCooccurrence.top`).
 * **fresh**: the ``fresh_candidates`` items added last (new items have no interactions, so the other sources miss
   them; the cold gate picks among these).
-* **popular**: the ``popular_candidates`` items of highest decayed popularity, re-ranked every ``refresh_updates``.
+* **popular**: the ``popular_candidates`` items of highest decayed popularity, re-ranked every ``refresh_updates``
+  full updates' worth of events (``FULL_UPDATE`` each).
 * **hot** (``hot_items`` > 0): each query's ``hot_candidates`` best of the ``hot_items`` most popular items, by an
-  exact scan of their index vectors (one matrix product per batch; the vectors are recomputed with the list, every
-  ``refresh_updates``): the items whose learned vectors and biases move most, which a graph drawn from older
-  vectors misses first.
+  exact scan of their vectors under the current parameters (one matrix product per batch; the vectors are
+  recomputed with the list): the items whose learned vectors and biases move most, which
+  the index's stored vectors do not follow. At 1M items after 200 updates (before this source, with the index's
+  vectors rewritten in place), 98% of the exact top 10 that the other sources missed were among the 32,768 most
+  popular items.
 
 The union (deduplicated per row, padded with -1) is what the ranker scores. Per-query cost is
-O(candidates x dim) plus the index search, and per event O(refresh_rows / 256 x dim), both independent of the catalog
-size; the graph rebuild is O(items log items) but off the event path, and rare.
+O(candidates x dim + hot_items x dim) plus the index search, and per event O(refresh_rows / 256 x dim), all
+independent of the catalog size; a graph rebuild (with ``rebuild_updates``) is O(items log items) but off the event
+path, and rare.
 """
 
 from __future__ import annotations
@@ -62,20 +68,21 @@ class RetrievalConfig:
     ann_candidates, cooccurrence_candidates, fresh_candidates, popular_candidates
         Candidates per query from each source (see the module doc).
     ann_ef
-        HNSW search breadth (faiss ``efSearch``): recall against speed (see ``benchmarks/ann_choice.py``). 160:
-        at 1M items 128 gave retrieval recall@10 0.949, 160 0.956 and 256 0.968, at 1,289, 1,085 and 900
-        events/s (``benchmarks/scale.py``).
+        HNSW search breadth (faiss ``efSearch``, at least the candidates asked for): recall against speed (see
+        ``benchmarks/ann_choice.py``).
     ann_neighbours
         HNSW graph degree (M).
     refresh_rows
         Items whose index vectors are recomputed and written in place, in turn, per ``FULL_UPDATE`` (256) events
         learned: a learning update of fewer events recomputes proportionally fewer, so the cost is per event, not
-        per micro-batch (0: none; the vectors then change only when the graph is rebuilt).
+        per micro-batch. 0 (the default): none; the index keeps each item's vector of when it was indexed, and its
+        graph fits them (module doc).
     refresh_updates
-        Learning updates between two re-rankings of the popular list.
+        Re-rank the popular and hot lists (and recompute the hot items' vectors) every ``refresh_updates`` x
+        ``FULL_UPDATE`` events learned, so a stream of small updates pays no more per event than full ones.
     rebuild_updates
-        Rebuild the index's graph from its current vectors every ``rebuild_updates`` x ``FULL_UPDATE`` events
-        learned (0: never).
+        Rebuild the index's graph from its stored vectors every ``rebuild_updates`` x ``FULL_UPDATE`` events
+        learned (0, the default: never; a rebuild changes something only with ``refresh_rows`` > 0).
     refresh_in_background
         Rebuild in a thread (the worker); False rebuilds inline (reproducible runs, tests).
     sampled_negatives
@@ -98,13 +105,15 @@ class RetrievalConfig:
                                            "user's latest items.")
     fresh_candidates: int = setting(64, "Candidates per query from the items added last.")
     popular_candidates: int = setting(50, "Candidates per query from the most popular items (decayed counts).")
-    hot_items: int = setting(16_384, "Most popular items whose index vectors every query scans exactly (0: none).")
-    hot_candidates: int = setting(30, "Candidates per query from the exact scan of the hot items.")
-    ann_ef: int = setting(160, "HNSW search breadth (faiss efSearch): recall against speed.")
+    hot_items: int = setting(65_536, "Most popular items whose index vectors every query scans exactly (0: none).")
+    hot_candidates: int = setting(60, "Candidates per query from the exact scan of the hot items.")
+    ann_ef: int = setting(100, "HNSW search breadth (faiss efSearch): recall against speed.")
     ann_neighbours: int = setting(16, "HNSW graph degree (M).")
-    refresh_rows: int = setting(65_536, "Index vectors recomputed in place, in turn, per 256 events learned (0: none).")
-    refresh_updates: int = setting(10, "Learning updates between two re-rankings of the popular list.")
-    rebuild_updates: int = setting(1_000, "Rebuild the index's graph every this many x 256 events learned (0: never).")
+    refresh_rows: int = setting(0, "Index vectors recomputed in place, in turn, per 256 events learned (0: none; "
+                                "the index keeps each item's vector of when it was indexed).")
+    refresh_updates: int = setting(10, "Re-rank the popular and hot lists every this many x 256 events learned.")
+    rebuild_updates: int = setting(0, "Rebuild the index's graph every this many x 256 events learned (0: never; "
+                                   "only useful with refresh_rows > 0).")
     refresh_in_background: bool = setting(True, "Rebuild the graph in a thread (false: inline, reproducible).")
     sampled_negatives: int = setting(2048, "Negatives per training step drawn by decayed popularity, with the "
                                      "log-Q correction.")
@@ -245,6 +254,7 @@ class CandidateRetriever:
         self.cursor = 0  # the next item whose index vector is recomputed in place
         self.refresh_due = 0.0  # index vectors owed to the in-place refresh (a fraction of one carried over)
         self.rebuild_due = 0  # events learned since the last rebuild
+        self.rank_due = 0  # events learned since the popular and hot lists were last re-ranked
         self.probe: np.ndarray | None = None  # a few of the last queries, for the recall probe
         self.ann_recall: float | None = None  # the last probe's share of the exact top 10 the search found
         self.rebuilds = 0  # graph rebuilds started (every rebuild_updates, or on a low probe)
@@ -259,7 +269,7 @@ class CandidateRetriever:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update({"cursor": 0, "refresh_due": 0.0, "rebuild_due": 0, "probe": None, "ann_recall": None,
-                              "rebuilds": 0, "hot": np.zeros(0, dtype=np.int64),
+                              "rebuilds": 0, "rank_due": 0, "hot": np.zeros(0, dtype=np.int64),
                               "hot_vectors": np.zeros((0, 0), dtype=np.float32), **state})  # older checkpoints
         self._lock = threading.Lock()
 
@@ -283,8 +293,9 @@ class CandidateRetriever:
 
     def updated(self, table_fn: Any, popularity: np.ndarray | None, events: int = FULL_UPDATE) -> None:
         """A learning update of ``events`` events happened: recompute ``refresh_rows`` index vectors in place per
-        ``FULL_UPDATE`` events (``table_fn(rows)``), every ``refresh_updates`` updates re-rank the popular list,
-        every ``rebuild_updates`` x ``FULL_UPDATE`` events rebuild the graph (:meth:`refresh`)."""
+        ``FULL_UPDATE`` events (``table_fn(rows)``), every ``refresh_updates`` x ``FULL_UPDATE`` events re-rank the
+        popular and hot lists, every ``rebuild_updates`` x ``FULL_UPDATE`` events rebuild the graph
+        (:meth:`refresh`)."""
         import torch
 
         self.updates += 1
@@ -292,7 +303,9 @@ class CandidateRetriever:
         self._revector(table_fn, events)
         p, h = self.config.popular_candidates, self.config.hot_items
         never = (p or h) and not len(self.popular) and not len(self.hot)
-        if popularity is not None and ((self.updates - 1) % self.config.refresh_updates == 0 or never):
+        self.rank_due += events
+        if popularity is not None and (self.rank_due >= self.config.refresh_updates * FULL_UPDATE or never):
+            self.rank_due = 0
             m = min(max(p, h), len(popularity))  # one selection for both lists, on torch's threads (as the hot scan)
             best = torch.topk(torch.from_numpy(popularity), m).indices.numpy() if m else np.zeros(0, dtype=np.int64)
             self.popular = best[:p].astype(np.int64)

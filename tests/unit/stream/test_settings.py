@@ -55,10 +55,10 @@ def test_env_and_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_retrieval_is_one_json_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     """The large-catalog config nests as JSON; fields left out keep their defaults; the learner gets it."""
-    monkeypatch.setenv("STREAMREC_RETRIEVAL", '{"exact_max_items": 50000, "ann_ef": 64}')
+    monkeypatch.setenv("STREAMREC_RETRIEVAL", '{"exact_max_items": 50000, "ann_ef": 72}')
     s = load_settings()
     default = RetrievalConfig().ann_candidates
-    assert (s.retrieval.exact_max_items, s.retrieval.ann_ef, s.retrieval.ann_candidates) == (50000, 64, default)
+    assert (s.retrieval.exact_max_items, s.retrieval.ann_ef, s.retrieval.ann_candidates) == (50000, 72, default)
     from stream.worker import build_learner
 
     assert build_learner(s, None).retrieval == s.retrieval
