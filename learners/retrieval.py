@@ -105,7 +105,7 @@ class RetrievalConfig:
                                            "user's latest items.")
     fresh_candidates: int = setting(64, "Candidates per query from the items added last.")
     popular_candidates: int = setting(50, "Candidates per query from the most popular items (decayed counts).")
-    hot_items: int = setting(65_536, "Most popular items whose index vectors every query scans exactly (0: none).")
+    hot_items: int = setting(65_536, "Most popular items whose current vectors every query scans exactly (0: none).")
     hot_candidates: int = setting(60, "Candidates per query from the exact scan of the hot items.")
     ann_ef: int = setting(100, "HNSW search breadth (faiss efSearch): recall against speed.")
     ann_neighbours: int = setting(16, "HNSW graph degree (M).")
@@ -249,7 +249,7 @@ class CandidateRetriever:
         self.fresh = np.zeros(0, dtype=np.int64)
         self.popular = np.zeros(0, dtype=np.int64)
         self.hot = np.zeros(0, dtype=np.int64)  # the hot_items most popular, sorted (re-ranked with popular)
-        self.hot_vectors = np.zeros((0, 0), dtype=np.float32)  # their index vectors when they were re-ranked
+        self.hot_vectors = np.zeros((0, 0), dtype=np.float32)  # their [v, bias] under the parameters of the last re-rank
         self.updates = 0
         self.cursor = 0  # the next item whose index vector is recomputed in place
         self.refresh_due = 0.0  # index vectors owed to the in-place refresh (a fraction of one carried over)
