@@ -161,3 +161,27 @@ def test_a_file_naming_a_class_outside_the_allowed_ones_is_refused(
     with pytest.raises(StateFileError, match="cannot be saved"):
         store.save({"learner": Path("x")}, version=3)  # nor can the worker write one
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model-1.pkl", "model-2.pkl"]  # no temp file left
+
+
+def test_long_id_lists_and_maps_are_arrays_and_come_back_equal(tmp_path: Path) -> None:
+    """The catalog's item ids (any text, a lone surrogate included) and their rows go out as arrays, not as a
+    JSON entry per item; short ones, mixed ones and ints past 64 bits stay entries; an empty matrix saves too."""
+    ids = [f"item{j}" for j in range(200)] + ["", "é ü 漢字", "\ud800 lone", "new\nline", "\x00"]
+    payload = {"ids": ids, "rows": {i: n for n, i in enumerate(ids)}, "short": ["a", "b"],
+               "mixed": [*ids[:70], 3], "huge": {f"k{j}": 2**70 + j for j in range(70)},
+               "empty": np.zeros((0, 4), dtype=np.float32), "ints": {f"k{j}": j for j in range(3)}}
+    path = CheckpointStore(tmp_path).save(payload, version=1)
+    fields = document(path)["__dict__"]["learner"]["__dict__"]
+    assert set(fields["ids"]) == {"__strs__", "ends"} and set(fields["rows"]) == {"__strints__", "values"}
+    assert fields["short"] == ["a", "b"] and isinstance(fields["mixed"], list) and "__dict__" in fields["huge"]
+    got = CheckpointStore(tmp_path).load_latest()
+    assert got is not None
+    back = got.learner
+    assert back["ids"] == ids and back["rows"] == payload["rows"] and back["mixed"] == payload["mixed"]
+    assert back["huge"] == payload["huge"] and back["short"] == ["a", "b"] and back["ints"] == payload["ints"]
+    assert back["empty"].shape == (0, 4)
+
+
+def test_an_unsaveable_entry_is_named_by_its_path(tmp_path: Path) -> None:
+    with pytest.raises(StateFileError, match=r"root\.learner\.parts\[2\]\[\('a', 1\)\]: a pathlib"):
+        CheckpointStore(tmp_path).save({"parts": [0, 1, {("a", 1): Path("x")}]}, version=1)
