@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,16 @@ THEMES = {
     "cooking": ["pasta", "baking", "kitchen", "recipe", "chef", "soup", "bread", "dessert"],
     "sports": ["football", "tennis", "stadium", "marathon", "boxing", "cycling", "soccer", "hockey"],
 }
+
+
+def wait_for(pred: Callable[[], Any], timeout: float, what: str | Callable[[], str], every: float = 0.3) -> None:
+    """Wait until ``pred()`` is true; past ``timeout`` seconds fail naming ``what`` (a callable one is called then,
+    so the message can show the values last seen)."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
+        time.sleep(every)
 
 
 def make_catalog(per_theme: int = 8) -> list[Item]:

@@ -16,16 +16,9 @@ import pytest
 from connectors.broker import EmbeddedBroker, free_port
 from connectors.kafka import KafkaClientConfig, ensure_topics, publish_items, read_json_topic, read_topic, replay_events
 from stream.demo import WorkerProcess, scrape
-from tests.conftest import make_catalog
+from tests.conftest import make_catalog, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.brokers("tansu")]
-
-
-def wait_for(pred: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
 
 
 def answers(cfg: KafkaClientConfig, want: str, timeout: float = 60) -> dict[str, Any]:

@@ -18,8 +18,7 @@ from connectors.clients import ItemProducer
 from connectors.kafka import KafkaClientConfig, replay_events
 from connectors.schemas import RECOMMENDATION_JSON_SCHEMA, ItemEmbedding, schema_errors
 from stream.demo import scrape
-from tests.conftest import make_catalog
-from tests.integration.test_broker_reset import wait_for
+from tests.conftest import make_catalog, wait_for
 from tests.integration.test_engine import ev, read_json
 from tests.integration.test_web import get
 

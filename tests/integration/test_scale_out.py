@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,20 +10,10 @@ import pytest
 from connectors.kafka import KafkaClientConfig, ensure_topics, publish_items, replay_events
 from learners.types import Item
 from stream.demo import scrape
-from tests.conftest import make_catalog
+from tests.conftest import make_catalog, wait_for
 from tests.integration.test_engine import ev, read_json
 
 pytestmark = pytest.mark.integration
-
-
-def wait_until(pred: Any, timeout: float, what: str | Callable[[], str]) -> None:
-    """Wait for pred; `what` names it in the error, a callable one is called then (it shows the last values)."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if pred():
-            return
-        time.sleep(0.5)
-    raise TimeoutError(what() if callable(what) else what)
 
 
 def test_two_workers_each_see_the_whole_catalog(worker_factory: Any, kafka: KafkaClientConfig, tmp_path: Any) -> None:
@@ -34,7 +22,7 @@ def test_two_workers_each_see_the_whole_catalog(worker_factory: Any, kafka: Kafk
     a = worker_factory(app, tmp_path / "a")
     b = worker_factory(app, tmp_path / "b")
     for w in (a, b):  # whoever encodes the catalog, a worker owning none or some items partitions needs the rest
-        wait_until(lambda w=w: scrape(w.metrics_port, "streamrec_catalog_items") is not None, 180, "worker up")
+        wait_for(lambda w=w: scrape(w.metrics_port, "streamrec_catalog_items") is not None, 180, "worker up")
     catalog = make_catalog()
     asyncio.run(publish_items(kafka, f"{app}-items", catalog))
     for w in (a, b):

@@ -12,9 +12,8 @@ from connectors.kafka import KafkaClientConfig, assign_all_partitions, ensure_to
 from learners.sharing import Contribution
 from stream.demo import scrape
 from stream.sharing import CONTRIBUTION_SCHEMA
-from tests.conftest import make_catalog
+from tests.conftest import make_catalog, wait_for
 from tests.integration.test_engine import ev, read_json
-from tests.integration.test_scale_out import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +49,7 @@ def test_two_workers_learn_every_event_and_a_later_worker_catches_up(
     a = worker_factory(app, tmp_path / "a", STREAMREC_WORKER_NAME="a", **SHARING)
     b = worker_factory(app, tmp_path / "b", STREAMREC_WORKER_NAME="b", **SHARING)
     for w in (a, b):
-        wait_until(lambda w=w: scrape(w.metrics_port, "streamrec_catalog_items") is not None, 180, "worker up")
+        wait_for(lambda w=w: scrape(w.metrics_port, "streamrec_catalog_items") is not None, 180, "worker up")
     catalog = make_catalog()
     asyncio.run(publish_items(kafka, f"{app}-items", catalog))
     for w in (a, b):
@@ -64,7 +63,7 @@ def test_two_workers_learn_every_event_and_a_later_worker_catches_up(
     served = [scrape(w.metrics_port, "streamrec_recommendations_total") or 0 for w in (a, b)]
     assert all(0 < n < len(events) for n in served), f"each worker should own some users: {served}"
     # each learned its own users' events and merged the other's: both models have learned every event
-    wait_until(lambda: learned(a) == learned(b) == len(events), 60,
+    wait_for(lambda: learned(a) == learned(b) == len(events), 60,
                lambda: f"both workers learn all {len(events)} events: a {learned(a)}, b {learned(b)}")
     for w in (a, b):
         assert (scrape(w.metrics_port, "streamrec_shared_contributions_total{outcome=merged}") or 0) >= 1
@@ -89,15 +88,15 @@ def test_two_workers_learn_every_event_and_a_later_worker_catches_up(
     # and contributes them too, so the total every model must reach is what the topic holds, each counted once.
     b.stop()
     c = worker_factory(app, tmp_path / "c", STREAMREC_WORKER_NAME="c", **SHARING)
-    wait_until(lambda: scrape(c.metrics_port, "streamrec_ready") == 1, 180, "worker c ready")
+    wait_for(lambda: scrape(c.metrics_port, "streamrec_ready") == 1, 180, "worker c ready")
     assert learned(c) >= len(events)
-    wait_until(lambda: learned(c) == learned(a) == contributed(kafka, app), 60,
+    wait_for(lambda: learned(c) == learned(a) == contributed(kafka, app), 60,
                lambda: f"c and a learn what the topic holds: c {learned(c)}, a {learned(a)}, topic {contributed(kafka, app)}")
     # a restarts from its checkpoint and reads on from the offset saved with it: nothing is merged twice
     a.stop()
     a.start()
-    wait_until(lambda: scrape(a.metrics_port, "streamrec_ready") == 1, 180, "worker a ready again")
-    wait_until(lambda: learned(a) == learned(c) == contributed(kafka, app), 60,
+    wait_for(lambda: scrape(a.metrics_port, "streamrec_ready") == 1, 180, "worker a ready again")
+    wait_for(lambda: learned(a) == learned(c) == contributed(kafka, app), 60,
                lambda: f"a after its restart: {learned(a)}, c {learned(c)}, topic {contributed(kafka, app)}")
 
 

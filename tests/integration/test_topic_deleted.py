@@ -6,7 +6,6 @@ test_broker_reset.py.)"""
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,17 +13,10 @@ import pytest
 
 from connectors.kafka import KafkaClientConfig, admin_client, delete_topics, publish_items, replay_events
 from stream.demo import scrape
-from tests.conftest import make_catalog
+from tests.conftest import make_catalog, wait_for
 from tests.integration.test_engine import ev, read_json
 
 pytestmark = [pytest.mark.integration, pytest.mark.brokers("kafka")]
-
-
-def wait_for(pred: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
 
 
 def group_members(cfg: KafkaClientConfig, group: str) -> set[str]:
