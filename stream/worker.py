@@ -134,7 +134,7 @@ def checkpoint_saver(store: CheckpointStore, state: tuple[Any, ...]) -> Checkpoi
     """A coroutine function that checkpoints the learner when :func:`saved_state` changed since the last save (or
     when forced; ``state``: the one at start), between learning steps (:attr:`StreamrecApp.model_lock`), written
     on the learning thread: writing the model took ~200 ms of the event loop at ML-100K's size, which the HTTP
-    routes waited through."""
+    routes waited through. The file is synced to disk after the model is released (:meth:`CheckpointStore.write`)."""
     last = {"state": state}
 
     async def save(sr: StreamrecApp, force: bool = False) -> None:
@@ -145,9 +145,10 @@ def checkpoint_saver(store: CheckpointStore, state: tuple[Any, ...]) -> Checkpoi
             learned = dict(sr.processor.learned)  # as of this version (the loop may change it meanwhile)
             if sr.sharing is not None:
                 learned.update({(sr.settings.topic_shares, p): off for p, off in sr.sharing.read.items()})
-            await asyncio.get_running_loop().run_in_executor(sr.learning_thread, store.save, sr.learner, v,
-                                                             learned)
-            last["state"] = state
+            written = await asyncio.get_running_loop().run_in_executor(sr.learning_thread, store.write, sr.learner,
+                                                                       v, learned)
+        await asyncio.get_running_loop().run_in_executor(None, written.commit)  # the sync: the model is free again
+        last["state"] = state
 
     return save
 

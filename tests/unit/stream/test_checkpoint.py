@@ -185,3 +185,61 @@ def test_long_id_lists_and_maps_are_arrays_and_come_back_equal(tmp_path: Path) -
 def test_an_unsaveable_entry_is_named_by_its_path(tmp_path: Path) -> None:
     with pytest.raises(StateFileError, match=r"root\.learner\.parts\[2\]\[\('a', 1\)\]: a pathlib"):
         CheckpointStore(tmp_path).save({"parts": [0, 1, {("a", 1): Path("x")}]}, version=1)
+
+
+def test_a_written_checkpoint_is_not_loaded_before_its_commit(tmp_path: Path) -> None:
+    """The worker releases the model after write() and syncs the file after: until commit() the older
+    checkpoint is the latest, and a failed sync leaves no temporary file."""
+    store = CheckpointStore(tmp_path, keep=1)
+    store.save({"v": 1}, version=1)
+    written = store.write({"v": 2}, version=2)
+    got = store.load_latest()
+    assert got is not None and got.version == 1
+    assert written.commit() == tmp_path / "model-2.pkl"
+    got = store.load_latest()
+    assert got is not None and got.learner == {"v": 2} and [p.name for p in tmp_path.iterdir()] == ["model-2.pkl"]
+    lost = store.write({"v": 3}, version=3)
+    lost.tmp.unlink()  # the sync cannot open it: it fails loudly, and nothing is put in place
+    with pytest.raises(FileNotFoundError):
+        lost.commit()
+    assert [p.name for p in tmp_path.iterdir()] == ["model-2.pkl"]
+
+
+def test_the_worker_releases_the_model_while_the_checkpoint_syncs(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A learning step (which takes the model lock) runs while the checkpoint's file is synced to disk."""
+    import asyncio
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from types import SimpleNamespace
+
+    from stream import checkpoint
+    from stream.worker import checkpoint_saver
+
+    syncing, release = threading.Event(), threading.Event()
+    real_fsync = checkpoint.os.fsync
+
+    def slow_fsync(fd: int) -> None:
+        syncing.set()
+        assert release.wait(10), "the learning step never ran while the file was synced"
+        real_fsync(fd)
+
+    monkeypatch.setattr(checkpoint.os, "fsync", slow_fsync)
+    learner = AdapterRecommender(HashingEncoder(32), dim=8, seq_len=4, device="cpu", text_dims=0)
+    learner.add_items([Item(f"i{j}", f"thing{j}") for j in range(10)])
+    sr = SimpleNamespace(learner=learner, sharing=None, model_lock=asyncio.Lock(),
+                         processor=SimpleNamespace(learned={("events", 0): 9}), learning_thread=ThreadPoolExecutor(1))
+    save = checkpoint_saver(CheckpointStore(tmp_path), ())
+
+    async def learn_meanwhile() -> None:
+        await asyncio.get_running_loop().run_in_executor(None, syncing.wait, 10)
+        async with sr.model_lock:  # as learn_off_the_loop
+            release.set()
+
+    async def both() -> None:
+        await asyncio.gather(save(sr, True), learn_meanwhile())
+
+    with sr.learning_thread:
+        asyncio.run(both())
+    got = CheckpointStore(tmp_path).load_latest()
+    assert got is not None and got.version == learner.model_version and got.offsets == {("events", 0): 9}
