@@ -15,7 +15,7 @@ Past ``RetrievalConfig.exact_max_items`` items the adapter stops scoring the who
   ones; the graph's links, drawn from older vectors, are then redrawn every ``rebuild_updates`` full updates' worth
   of events in a background thread from a copy of the stored vectors (queries use the old index until the new one
   is swapped in, with the current vectors and the items that arrived meanwhile), and with ``rebuild_below`` > 0
-  also when it has drifted: every ``probe_updates`` learning updates a few of the last queries are searched
+  also when it has drifted: every ``probe_updates`` x 256 events learned a few of the last queries are searched
   exactly over the stored vectors, and when the share of their exact top 10 that the index's search finds
   (:attr:`CandidateRetriever.ann_recall`) falls below ``rebuild_below`` the graph is redrawn. Rewriting is what
   makes the links drift: at 1M items, after 200 updates of a graph drawn before any learning, its search found 10%
@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from learners.config import check_ranges, setting
 from learners.types import top_sorted
@@ -89,9 +90,9 @@ class RetrievalConfig:
         Negatives drawn per training step from the decayed popularity (plus the batch's own targets), with the
         log-Q correction; the step then costs O(batch x negatives), not O(batch x items).
     probe_updates, rebuild_below
-        With ``rebuild_below`` > 0, every ``probe_updates`` learning updates ``PROBE_QUERIES`` of the last queries
-        are scanned exactly over the stored vectors (O(items x dim) each, on the learning thread); when the share of
-        their top 10 the index's search finds falls below ``rebuild_below``, the graph is rebuilt. 0 (the default):
+        With ``rebuild_below`` > 0, every ``probe_updates`` x ``FULL_UPDATE`` events learned ``PROBE_QUERIES`` of the
+        last queries are scanned exactly over the stored vectors (O(items x dim) each, on the learning thread); when
+        the share of their top 10 the index's search finds falls below ``rebuild_below``, the graph is rebuilt. 0 (the default):
         no probe; the hot source keeps recall up instead, and at 1M items on 2 cores a rebuild takes minutes of both
         cores (``benchmarks/retrieval_drift.py``).
     hot_items, hot_candidates
@@ -117,7 +118,7 @@ class RetrievalConfig:
     refresh_in_background: bool = setting(True, "Rebuild the graph in a thread (false: inline, reproducible).")
     sampled_negatives: int = setting(2048, "Negatives per training step drawn by decayed popularity, with the "
                                      "log-Q correction.")
-    probe_updates: int = setting(20, "Learning updates between two probes of the index's recall (with "
+    probe_updates: int = setting(20, "Probe the index's recall every this many x 256 events learned (with "
                                  "rebuild_below > 0).")
     rebuild_below: float = setting(0.0, "Rebuild the graph when the probed recall@10 of its search falls below this "
                                    "(0: no probe).")
@@ -255,6 +256,7 @@ class CandidateRetriever:
         self.refresh_due = 0.0  # index vectors owed to the in-place refresh (a fraction of one carried over)
         self.rebuild_due = 0  # events learned since the last rebuild
         self.rank_due = 0  # events learned since the popular and hot lists were last re-ranked
+        self.probe_due = 0  # events learned since the last recall probe
         self.probe: np.ndarray | None = None  # a few of the last queries, for the recall probe
         self.ann_recall: float | None = None  # the last probe's share of the exact top 10 the search found
         self.rebuilds = 0  # graph rebuilds started (every rebuild_updates, or on a low probe)
@@ -269,7 +271,7 @@ class CandidateRetriever:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update({"cursor": 0, "refresh_due": 0.0, "rebuild_due": 0, "probe": None, "ann_recall": None,
-                              "rebuilds": 0, "rank_due": 0, "hot": np.zeros(0, dtype=np.int64),
+                              "rebuilds": 0, "rank_due": 0, "probe_due": 0, "hot": np.zeros(0, dtype=np.int64),
                               "hot_vectors": np.zeros((0, 0), dtype=np.float32), **state})  # older checkpoints
         self._lock = threading.Lock()
 
@@ -296,8 +298,6 @@ class CandidateRetriever:
         ``FULL_UPDATE`` events (``table_fn(rows)``), every ``refresh_updates`` x ``FULL_UPDATE`` events re-rank the
         popular and hot lists, every ``rebuild_updates`` x ``FULL_UPDATE`` events rebuild the graph
         (:meth:`refresh`)."""
-        import torch
-
         self.updates += 1
         self._swap_if_built(table_fn)
         self._revector(table_fn, events)
@@ -316,8 +316,10 @@ class CandidateRetriever:
             if self.rebuild_due >= self.config.rebuild_updates * FULL_UPDATE:
                 self.rebuild_due = 0
                 self.refresh(table_fn)
-        if self.config.rebuild_below > 0 and self.config.probe_updates and self.updates % self.config.probe_updates == 0 \
-                and not self.building():
+        self.probe_due += events
+        if self.config.rebuild_below > 0 and self.config.probe_updates \
+                and self.probe_due >= self.config.probe_updates * FULL_UPDATE and not self.building():
+            self.probe_due = 0
             self.ann_recall = self.probe_recall()
             if self.ann_recall is not None and self.ann_recall < self.config.rebuild_below:
                 log.info("retrieval: the index's search found %.2f of the probed queries' exact top 10 "
@@ -334,8 +336,6 @@ class CandidateRetriever:
         it) finds, averaged over ``queries`` (None: the probe's, the last batch's first ``PROBE_QUERIES``): how far
         the graph's links have drifted from the vectors. O(items x dim) per query, in chunks of ``chunk`` rows, on
         torch's threads (as the hot scan). None without an index, queries, more than ``k`` items or ANN candidates."""
-        import torch
-
         q, index = self.probe if queries is None else queries, self.index
         n = len(index) if index is not None else 0
         if q is None or not len(q) or index is None or n <= k or not self.config.ann_candidates:
@@ -428,8 +428,6 @@ class CandidateRetriever:
         """(B, hot_candidates): each query's best hot items by the exact inner product with their vectors. On
         torch's threads, product and selection: ``np.argpartition`` over (256, 16,384) took ~50 ms against
         ``torch.topk``'s ~7, and numpy's product (OpenBLAS threads) doubled the torch work after it."""
-        import torch
-
         q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
         scores = q @ torch.from_numpy(self.hot_vectors).T
         best = torch.topk(scores, min(self.config.hot_candidates, scores.shape[1]), dim=1, sorted=False).indices

@@ -346,8 +346,10 @@ def test_a_graph_the_vectors_drifted_from_is_rebuilt_when_the_probe_finds_it(reb
         return drifted if rows is None else drifted[rows]
 
     rt.updated(table_fn, None)  # update 1: no probe yet
+    for _ in range(255):  # small updates count their events, not themselves: 511 events learned, still none
+        rt.updated(table_fn, None, events=1)
     assert rt.ann_recall is None and rt.rebuilds == 0
-    rt.updated(table_fn, None)  # update 2: probed (with rebuild_below > 0)
+    rt.updated(table_fn, None)  # 767 events: probed (with rebuild_below > 0)
     if rebuild_below:
         assert rt.ann_recall is not None and rt.ann_recall < 0.9
         assert rt.rebuilds == 1 and (rt.probe_recall() or 0.0) >= 0.9

@@ -325,8 +325,9 @@ def test_retrieval_counters_reach_the_metrics_past_exact_max_items() -> None:
     m.add_items([Item(f"i{j}", f"item number {j}") for j in range(40)])
     metrics = WorkerMetrics()
     p = EventProcessor(s, m, metrics, clock=lambda: 200.0)
-    for n in range(3):
-        p.learn(p.prepare([msg(event(n, f"u{n}", f"i{n}"), offset=n)], lambda u: UserState(["i7", "i9"], [], 2)))
+    for b in range(2):  # the probe and the rebuild count events in 256s: two batches of 256
+        p.learn(p.prepare([msg(event(256 * b + n, f"u{n}", f"i{n % 40}"), offset=256 * b + n) for n in range(256)],
+                          lambda u: UserState(["i7", "i9"], [], 2)))
     state = m.retrieval_state
     assert state is not None and state.index_items == 40 and state.rebuilds >= 1 and state.index_recall is not None
     assert metrics.index_items._value.get() == 40  # noqa: SLF001
