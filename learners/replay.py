@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,3 +71,34 @@ class ReplayBuffer:
         if not self._items or n <= 0:
             return []
         return [self._items[self._rng.randrange(len(self._items))] for _ in range(n)]
+
+    # -- state: the examples as four arrays (a checkpoint wrote 20,000 Example objects one entry at a time) -----
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        items: list[Example] = state.pop("_items")
+        state["_packed"] = {
+            "lengths": np.fromiter((len(e.history) for e in items), dtype=np.int64, count=len(items)),
+            "histories": np.fromiter(itertools.chain.from_iterable(e.history for e in items), dtype=np.int64),
+            "targets": np.fromiter((e.target for e in items), dtype=np.int64, count=len(items)),
+            "weights": np.fromiter((e.weight for e in items), dtype=np.float64, count=len(items)),
+        }
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A state of :meth:`__getstate__`, or an older one holding the ``Example`` objects themselves.
+
+        >>> buf = ReplayBuffer(capacity=4, seed=1)
+        >>> buf.extend([Example((1, 2), 3), Example((), 4, 0.5)])
+        >>> back = ReplayBuffer.__new__(ReplayBuffer)
+        >>> back.__setstate__(buf.__getstate__())
+        >>> back._items == buf._items, back.seen
+        (True, 2)
+        """
+        state = dict(state)
+        packed = state.pop("_packed", None)
+        if packed is not None:
+            ends = np.cumsum(packed["lengths"]).tolist()
+            flat = packed["histories"].tolist()
+            state["_items"] = [Example(tuple(flat[a:b]), t, w) for a, b, t, w in zip(
+                [0, *ends][:-1], ends, packed["targets"].tolist(), packed["weights"].tolist(), strict=True)]
+        self.__dict__.update(state)

@@ -248,8 +248,8 @@ class _Reader:
             raise StateFileError("checkpoint: a list of strings whose sizes do not add up")
         text = raw.decode("ascii") if raw.isascii() else None
         if text is not None:
-            return [text[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
-        return [raw[a:b].decode("utf-8", "surrogatepass") for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+            return [text[a:b] for a, b in zip([0, *ends][:-1], ends, strict=True)]
+        return [raw[a:b].decode("utf-8", "surrogatepass") for a, b in zip([0, *ends][:-1], ends, strict=True)]
 
     def _made(self, d: dict[str, Any]) -> Any:
         ident = d["__id__"]
