@@ -145,9 +145,11 @@ def checkpoint_saver(store: CheckpointStore, state: tuple[Any, ...]) -> Checkpoi
             learned = dict(sr.processor.learned)  # as of this version (the loop may change it meanwhile)
             if sr.sharing is not None:
                 learned.update({(sr.settings.topic_shares, p): off for p, off in sr.sharing.read.items()})
-            written = await asyncio.get_running_loop().run_in_executor(sr.learning_thread, store.write, sr.learner,
-                                                                       v, learned)
-        await asyncio.get_running_loop().run_in_executor(None, written.commit)  # the sync: the model is free again
+            with sr.metrics.checkpoint_seconds.labels("write").time():
+                written = await asyncio.get_running_loop().run_in_executor(sr.learning_thread, store.write,
+                                                                           sr.learner, v, learned)
+        with sr.metrics.checkpoint_seconds.labels("sync").time():  # the model is free again
+            await asyncio.get_running_loop().run_in_executor(None, written.commit)
         last["state"] = state
 
     return save

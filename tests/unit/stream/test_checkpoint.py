@@ -227,7 +227,10 @@ def test_the_worker_releases_the_model_while_the_checkpoint_syncs(tmp_path: Path
     monkeypatch.setattr(checkpoint.os, "fsync", slow_fsync)
     learner = AdapterRecommender(HashingEncoder(32), dim=8, seq_len=4, device="cpu", text_dims=0)
     learner.add_items([Item(f"i{j}", f"thing{j}") for j in range(10)])
-    sr = SimpleNamespace(learner=learner, sharing=None, model_lock=asyncio.Lock(),
+    from stream.metrics import WorkerMetrics
+
+    metrics = WorkerMetrics()
+    sr = SimpleNamespace(learner=learner, sharing=None, model_lock=asyncio.Lock(), metrics=metrics,
                          processor=SimpleNamespace(learned={("events", 0): 9}), learning_thread=ThreadPoolExecutor(1))
     save = checkpoint_saver(CheckpointStore(tmp_path), ())
 
@@ -243,3 +246,5 @@ def test_the_worker_releases_the_model_while_the_checkpoint_syncs(tmp_path: Path
         asyncio.run(both())
     got = CheckpointStore(tmp_path).load_latest()
     assert got is not None and got.version == learner.model_version and got.offsets == {("events", 0): 9}
+    for phase in ("write", "sync"):  # each phase timed once
+        assert metrics.registry.get_sample_value("streamrec_checkpoint_seconds_count", {"phase": phase}) == 1
