@@ -74,8 +74,14 @@ def _at(where: _Where) -> str:
     keys: list[str] = []
     while isinstance(where, tuple):
         where, key = where
-        keys.append(f"[{key}]" if isinstance(key, int) else f"[{key[0]!r}]" if isinstance(key, tuple) else f".{key}")
+        keys.append(f"[{key}]" if isinstance(key, int) else f"[{_short(key[0])}]" if isinstance(key, tuple) else f".{key}")
     return where + "".join(reversed(keys))
+
+
+def _short(key: Any, most: int = 60) -> str:
+    """``repr(key)``, cut to ``most`` characters (an optimizer's state is keyed by whole tensors)."""
+    text = repr(key)
+    return text if len(text) <= most else text[: most - 3] + "..."
 
 
 def encode(obj: Any, write: Callable[[memoryview], None]) -> Any:
