@@ -612,10 +612,10 @@ class AdapterRecommender(ItemTables, TwoStageRanking, SharedLearning):
     # -- state -----------------------------------------------------------------------------------------------
     def __setstate__(self, state: dict[str, Any]) -> None:
         migrate_flat_state(state)
-        self.__dict__.update(state)
+        super().__setstate__(state)
 
     def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
+        state = super().__getstate__()
         state["encoder"] = None  # frozen and large: re-attach after loading
         state["_cache"] = None
         state["_train_table"] = None

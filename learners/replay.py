@@ -76,11 +76,12 @@ class ReplayBuffer:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         items: list[Example] = state.pop("_items")
+        histories = [e.history for e in items]
         state["_packed"] = {
-            "lengths": np.fromiter((len(e.history) for e in items), dtype=np.int64, count=len(items)),
-            "histories": np.fromiter(itertools.chain.from_iterable(e.history for e in items), dtype=np.int64),
-            "targets": np.fromiter((e.target for e in items), dtype=np.int64, count=len(items)),
-            "weights": np.fromiter((e.weight for e in items), dtype=np.float64, count=len(items)),
+            "lengths": np.fromiter(map(len, histories), dtype=np.int64, count=len(items)),
+            "histories": np.fromiter(itertools.chain.from_iterable(histories), dtype=np.int64),
+            "targets": np.array([e.target for e in items], dtype=np.int64),
+            "weights": np.array([e.weight for e in items], dtype=np.float64),
         }
         return state
 

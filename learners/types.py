@@ -287,6 +287,26 @@ class BaseLearner:
         """Number of updates applied so far; every recommendation carries it."""
         return self._version
 
+    # -- state: ``item_index`` is ``item_ids`` inverted, so it is not saved but rebuilt ----------------------
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("item_index", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A state of :meth:`__getstate__` (or an older one that still holds ``item_index``).
+
+        >>> m = BaseLearner()
+        >>> m.add_items([Item("a", ""), Item("b", "")])
+        >>> back = BaseLearner.__new__(BaseLearner)
+        >>> back.__setstate__(m.__getstate__())
+        >>> back.item_index
+        {'a': 0, 'b': 1}
+        """
+        self.__dict__.update(state)
+        if "item_index" not in state:
+            self.item_index = {item_id: row for row, item_id in enumerate(self.item_ids)}
+
     # -- learning --------------------------------------------------------------------------------------------
     def learn_one(self, x: Interaction, history: Sequence[str] = ()) -> None:
         raise NotImplementedError
