@@ -251,7 +251,6 @@ class CandidateRetriever:
         self.popular = np.zeros(0, dtype=np.int64)
         self.hot = np.zeros(0, dtype=np.int64)  # the hot_items most popular, sorted (re-ranked with popular)
         self.hot_vectors = np.zeros((0, 0), dtype=np.float32)  # their [v, bias] under the parameters of the last re-rank
-        self.updates = 0
         self.cursor = 0  # the next item whose index vector is recomputed in place
         self.refresh_due = 0.0  # index vectors owed to the in-place refresh (a fraction of one carried over)
         self.rebuild_due = 0  # events learned since the last rebuild
@@ -298,7 +297,6 @@ class CandidateRetriever:
         ``FULL_UPDATE`` events (``table_fn(rows)``), every ``refresh_updates`` x ``FULL_UPDATE`` events re-rank the
         popular and hot lists, every ``rebuild_updates`` x ``FULL_UPDATE`` events rebuild the graph
         (:meth:`refresh`)."""
-        self.updates += 1
         self._swap_if_built(table_fn)
         self._revector(table_fn, events)
         p, h = self.config.popular_candidates, self.config.hot_items
