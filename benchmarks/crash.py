@@ -31,6 +31,7 @@ from rich.table import Table
 from connectors.broker import free_port
 from connectors.datasets import load_dataset
 from connectors.kafka import KafkaClientConfig, ensure_topics, publish_items, read_topic, replay_events
+from learners.sharing import Contribution
 from stream.demo import WorkerProcess, local_broker, prequential_from_topic, run_demo, scrape
 
 ISOLATION = {"level": "read_uncommitted"}  # read_committed with --guarantee exactly_once, as its consumers must
@@ -56,8 +57,13 @@ def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespa
         env["STREAMREC_PROCESSING_GUARANTEE"] = args.guarantee
     recoveries: list[float] = []
     relearned: list[float] = []  # per restarted worker: already processed events its resumed model learned
+    withheld: list[float] = []  # of those, the ones it had contributed to its peers before the kill
     kill_at: list[int] = []
     sent_times: list[float] = []
+
+    def count_relearned(w: WorkerProcess) -> None:
+        relearned.append(scrape(w.metrics_port, "streamrec_relearned_events_total") or 0)
+        withheld.append(scrape(w.metrics_port, "streamrec_shared_events_total{outcome=withheld}") or 0)
 
     def start(n: int, k: int = -1) -> WorkerProcess:
         return WorkerProcess(broker.url, work / f"state{n}", free_port(), work / f"worker{n}.{k + 1}.log",
@@ -78,7 +84,7 @@ def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespa
                 time.sleep(0.05)
             n = k % args.workers
             if k >= args.workers:
-                relearned.append(scrape(workers[n].metrics_port, "streamrec_relearned_events_total") or 0)
+                count_relearned(workers[n])
             workers[n].kill()
             kill_at.append(len(sent_times))
             t_restart = time.monotonic()
@@ -106,7 +112,7 @@ def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespa
         in_topic = ({json.loads(v)["event_id"] for v in asyncio.run(read_raw(cfg, "events"))}
                     if want - set(answered) else set())  # read back only for lost.txt
         for n in sorted({k % args.workers for k in range(args.kills)}):
-            relearned.append(scrape(workers[n].metrics_port, "streamrec_relearned_events_total") or 0)
+            count_relearned(workers[n])
         for w in workers:
             w.stop()
     # Each event is scored on its first answer: the list a consumer had before the user's next event. An answer
@@ -154,6 +160,11 @@ def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespa
     if shared:
         col["contributions on model-shares: count, MB, largest KB"] = \
             f"{len(shared):,}, {sum(map(len, shared)) / 2**20:.1f}, {max(map(len, shared)) / 1024:,.0f}"
+        contributed = sum(len(Contribution.from_bytes(v)) for v in shared)
+        col["events in the contributions (each peer learns them): total, beyond the events in"] = \
+            f"{contributed:,}, {contributed - len(want):+,}"
+        col["of the re-learned, withheld from the peers (contributed before the kill)"] = \
+            ", ".join(f"{n:,.0f}" for n in withheld)
     if args.workers > 1:
         hr, _, scored = prequential_from_topic(events, first, start=0, stop=len(events))
         last, _, _ = prequential_from_topic(events, latest, start=0, stop=len(events))
@@ -163,6 +174,8 @@ def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespa
             f"{hr:.4f} vs {ref:.4f} ({hr / ref - 1:+.1%}, {scored:,} scored; last {last:.4f})"
         col["_line_hr"] = f" workers={args.workers} sharing_interval_s={args.sharing_interval} hr10={hr:.4f} " \
                           f"hr10_one_worker={ref:.4f}"
+        if shared:
+            col["_line_hr"] += f" contributed_beyond_events={contributed - len(want)}"
     if args.guarantee != "at_least_once":
         col["_line_hr"] = col.get("_line_hr", "") + f" guarantee={args.guarantee}"
     col["_line"] = (f"CRASH broker={kind} events={len(want)} kills={args.kills} lost={len(lost)} answered_twice={twice} "

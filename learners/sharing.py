@@ -27,7 +27,7 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +47,9 @@ class Contribution:
     ``events``: (item id, weight, the user's recent items before it, oldest first) per learned event.
     ``dense``: parameter name -> value of a parameter with no per-item rows (``avg.``-prefixed names: of the
     moving average). ``rows``: parameter name -> (item ids, delta rows) of the per-item parameters' changed rows.
+    ``marks``: how far into its input the worker's contributed events reach (the worker's own keys and
+    positions: per ``events`` partition, the offset after the last event learned), so that after a restart it
+    learns the events below them again without contributing them again (:meth:`DeltaTracker.fresh`).
     """
 
     worker: str
@@ -54,6 +57,7 @@ class Contribution:
     events: list[tuple[str, float, tuple[str, ...]]] = field(default_factory=list)
     dense: dict[str, np.ndarray] = field(default_factory=dict)
     rows: dict[str, tuple[list[str], np.ndarray]] = field(default_factory=dict)
+    marks: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.events)
@@ -69,7 +73,8 @@ class Contribution:
         """
         header = {"format": FORMAT, "worker": self.worker, "seq": self.seq,
                   "events": [[i, w, list(h)] for i, w, h in self.events],
-                  "dense": sorted(self.dense), "rows": {name: ids for name, (ids, _) in self.rows.items()}}
+                  "dense": sorted(self.dense), "rows": {name: ids for name, (ids, _) in self.rows.items()},
+                  "marks": self.marks}
         arrays: dict[str, Any] = {f"dense/{name}": a for name, a in self.dense.items()}
         arrays.update({f"rows/{name}": a for name, (_, a) in self.rows.items()})
         buf = io.BytesIO()
@@ -88,7 +93,8 @@ class Contribution:
                 dense = {name: z[f"dense/{name}"] for name in header["dense"]}
                 rows = {name: (list(ids), z[f"rows/{name}"]) for name, ids in header["rows"].items()}
                 events = [(str(i), float(w), tuple(str(x) for x in h)) for i, w, h in header["events"]]
-                return cls(str(header["worker"]), int(header["seq"]), events, dense, rows)
+                marks = {str(k): int(v) for k, v in header.get("marks", {}).items()}  # absent before they existed
+                return cls(str(header["worker"]), int(header["seq"]), events, dense, rows, marks)
         except Exception as exc:  # noqa: BLE001 - whatever np.load makes of foreign bytes (EOFError, BadZipFile...)
             raise ValueError(f"contribution: not a streamrec contribution ({exc!r})") from None
 
@@ -144,20 +150,27 @@ class DeltaTracker:
         self.own: Contribution | None = None  # this worker's latest contribution, until a merge averages with it
         self.merged: dict[str, int] = {}  # each peer's latest contribution merged (its seq)
         self.target_weight = TARGET_WEIGHT
+        self.sent: dict[str, int] = {}  # the furthest marks of this worker's contributions (Contribution.marks)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """A tracker pickled (in a checkpoint) by an earlier version lacks the attributes added since."""
-        self.__dict__.update({"merged": {}, "target_weight": TARGET_WEIGHT, **state})
+        self.__dict__.update({"merged": {}, "target_weight": TARGET_WEIGHT, "sent": {}, **state})
+
+    def _note_sent(self, marks: dict[str, int]) -> None:
+        for key, at in marks.items():
+            self.sent[key] = max(self.sent.get(key, at), at)
 
     def fresh(self, cs: Sequence[Contribution]) -> list[Contribution]:
         """The contributions of ``cs`` to merge: the peers' not merged before (a seq above the peer's latest merged;
         a contribution read twice, after a restart from a checkpoint, is merged once). This worker's own, read back
         from the shared topic, are left out; a seq of its own above the tracker's (published before a crash the
-        checkpoint predates) moves the tracker's on, so its next contribution is not taken for an old one."""
+        checkpoint predates) moves the tracker's on, so its next contribution is not taken for an old one, and
+        its marks tell which events the peers have had from this worker already (:attr:`sent`)."""
         out: list[Contribution] = []
         for c in cs:
             if c.worker == self.worker:
                 self.seq = max(self.seq, c.seq)
+                self._note_sent(c.marks)
             elif c.seq > self.merged.get(c.worker, 0):
                 out.append(c)
         return out
@@ -178,10 +191,22 @@ class DeltaTracker:
             base = self.base[name] = grown
         return base
 
+    def absorb(self, before: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> None:
+        """Leave out of the next contribution what changed the tensors from ``before`` (their values before a
+        learning step the peers have had already): the base moves by the same change. A row with nothing to
+        contribute before the step (base equal to ``before``) takes the new value exactly, so float rounding
+        never makes it look changed."""
+        with torch.no_grad():
+            for name, t in tensors.items():
+                b, base = before[name], self._base_for(name, t)
+                if b.shape != t.shape:
+                    raise ValueError(f"{name}: shape {tuple(t.shape)} changed in a learning step ({tuple(b.shape)})")
+                base.copy_(torch.where(base == b, t, base + (t - b)))
+
     def contribution(self, tensors: dict[str, torch.Tensor], item_ids: Sequence[str],
-                     values: Sequence[str] = ()) -> Contribution:
+                     values: Sequence[str] = (), marks: dict[str, int] | None = None) -> Contribution:
         """Everything learned since the previous contribution; the base moves to the tensors' values.
-        ``values``: the attribute values by row of the per-value tensors."""
+        ``values``: the attribute values by row of the per-value tensors; ``marks``: :attr:`Contribution.marks`."""
         dense: dict[str, np.ndarray] = {}
         rows: dict[str, tuple[list[str], np.ndarray]] = {}
         with torch.no_grad():
@@ -200,7 +225,8 @@ class DeltaTracker:
                     dense[name] = t.detach().cpu().numpy().copy()
                 base.copy_(t)
         self.seq += 1
-        out = self.own = Contribution(self.worker, self.seq, self.events, dense, rows)
+        out = self.own = Contribution(self.worker, self.seq, self.events, dense, rows, dict(marks or {}))
+        self._note_sent(out.marks)
         self.events = []
         return out
 
@@ -285,11 +311,36 @@ class SharedLearning(AdapterBase):
         tail = max(self.cooccurrence.window, self._gate.recent if self._gate is not None else 0, 1)
         self._sharing = DeltaTracker(worker, self._shared_tensors(), tail)
 
-    def contribution(self) -> Contribution | None:
-        """What this learner learned since its previous contribution (None when it learned nothing)."""
+    def contribution(self, marks: dict[str, int] | None = None) -> Contribution | None:
+        """What this learner learned since its previous contribution (None when it learned nothing); ``marks``:
+        how far into its input those events reach (:attr:`~learners.sharing.Contribution.marks`)."""
         if self._sharing is None or not self._sharing.events:
             return None
-        return self._sharing.contribution(self._shared_tensors(), self.item_ids, self.attribute_values)
+        return self._sharing.contribution(self._shared_tensors(), self.item_ids, self.attribute_values, marks)
+
+    @property
+    def shared_marks(self) -> dict[str, int]:
+        """The furthest marks of this worker's contributions, those read back from the shared topic after a
+        restart included: events below them reached the peers already (empty when not sharing)."""
+        return self._sharing.sent if self._sharing is not None else {}
+
+    def relearn_stages(self, xs: Sequence[Interaction],
+                       histories: Sequence[Sequence[str]]) -> Iterator[Callable[[], None]]:
+        """:meth:`~learners.adapter.AdapterRecommender.learn_stages` for events this worker learned and
+        contributed before it restarted (below :attr:`shared_marks`): the model learns them again (its
+        checkpoint predates them), but neither the events nor the change they make to the parameters go into a
+        contribution, so the peers do not count them twice."""
+        tracker = self._sharing
+        if tracker is None:
+            yield from self.learn_stages(xs, histories)
+            return
+        before = {name: t.detach().clone() for name, t in self._shared_tensors().items()}
+        self._sharing = None  # learn_stages records nothing for the peers
+        try:
+            yield from self.learn_stages(xs, histories)
+        finally:
+            self._sharing = tracker
+        tracker.absorb(before, self._shared_tensors())
 
     def merge(self, cs: Sequence[Contribution]) -> int:
         """Merge peers' contributions (:mod:`learners.sharing`): their events into the stream statistics, their

@@ -211,9 +211,21 @@ class WorkerLearner(Learner, Protocol):
 
     def start_sharing(self, worker: str) -> None: ...
 
-    def contribution(self) -> Contribution | None: ...
+    def contribution(self, marks: dict[str, int] | None = None) -> Contribution | None: ...
 
     def merge(self, cs: Sequence[Contribution]) -> int: ...
+
+    @property
+    def shared_marks(self) -> dict[str, int]:
+        """How far into the worker's input its contributions reach (:attr:`Contribution.marks`), its own read back
+        after a restart included: events below them reached the peers already."""
+        ...
+
+    def relearn_stages(self, xs: Sequence[Interaction],
+                       histories: Sequence[Sequence[str]]) -> Iterator[Callable[[], None]]:
+        """:meth:`learn_stages` for events below :attr:`shared_marks` (learned again after a restart): nothing of
+        them goes into a contribution."""
+        ...
 
     @property
     def retrieval_state(self) -> RetrievalState | None:

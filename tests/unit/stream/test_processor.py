@@ -12,7 +12,7 @@ from learners.exploration import ExplorationConfig
 from learners.history import UserState
 from learners.types import Item
 from stream.metrics import WorkerMetrics
-from stream.processor import EventProcessor, RawMessage
+from stream.processor import EventProcessor, RawMessage, mark_key
 from stream.settings import load_settings
 
 
@@ -333,3 +333,38 @@ def test_retrieval_counters_reach_the_metrics_past_exact_max_items() -> None:
     assert metrics.index_items._value.get() == 40  # noqa: SLF001
     assert metrics.index_rebuilds._value.get() == state.rebuilds  # noqa: SLF001
     assert metrics.index_recall._value.get() == state.index_recall  # noqa: SLF001
+
+
+def test_a_restarted_sharing_worker_withholds_from_its_peers_what_it_contributed_before_it_died() -> None:
+    """Events a worker contributed after its checkpoint are learned again after a restart (the model lost them)
+    but not contributed again: its peers merged them already, and would count them twice."""
+    import pickle
+
+    p, m, _ = make()
+    m.start_sharing("a")
+    stream = [msg(event(n, f"u{n % 3}", f"i{n % 20}"), offset=n) for n in range(24)]
+    states: dict[str, UserState] = {}
+
+    def marks(proc: EventProcessor) -> dict[str, int]:
+        return {mark_key(*tp): end for tp, end in proc.learned.items()}
+
+    run_batches(p, states, stream[:8], size=4)
+    assert len(m.contribution(marks(p))) == 8
+    checkpoint = pickle.dumps(m), dict(p.learned)
+    run_batches(p, states, stream[8:16], size=4)
+    sent = m.contribution(marks(p))  # events 8..15 reach the peers
+    assert len(sent) == 8 and sent.marks == {"events:0": 16}
+    run_batches(p, states, stream[16:20], size=4)  # learned, not contributed yet: then the worker dies
+
+    m2 = pickle.loads(checkpoint[0])  # noqa: S301 - our own bytes
+    metrics = WorkerMetrics()
+    p2 = EventProcessor(load_settings(), m2, metrics, clock=lambda: 200.0)
+    p2.learned.update(checkpoint[1])
+    assert m2.merge([sent]) == 0 and m2.shared_marks == {"events:0": 16}  # its own, read back from the topic
+    assert p2.rewind({("events", 0): 20}) == {("events", 0): 8}
+    results = run_batches(p2, states, stream[8:24], size=4)
+    assert [x.item_id for res in results for x, _ in res.withheld] == [f"i{n}" for n in range(8, 16)]
+    assert metrics.shared_events.labels("withheld")._value.get() == 8  # noqa: SLF001
+    assert m2.events_learned == 24  # the model learned every event once
+    nxt = m2.contribution(marks(p2))
+    assert nxt is not None and nxt.seq == 3 and [e[0] for e in nxt.events] == [f"i{n % 20}" for n in range(16, 24)]
