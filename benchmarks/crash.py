@@ -57,13 +57,13 @@ def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespa
         env["STREAMREC_PROCESSING_GUARANTEE"] = args.guarantee
     recoveries: list[float] = []
     relearned: list[float] = []  # per restarted worker: already processed events its resumed model learned
-    withheld: list[float] = []  # of those, the ones it had contributed to its peers before the kill
+    already: list[float] = []  # per restarted worker: events read again and not learned (a contribution holds them)
     kill_at: list[int] = []
     sent_times: list[float] = []
 
     def count_relearned(w: WorkerProcess) -> None:
         relearned.append(scrape(w.metrics_port, "streamrec_relearned_events_total") or 0)
-        withheld.append(scrape(w.metrics_port, "streamrec_shared_events_total{outcome=withheld}") or 0)
+        already.append(scrape(w.metrics_port, "streamrec_shared_events_total{outcome=already_shared}") or 0)
 
     def start(n: int, k: int = -1) -> WorkerProcess:
         return WorkerProcess(broker.url, work / f"state{n}", free_port(), work / f"worker{n}.{k + 1}.log",
@@ -163,8 +163,8 @@ def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespa
         contributed = sum(len(Contribution.from_bytes(v)) for v in shared)
         col["events in the contributions (each peer learns them): total, beyond the events in"] = \
             f"{contributed:,}, {contributed - len(want):+,}"
-        col["of the re-learned, withheld from the peers (contributed before the kill)"] = \
-            ", ".join(f"{n:,.0f}" for n in withheld)
+        col["events each restarted worker read again and did not learn (a contribution held them)"] = \
+            ", ".join(f"{n:,.0f}" for n in already)
     if args.workers > 1:
         hr, _, scored = prequential_from_topic(events, first, start=0, stop=len(events))
         last, _, _ = prequential_from_topic(events, latest, start=0, stop=len(events))

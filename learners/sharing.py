@@ -27,7 +27,7 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,9 +47,9 @@ class Contribution:
     ``events``: (item id, weight, the user's recent items before it, oldest first) per learned event.
     ``dense``: parameter name -> value of a parameter with no per-item rows (``avg.``-prefixed names: of the
     moving average). ``rows``: parameter name -> (item ids, delta rows) of the per-item parameters' changed rows.
-    ``marks``: how far into its input the worker's contributed events reach (the worker's own keys and
-    positions: per ``events`` partition, the offset after the last event learned), so that after a restart it
-    learns the events below them again without contributing them again (:meth:`DeltaTracker.fresh`).
+    ``marks``: how far into the input the worker's contributed events reach (the worker's keys and positions:
+    per ``events`` partition, the offset after the last event learned). An event below them is in the shared
+    model: a worker that reads it again (after a restart, or a partition that moved) does not learn it again.
     """
 
     worker: str
@@ -150,29 +150,26 @@ class DeltaTracker:
         self.own: Contribution | None = None  # this worker's latest contribution, until a merge averages with it
         self.merged: dict[str, int] = {}  # each peer's latest contribution merged (its seq)
         self.target_weight = TARGET_WEIGHT
-        self.sent: dict[str, int] = {}  # the furthest marks of this worker's contributions (Contribution.marks)
+        self.marks: dict[str, int] = {}  # the furthest Contribution.marks of every worker's contributions seen
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """A tracker pickled (in a checkpoint) by an earlier version lacks the attributes added since."""
-        self.__dict__.update({"merged": {}, "target_weight": TARGET_WEIGHT, "sent": {}, **state})
+        self.__dict__.update({"merged": {}, "target_weight": TARGET_WEIGHT, "marks": {}, **state})
 
-    def _note_sent(self, marks: dict[str, int]) -> None:
+    def _note_marks(self, marks: dict[str, int]) -> None:
         for key, at in marks.items():
-            self.sent[key] = max(self.sent.get(key, at), at)
+            self.marks[key] = max(self.marks.get(key, at), at)
 
     def fresh(self, cs: Sequence[Contribution]) -> list[Contribution]:
         """The contributions of ``cs`` to merge: the peers' not merged before (a seq above the peer's latest merged;
-        a contribution read twice, after a restart from a checkpoint, is merged once). This worker's own, read back
-        from the shared topic, are left out; a seq of its own above the tracker's (published before a crash the
-        checkpoint predates) moves the tracker's on, so its next contribution is not taken for an old one, and
-        its marks tell which events the peers have had from this worker already (:attr:`sent`)."""
+        a contribution read twice, after a restart from a checkpoint, is merged once), and this worker's own that
+        are newer than the tracker (published before a crash its checkpoint predates: :meth:`restore` takes them
+        back). Their marks join :attr:`marks`."""
         out: list[Contribution] = []
         for c in cs:
-            if c.worker == self.worker:
-                self.seq = max(self.seq, c.seq)
-                self._note_sent(c.marks)
-            elif c.seq > self.merged.get(c.worker, 0):
+            if c.seq > (self.seq if c.worker == self.worker else self.merged.get(c.worker, 0)):
                 out.append(c)
+            self._note_marks(c.marks)
         return out
 
     def record(self, item_ids: Sequence[str], examples: Sequence[tuple[int, float, Sequence[int]]]) -> None:
@@ -191,17 +188,31 @@ class DeltaTracker:
             base = self.base[name] = grown
         return base
 
-    def absorb(self, before: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> None:
-        """Leave out of the next contribution what changed the tensors from ``before`` (their values before a
-        learning step the peers have had already): the base moves by the same change. A row with nothing to
-        contribute before the step (base equal to ``before``) takes the new value exactly, so float rounding
-        never makes it look changed."""
+    def restore(self, c: Contribution, tensors: dict[str, torch.Tensor], item_index: dict[str, int],
+                value_index: dict[str, int] | None = None) -> None:
+        """Take back this worker's own contribution ``c``, published after the checkpoint the learner resumed from
+        (its peers have merged it): the per-item rows become the base plus ``c``'s deltas (rows ``c`` leaves out
+        had not changed since the contribution before it), the dense tensors ``c``'s values, and the tracker
+        numbers on after ``c``, as when it was taken."""
+        if c.worker != self.worker or c.seq <= self.seq:
+            raise ValueError(f"restore: contribution {c.worker}#{c.seq} is not one of {self.worker!r} after #{self.seq}")
         with torch.no_grad():
             for name, t in tensors.items():
-                b, base = before[name], self._base_for(name, t)
-                if b.shape != t.shape:
-                    raise ValueError(f"{name}: shape {tuple(t.shape)} changed in a learning step ({tuple(b.shape)})")
-                base.copy_(torch.where(base == b, t, base + (t - b)))
+                base = self._base_for(name, t)
+                keyed = _keyed(name)
+                if keyed is None:
+                    if name in c.dense:
+                        t.copy_(torch.as_tensor(c.dense[name], device=t.device, dtype=t.dtype).reshape(t.shape))
+                else:
+                    t.copy_(base)
+                    if name in c.rows:
+                        ids, delta = c.rows[name]
+                        index = item_index if keyed == "item" else value_index or {}
+                        keep = [k for k, i in enumerate(ids) if i in index]
+                        rows = torch.as_tensor([index[ids[k]] for k in keep], dtype=torch.long, device=t.device)
+                        t.index_add_(0, rows, torch.as_tensor(delta[keep], device=t.device, dtype=t.dtype))
+                base.copy_(t)
+        self.seq, self.own = c.seq, c
 
     def contribution(self, tensors: dict[str, torch.Tensor], item_ids: Sequence[str],
                      values: Sequence[str] = (), marks: dict[str, int] | None = None) -> Contribution:
@@ -226,7 +237,7 @@ class DeltaTracker:
                 base.copy_(t)
         self.seq += 1
         out = self.own = Contribution(self.worker, self.seq, self.events, dense, rows, dict(marks or {}))
-        self._note_sent(out.marks)
+        self._note_marks(out.marks)
         self.events = []
         return out
 
@@ -320,42 +331,33 @@ class SharedLearning(AdapterBase):
 
     @property
     def shared_marks(self) -> dict[str, int]:
-        """The furthest marks of this worker's contributions, those read back from the shared topic after a
-        restart included: events below them reached the peers already (empty when not sharing)."""
-        return self._sharing.sent if self._sharing is not None else {}
-
-    def relearn_stages(self, xs: Sequence[Interaction],
-                       histories: Sequence[Sequence[str]]) -> Iterator[Callable[[], None]]:
-        """:meth:`~learners.adapter.AdapterRecommender.learn_stages` for events this worker learned and
-        contributed before it restarted (below :attr:`shared_marks`): the model learns them again (its
-        checkpoint predates them), but neither the events nor the change they make to the parameters go into a
-        contribution, so the peers do not count them twice."""
-        tracker = self._sharing
-        if tracker is None:
-            yield from self.learn_stages(xs, histories)
-            return
-        before = {name: t.detach().clone() for name, t in self._shared_tensors().items()}
-        self._sharing = None  # learn_stages records nothing for the peers
-        try:
-            yield from self.learn_stages(xs, histories)
-        finally:
-            self._sharing = tracker
-        tracker.absorb(before, self._shared_tensors())
+        """How far into the input the contributions on the shared topic reach (the furthest marks of every
+        worker's, this worker's own included): an event below them is in the shared model already, merged from
+        its peer or restored (:meth:`merge`); empty when not sharing."""
+        return self._sharing.marks if self._sharing is not None else {}
 
     def merge(self, cs: Sequence[Contribution]) -> int:
         """Merge peers' contributions (:mod:`learners.sharing`): their events into the stream statistics, their
-        per-item deltas into the item parameters, and the dense parameters averaged with theirs. This worker's
-        own and those merged before are skipped (:meth:`~learners.sharing.DeltaTracker.fresh`); returns how many
-        were merged."""
-        if self._sharing is None:
+        per-item deltas into the item parameters, and the dense parameters averaged with theirs. This worker's own
+        published after its checkpoint (read back after a crash) are restored
+        (:meth:`~learners.sharing.DeltaTracker.restore`), their events counted as well; those merged or taken
+        before are skipped (:meth:`~learners.sharing.DeltaTracker.fresh`). Returns how many were merged or
+        restored."""
+        tracker = self._sharing
+        if tracker is None:
             raise RuntimeError("sharing: call start_sharing before merging contributions")
-        cs = self._sharing.fresh(cs)
+        cs = tracker.fresh(cs)
         if not cs:
             return 0
         self._train_table = None  # its graph is of the parameters before the merge
+        values = self._attributes.index if self._attributes is not None else None
         for run in rounds(cs):
-            self._sharing.merge(run, self._shared_tensors(), self.item_index,
-                                self._attributes.index if self._attributes is not None else None)
+            for c in run:
+                if c.worker == tracker.worker:
+                    tracker.restore(c, self._shared_tensors(), self.item_index, values)
+            peers = [c for c in run if c.worker != tracker.worker]
+            if peers:
+                tracker.merge(peers, self._shared_tensors(), self.item_index, values)
         events = [e for c in cs for e in c.events]
         self.count_many([Interaction("", i, 0.0, w) for i, w, _ in events], [h for _, _, h in events])
         self._n_learned += len(events)  # the shared model has learned them: no longer young for their sake

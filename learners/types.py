@@ -217,14 +217,8 @@ class WorkerLearner(Learner, Protocol):
 
     @property
     def shared_marks(self) -> dict[str, int]:
-        """How far into the worker's input its contributions reach (:attr:`Contribution.marks`), its own read back
-        after a restart included: events below them reached the peers already."""
-        ...
-
-    def relearn_stages(self, xs: Sequence[Interaction],
-                       histories: Sequence[Sequence[str]]) -> Iterator[Callable[[], None]]:
-        """:meth:`learn_stages` for events below :attr:`shared_marks` (learned again after a restart): nothing of
-        them goes into a contribution."""
+        """How far into the worker's input the contributions on the shared topic reach
+        (:attr:`Contribution.marks`, every worker's): an event below them is in the shared model already."""
         ...
 
     @property

@@ -135,11 +135,12 @@ class WorkerMetrics:
                                     ["direction"], registry=r)
         for direction in ("sent", "received"):
             self.shared_bytes.labels(direction)
-        self.shared_events = Counter("streamrec_shared_events", "Events this worker learned, by what it told its "
-                                     "peers: `contributed` (in a contribution it took), `withheld` (learned again "
-                                     "after a restart, below the marks of contributions it sent before: the peers "
-                                     "have them).", ["outcome"], registry=r)
-        for outcome in ("contributed", "withheld"):
+        self.shared_events = Counter("streamrec_shared_events", "Events of this worker's partitions, for sharing: "
+                                     "`contributed` (learned, in a contribution it took), `already_shared` (read "
+                                     "again below the marks of a contribution on the shared topic, after a restart "
+                                     "or a partition moving: in the model already, not learned again).",
+                                     ["outcome"], registry=r)
+        for outcome in ("contributed", "already_shared"):
             self.shared_events.labels(outcome)
         self.sharing_peer_lag = Gauge("streamrec_sharing_peer_lag_seconds", "Seconds since each peer's latest "
                                       "contribution was published (a peer that stopped keeps its series).", ["peer"],

@@ -72,7 +72,7 @@ class BatchResult:
     produce_ts: list[float | None] = field(default_factory=list)
     examples: list[Interaction] = field(default_factory=list)
     histories: list[tuple[str, ...]] = field(default_factory=list)
-    withheld: list[tuple[Interaction, tuple[str, ...]]] = field(default_factory=list)  # contributed before a restart
+    already_shared: int = 0  # events not learned: a contribution on the shared topic holds them
     ends: dict[tuple[str, int], int] = field(default_factory=dict)  # per partition: offset after the batch
     relearned: int = 0
     pending: list[tuple[Interaction, tuple[str, ...]]] = field(default_factory=list)  # items not in the catalog yet
@@ -253,19 +253,20 @@ class EventProcessor:
         history = state.history_before(later) if later is not None else None
         if history is None:
             return  # not this message, or its history is no longer known
-        self._example(res, Interaction(ev.user_id, ev.item_id, ev.ts, self.settings.event_weights[ev.event_type]),
-                      history, msg)
-        res.relearned += 1
+        example = Interaction(ev.user_id, ev.item_id, ev.ts, self.settings.event_weights[ev.event_type])
+        res.relearned += self._example(res, example, history, msg)
 
-    def _example(self, res: BatchResult, example: Interaction, history: tuple[str, ...], msg: RawMessage) -> None:
-        """Learn ``example`` with the batch; withheld from the peers when this worker contributed it before a
-        restart (its offset below the marks of its contributions: :attr:`WorkerLearner.shared_marks`)."""
+    def _example(self, res: BatchResult, example: Interaction, history: tuple[str, ...], msg: RawMessage) -> bool:
+        """Learn ``example`` with the batch, unless a contribution on the shared topic holds it already (its offset
+        below :attr:`WorkerLearner.shared_marks`: this worker's own before a crash, restored, or a peer's, whose
+        partition moved here): the model has it, and learning it again would count it twice in every model."""
         marks = self.learner.shared_marks
         if marks and msg.offset is not None and msg.offset < marks.get(mark_key(msg.topic, msg.partition), 0):
-            res.withheld.append((example, history))
-        else:
-            res.examples.append(example)
-            res.histories.append(history)
+            res.already_shared += 1
+            return False
+        res.examples.append(example)
+        res.histories.append(history)
+        return True
 
     def reject(self, res: BatchResult, msg: RawMessage, rej: Rejection) -> None:
         """Queue a DLQ record for ``msg`` and count it."""
@@ -285,9 +286,7 @@ class EventProcessor:
         dropped = self.pending.hold([p for p in res.pending if p[0].item_id not in known])
         self.metrics.pending_dropped.inc(dropped)
         self.metrics.pending_events.set(len(self.pending))
-        if res.withheld:  # older than the batch's other events: learned first
-            yield from self._learn([x for x, _ in res.withheld], [h for _, h in res.withheld], withhold=True)
-            self.metrics.shared_events.labels("withheld").inc(len(res.withheld))
+        self.metrics.shared_events.labels("already_shared").inc(res.already_shared)
         yield from self._learn(res.examples + [x for x, _ in arrived], res.histories + [h for _, h in arrived])
         for tp, end in res.ends.items():  # learned only once the step is done (a checkpoint may come between)
             self.learned[tp] = end  # a partition is read in offset order (a rewind starts at the learned offset)
@@ -304,13 +303,11 @@ class EventProcessor:
             self.metrics.pending_learned.inc(len(examples))
         return len(examples)
 
-    def _learn(self, examples: list[Interaction], histories: list[tuple[str, ...]],
-               withhold: bool = False) -> Iterator[Callable[[], None]]:
+    def _learn(self, examples: list[Interaction], histories: list[tuple[str, ...]]) -> Iterator[Callable[[], None]]:
         if not examples:
             return
         before = self.learner.model_version
-        learn = self.learner.relearn_stages if withhold else self.learner.learn_stages
-        yield from learn(examples, histories)
+        yield from self.learner.learn_stages(examples, histories)
         m = self.metrics
         if self.learner.model_version != before:
             m.model_updates.inc(self.learner.model_version - before)

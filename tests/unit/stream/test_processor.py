@@ -335,9 +335,10 @@ def test_retrieval_counters_reach_the_metrics_past_exact_max_items() -> None:
     assert metrics.index_recall._value.get() == state.index_recall  # noqa: SLF001
 
 
-def test_a_restarted_sharing_worker_withholds_from_its_peers_what_it_contributed_before_it_died() -> None:
-    """Events a worker contributed after its checkpoint are learned again after a restart (the model lost them)
-    but not contributed again: its peers merged them already, and would count them twice."""
+def test_a_restarted_sharing_worker_learns_nothing_twice_that_it_had_contributed_before_it_died() -> None:
+    """Events a worker contributed after its checkpoint are in its model again once it has read its own
+    contribution back (restored); read again after the restart, they are not learned a second time, which would
+    count them twice in every model. Those it learned but had not contributed it learns again."""
     import pickle
 
     p, m, _ = make()
@@ -360,11 +361,13 @@ def test_a_restarted_sharing_worker_withholds_from_its_peers_what_it_contributed
     metrics = WorkerMetrics()
     p2 = EventProcessor(load_settings(), m2, metrics, clock=lambda: 200.0)
     p2.learned.update(checkpoint[1])
-    assert m2.merge([sent]) == 0 and m2.shared_marks == {"events:0": 16}  # its own, read back from the topic
+    assert m2.merge([sent]) == 1 and m2.shared_marks == {"events:0": 16}  # its own, read back from the topic
+    assert m2.events_learned == 16
     assert p2.rewind({("events", 0): 20}) == {("events", 0): 8}
     results = run_batches(p2, states, stream[8:24], size=4)
-    assert [x.item_id for res in results for x, _ in res.withheld] == [f"i{n}" for n in range(8, 16)]
-    assert metrics.shared_events.labels("withheld")._value.get() == 8  # noqa: SLF001
-    assert m2.events_learned == 24  # the model learned every event once
+    assert [res.already_shared for res in results] == [4, 4, 0, 0]
+    assert metrics.shared_events.labels("already_shared")._value.get() == 8  # noqa: SLF001
+    assert sum(res.relearned for res in results) == 4  # 16..19
+    assert m2.events_learned == 24  # every event once
     nxt = m2.contribution(marks(p2))
     assert nxt is not None and nxt.seq == 3 and [e[0] for e in nxt.events] == [f"i{n % 20}" for n in range(16, 24)]
