@@ -299,31 +299,34 @@ class CandidateRetriever:
         (:meth:`refresh`)."""
         self._swap_if_built(table_fn)
         self._revector(table_fn, events)
-        p, h = self.config.popular_candidates, self.config.hot_items
-        never = (p or h) and not len(self.popular) and not len(self.hot)
-        self.rank_due += events
-        if popularity is not None and (self.rank_due >= self.config.refresh_updates * FULL_UPDATE or never):
-            self.rank_due = 0
+        p, h, c = self.config.popular_candidates, self.config.hot_items, self.config
+        never = bool(p or h) and not len(self.popular) and not len(self.hot)
+        if self._due("rank_due", events, c.refresh_updates, when=popularity is not None, now=never):
+            assert popularity is not None
             m = min(max(p, h), len(popularity))  # one selection for both lists, on torch's threads (as the hot scan)
             best = torch.topk(torch.from_numpy(popularity), m).indices.numpy() if m else np.zeros(0, dtype=np.int64)
             self.popular = best[:p].astype(np.int64)
             self.hot = np.sort(best[:h]).astype(np.int64)
             self.hot_vectors = np.ascontiguousarray(table_fn(self.hot), dtype=np.float32) if h else self.hot_vectors[:0]
-        if self.config.rebuild_updates:
-            self.rebuild_due += events
-            if self.rebuild_due >= self.config.rebuild_updates * FULL_UPDATE:
-                self.rebuild_due = 0
-                self.refresh(table_fn)
-        self.probe_due += events
-        if self.config.rebuild_below > 0 and self.config.probe_updates \
-                and self.probe_due >= self.config.probe_updates * FULL_UPDATE and not self.building():
-            self.probe_due = 0
+        if self._due("rebuild_due", events, c.rebuild_updates, when=c.rebuild_updates > 0):
+            self.refresh(table_fn)
+        if self._due("probe_due", events, c.probe_updates,
+                     when=c.rebuild_below > 0 and c.probe_updates > 0 and not self.building()):
             self.ann_recall = self.probe_recall()
             if self.ann_recall is not None and self.ann_recall < self.config.rebuild_below:
                 log.info("retrieval: the index's search found %.2f of the probed queries' exact top 10 "
                          "(rebuild_below %.2f): rebuilding its graph", self.ann_recall, self.config.rebuild_below)
                 self.rebuild_due = 0
                 self.refresh(table_fn)
+
+    def _due(self, counter: str, events: int, updates: int, when: bool, now: bool = False) -> bool:
+        """Count ``events`` on the schedule ``counter`` (an attribute); True, and the count back to 0, when it has
+        reached ``updates`` x ``FULL_UPDATE`` events (or ``now``) while ``when`` holds: a schedule that is not
+        allowed to run keeps counting, and runs as soon as it is."""
+        due = getattr(self, counter) + events
+        run = when and (now or due >= updates * FULL_UPDATE)
+        setattr(self, counter, 0 if run else due)
+        return run
 
     def building(self) -> bool:
         """Whether a background rebuild is under way (or built and not yet swapped in)."""

@@ -408,3 +408,18 @@ def test_the_popular_and_hot_lists_are_re_ranked_every_refresh_updates(every: in
         assert rt.popular.tolist() == [last, last + 10, last + 20]
         assert rt.hot.tolist() == [last + 10 * j for j in range(5)]
         assert rt.hot_vectors.tolist() == table[rt.hot].tolist()
+
+
+def test_a_schedule_not_allowed_to_run_keeps_counting_and_runs_as_soon_as_it_is() -> None:
+    """The retriever's schedules (re-rank, rebuild, probe) count events; one that falls due while it may not run
+    (a probe while a rebuild is under way, a re-rank without popularity) runs at the first update that allows it,
+    and counts from 0 again after it ran; ``now`` runs it whatever the count (the first re-rank)."""
+    from learners.retrieval import FULL_UPDATE, CandidateRetriever
+
+    rt = CandidateRetriever(RetrievalConfig(exact_max_items=0))
+    assert not rt._due("probe_due", 3 * FULL_UPDATE, 2, when=False) and rt.probe_due == 3 * FULL_UPDATE
+    assert rt._due("probe_due", 0, 2, when=True) and rt.probe_due == 0
+    assert not rt._due("probe_due", FULL_UPDATE, 2, when=True) and rt.probe_due == FULL_UPDATE
+    assert rt._due("probe_due", FULL_UPDATE, 2, when=True) and rt.probe_due == 0
+    assert rt._due("rank_due", 1, 10, when=True, now=True) and rt.rank_due == 0
+    assert not rt._due("rank_due", 1, 10, when=False, now=True) and rt.rank_due == 1
