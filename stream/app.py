@@ -34,7 +34,7 @@ from stream.metrics import WorkerMetrics
 from stream.processor import EventProcessor, RawMessage, intent_texts
 from stream.records import undecodable_reason
 from stream.settings import Settings
-from stream.sharing import Sharing, install_sharing
+from stream.sharing import Sharing, install_sharing, synced
 from stream.transport import worker_transport
 from stream.web import install_routes, web_server_options
 
@@ -514,6 +514,7 @@ async def process_batch(sr: StreamrecApp, batch: list[Any]) -> None:
         for e in batch
     ]
     sr.metrics.batch_size.observe(len(msgs))
+    await synced(sr)  # after a rebalance: the previous owner's contribution merged first
     texts = intent_texts(msgs)
     if texts:  # the frozen encoder runs off the event loop; prepare then finds every text encoded
         await asyncio.get_running_loop().run_in_executor(None, sr.learner.encode_intents, texts)

@@ -41,6 +41,8 @@ log = logging.getLogger("streamrec.worker")
 
 #: The ``schema`` header of a contribution message (the value: :meth:`Contribution.to_bytes`).
 CONTRIBUTION_SCHEMA = "streamrec.contribution/1"
+SYNC_WAIT_S = 10.0  # the longest a batch waits for the shared topic after a rebalance (:func:`synced`)
+REVOKE_PUBLISH_S = 3.0  # the longest a rebalance waits for the contribution of partitions given up
 
 
 def worker_name(s: Settings) -> str:
@@ -67,6 +69,9 @@ class Sharing:
     name: str
     read: dict[int, int] = field(default_factory=dict)  # partition -> offset after the last record merged
     caught_up: asyncio.Event = field(default_factory=asyncio.Event)
+    synced: asyncio.Event = field(default_factory=asyncio.Event)  # merged all the topic held at the last sync asked
+    sync_wanted: bool = False  # a rebalance gave this worker events partitions: read the topic to its end again
+    publishing: asyncio.Lock = field(default_factory=asyncio.Lock)
     peer_seen: dict[str, float] = field(default_factory=dict)  # peer -> its latest contribution's publish time, s
     unsent: list[tuple[int, bytes]] = field(default_factory=list)  # (seq, message), oldest first
     taken: int = 0  # contributions taken from the learner: each changes its state without a new model version
@@ -107,10 +112,44 @@ def install_sharing(sr: StreamrecApp, read: dict[int, int]) -> None:
             return
         await publish(sr, cfg)
 
+    @sr.app.on_partitions_revoked.connect
+    async def share_before_giving_up(app: Any, revoked: Any, **kwargs: Any) -> None:
+        """The partitions' next owner reads the topic to its end before it takes their events (:func:`synced`):
+        what this worker learned from them is there by then, so neither learns an event the other has."""
+        if sr.learner.sharing_worker is None or not sh.caught_up.is_set() \
+                or not any(tp.topic == s.topic_events for tp in revoked):
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(publish(sr, cfg)), timeout=REVOKE_PUBLISH_S)  # never cut short
+        except TimeoutError:
+            log.warning("sharing: contribution not sent within %.0f s of giving up partitions", REVOKE_PUBLISH_S)
+
+    @sr.app.on_partitions_assigned.connect
+    async def sync_on_assignment(app: Any, assigned: Any, **kwargs: Any) -> None:
+        if any(tp.topic == s.topic_events for tp in assigned):
+            sh.synced.clear()
+            sh.sync_wanted = True
+
     if s.checkpoint_interval_s <= 0:  # else the final checkpoint calls flush first (stream.worker)
         @sr.app.on_before_shutdown.connect
         async def last_contribution(app: Any, **kwargs: Any) -> None:
             await flush(sr)
+
+
+async def synced(sr: StreamrecApp) -> None:
+    """Before a batch, after a rebalance gave this worker ``events`` partitions: wait (at most
+    :data:`SYNC_WAIT_S`) until it has merged what the shared topic held then. The partitions' previous owner sent
+    what it had learned from them when it gave them up, with its marks, so the events it learned are not learned
+    here again (:meth:`~stream.processor.EventProcessor.prepare` leaves events below the marks out)."""
+    sh = sr.sharing
+    if sh is None or sh.synced.is_set():
+        return
+    try:
+        await asyncio.wait_for(sh.synced.wait(), timeout=SYNC_WAIT_S)
+    except TimeoutError:
+        log.warning("sharing: %s not read to its end within %.0f s of a rebalance; taking events anyway",
+                    sr.settings.topic_shares, SYNC_WAIT_S)
+        sh.synced.set()
 
 
 async def flush(sr: StreamrecApp) -> None:
@@ -127,7 +166,14 @@ async def flush(sr: StreamrecApp) -> None:
 
 
 async def publish(sr: StreamrecApp, cfg: KafkaClientConfig) -> None:
-    """Send what the learner learned since its previous contribution (and any contribution not sent before)."""
+    """Send what the learner learned since its previous contribution (and any contribution not sent before), one
+    caller at a time (the timer, a rebalance, the shutdown)."""
+    assert sr.sharing is not None
+    async with sr.sharing.publishing:
+        await _publish(sr, cfg)
+
+
+async def _publish(sr: StreamrecApp, cfg: KafkaClientConfig) -> None:
     s, sh, m = sr.settings, sr.sharing, sr.metrics
     assert sh is not None
     loop = asyncio.get_running_loop()
@@ -179,11 +225,17 @@ async def follow_shares(sr: StreamrecApp, cfg: KafkaClientConfig, max_records: i
         for tp in tps:
             if tp.partition in sh.read:
                 consumer.seek(tp, sh.read[tp.partition])
-        ends = await consumer.end_offsets(tps)  # Tansu may under-report them: then the position passes them
+        target: dict[Any, int] | None = None  # the ends to read to (Tansu may under-report them: then passed)
         while not sr.app.should_stop:
-            if not sh.caught_up.is_set() and all([await consumer.position(tp) >= ends[tp] for tp in tps]):
-                sh.caught_up.set()
-                log.warning("sharing: read %s to its end at start (%s)", s.topic_shares, dict(sh.read))
+            if sh.sync_wanted or (target is None and not sh.synced.is_set()):
+                sh.sync_wanted = False
+                target = await consumer.end_offsets(tps)
+            if target is not None and all([await consumer.position(tp) >= target[tp] for tp in tps]):
+                target = None
+                sh.synced.set()
+                if not sh.caught_up.is_set():
+                    sh.caught_up.set()
+                    log.warning("sharing: read %s to its end at start (%s)", s.topic_shares, dict(sh.read))
             batch = await consumer.getmany(timeout_ms=500, max_records=max_records)
             records = sorted((r for rs in batch.values() for r in rs), key=lambda r: (r.partition, r.offset))
             if records:

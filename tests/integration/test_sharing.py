@@ -144,3 +144,28 @@ def test_a_worker_killed_after_contributing_restores_what_it_contributed_and_con
     assert contributed(kafka, app) == total, "every event contributed once"
     again = scrape(a.metrics_port, "streamrec_shared_events_total{outcome=already_shared}") or 0
     assert again == 64, f"batch 1, read again after the kill, is in the model already: {again}"
+
+
+def test_a_worker_giving_up_partitions_sends_what_it_learned_before_their_new_owner_reads_them(
+        worker_factory: Any, kafka: KafkaClientConfig, tmp_path: Any) -> None:
+    """A second worker joins: the rebalance moves partitions away from the first, which sends what it learned
+    while it gives them up (its sharing interval here is an hour: nothing else would send it), and the new owner
+    merges that before it takes their events, so neither learns an event the other has."""
+    app = "t-share-move"
+    asyncio.run(ensure_topics(kafka, {f"{app}-events": 4, f"{app}-items": 1}))
+    a = worker_factory(app, tmp_path / "a", STREAMREC_WORKER_NAME="a", STREAMREC_SHARING_INTERVAL_S="3600")
+    wait_for(lambda: scrape(a.metrics_port, "streamrec_catalog_items") is not None, 180, "worker up")
+    catalog = make_catalog()
+    asyncio.run(publish_items(kafka, f"{app}-items", catalog))
+    a.wait_ready(len(catalog), timeout=120)
+    users = [f"user{i}" for i in range(16)]
+    events = [ev(n, u, f"cooking-{(n + k) % 8}") for n in range(4) for k, u in enumerate(users)]
+    asyncio.run(replay_events(kafka, f"{app}-events", events))
+    wait_for(lambda: learned(a) == len(events), 60, lambda: f"a learns the {len(events)} events: {learned(a)}")
+    assert contributed(kafka, app) == 0  # an hour to its first contribution
+    b = worker_factory(app, tmp_path / "b", STREAMREC_WORKER_NAME="b", STREAMREC_SHARING_INTERVAL_S="0.5")
+    wait_for(lambda: scrape(b.metrics_port, "streamrec_ready") == 1, 180, "worker b ready")
+    wait_for(lambda: contributed(kafka, app) == len(events), 60,
+             lambda: f"a's contribution, sent in the rebalance: {contributed(kafka, app)} events")
+    wait_for(lambda: learned(b) == len(events), 60, lambda: f"b merged it: {learned(b)}")
+    assert (scrape(a.metrics_port, "streamrec_shared_contributions_total{outcome=sent}") or 0) >= 1
