@@ -165,6 +165,9 @@ def install_broker_reset_recovery(sr: StreamrecApp, save: Checkpointer) -> None:
         log.error("broker: %s: the broker lost its data (an in-memory broker restarted?); checkpointing the "
                   "model, then restarting with the tables republished to fresh changelogs", reason)
         sr.processor.learned.clear()  # offsets of the lost topics mean nothing on the fresh ones
+        sr.learner.shared_marks.clear()  # nor do the marks of the contributions on the lost shared topic
+        if sr.sharing is not None:
+            sr.sharing.read.clear()
         await save(sr, True)
         os.kill(os.getpid(), signal.SIGTERM)  # Faust's own graceful shutdown; run_worker takes it from there
 
