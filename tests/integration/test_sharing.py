@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import pytest
@@ -139,11 +138,10 @@ def test_a_worker_killed_after_contributing_restores_what_it_contributed_and_con
     wait_for(lambda: scrape(a.metrics_port, "streamrec_ready") == 1, 180, "worker a ready after kill -9")
     total += send(2)
     wait_for(lambda: learned(a) == total, 60, lambda: f"a learns each of {total} events once: {learned(a)}")
-    wait_for(lambda: contributed(kafka, app) >= total, 60, lambda: f"batch 2 contributed: {contributed(kafka, app)}")
-    time.sleep(2.0)  # four more sharing intervals: nothing else may follow
-    assert contributed(kafka, app) == total, "every event contributed once"
     again = scrape(a.metrics_port, "streamrec_shared_events_total{outcome=already_shared}") or 0
     assert again == 64, f"batch 1, read again after the kill, is in the model already: {again}"
+    a.stop()  # a clean stop sends whatever is left to send: after it the topic holds all a will ever contribute
+    assert contributed(kafka, app) == total, "every event contributed once"
 
 
 def test_a_worker_giving_up_partitions_sends_what_it_learned_before_their_new_owner_reads_them(
