@@ -100,6 +100,10 @@ class EventProcessor:
         self.replaying: dict[tuple[str, int], int] = {}  # per partition: committed offset the rewind replays up to
         self.pending = PendingEvents(settings.pending_max_events)
 
+    def marks(self) -> dict[str, int]:
+        """:attr:`learned` as a contribution's :attr:`~learners.sharing.Contribution.marks` (keys :func:`mark_key`)."""
+        return {mark_key(*tp): end for tp, end in self.learned.items()}
+
     def rewind(self, committed: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
         """Where to start reading each of these partitions so the model learns what it missed; sets up replay.
 

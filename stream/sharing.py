@@ -31,7 +31,6 @@ from aiokafka.errors import KafkaError
 
 from connectors.kafka import KafkaClientConfig, assign_all_partitions
 from learners.sharing import Contribution
-from stream.processor import mark_key
 
 if TYPE_CHECKING:
     from stream.app import StreamrecApp
@@ -178,8 +177,7 @@ async def _publish(sr: StreamrecApp, cfg: KafkaClientConfig) -> None:
     assert sh is not None
     loop = asyncio.get_running_loop()
     async with sr.model_lock:  # between learning steps, on the learning thread (the diff reads every item's rows)
-        marks = {mark_key(*tp): end for tp, end in sr.processor.learned.items()}  # what the events taken reach
-        c = await loop.run_in_executor(sr.learning_thread, sr.learner.contribution, marks)
+        c = await loop.run_in_executor(sr.learning_thread, sr.learner.contribution, sr.processor.marks())
     if c is not None:
         sh.taken += 1
         m.shared_events.labels("contributed").inc(len(c))

@@ -12,7 +12,7 @@ from learners.exploration import ExplorationConfig
 from learners.history import UserState
 from learners.types import Item
 from stream.metrics import WorkerMetrics
-from stream.processor import EventProcessor, RawMessage, mark_key
+from stream.processor import EventProcessor, RawMessage
 from stream.settings import load_settings
 
 
@@ -346,14 +346,11 @@ def test_a_restarted_sharing_worker_learns_nothing_twice_that_it_had_contributed
     stream = [msg(event(n, f"u{n % 3}", f"i{n % 20}"), offset=n) for n in range(24)]
     states: dict[str, UserState] = {}
 
-    def marks(proc: EventProcessor) -> dict[str, int]:
-        return {mark_key(*tp): end for tp, end in proc.learned.items()}
-
     run_batches(p, states, stream[:8], size=4)
-    assert len(m.contribution(marks(p))) == 8
+    assert len(m.contribution(p.marks())) == 8
     checkpoint = pickle.dumps(m), dict(p.learned)
     run_batches(p, states, stream[8:16], size=4)
-    sent = m.contribution(marks(p))  # events 8..15 reach the peers
+    sent = m.contribution(p.marks())  # events 8..15 reach the peers
     assert len(sent) == 8 and sent.marks == {"events:0": 16}
     run_batches(p, states, stream[16:20], size=4)  # learned, not contributed yet: then the worker dies
 
@@ -369,5 +366,5 @@ def test_a_restarted_sharing_worker_learns_nothing_twice_that_it_had_contributed
     assert metrics.shared_events.labels("already_shared")._value.get() == 8  # noqa: SLF001
     assert sum(res.relearned for res in results) == 4  # 16..19
     assert m2.events_learned == 24  # every event once
-    nxt = m2.contribution(marks(p2))
+    nxt = m2.contribution(p2.marks())
     assert nxt is not None and nxt.seq == 3 and [e[0] for e in nxt.events] == [f"i{n % 20}" for n in range(16, 24)]

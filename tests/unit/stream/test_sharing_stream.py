@@ -18,6 +18,7 @@ from learners.training import TrainingConfig
 from learners.types import Interaction, Item
 from stream.checkpoint import CheckpointStore
 from stream.metrics import WorkerMetrics
+from stream.processor import EventProcessor
 from stream.settings import Settings
 from stream.sharing import Sharing, publish, readable, topic_configs, worker_name
 from stream.worker import checkpoint_saver, saved_state
@@ -56,8 +57,9 @@ def test_a_contribution_taken_after_a_checkpoint_is_checkpointed_again(tmp_path:
     learner.start_sharing("me")
     store = CheckpointStore(tmp_path, keep=3)
     settings = Settings(worker_name="me", broker_url="kafka://127.0.0.1:1")  # no broker: the send fails
-    sr = SimpleNamespace(settings=settings, learner=learner, sharing=Sharing("me"), metrics=WorkerMetrics(),
-                         processor=SimpleNamespace(learned={}), model_lock=asyncio.Lock(),
+    metrics = WorkerMetrics()
+    sr = SimpleNamespace(settings=settings, learner=learner, sharing=Sharing("me"), metrics=metrics,
+                         processor=EventProcessor(settings, learner, metrics), model_lock=asyncio.Lock(),
                          learning_thread=ThreadPoolExecutor(1))
     save = checkpoint_saver(store, saved_state(sr))
     learner.learn_many([Interaction(f"u{j}", f"i{j}") for j in range(8)], [[f"i{j + 1}"] for j in range(8)])
