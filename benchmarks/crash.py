@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import json
 import sys
 import tempfile
@@ -73,6 +74,7 @@ def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespa
         cfg = KafkaClientConfig([broker.bootstrap], {})
         asyncio.run(ensure_topics(cfg, {t: 4 for t in ("items", "events", "recommendations", "events-dlq")}))
         workers = [start(n) for n in range(args.workers)]
+        atexit.register(lambda: [w.kill() for w in workers])  # a run that gives up leaves no worker behind
         asyncio.run(publish_items(cfg, "items", items))
         for w in workers:
             w.wait_ready(len(items))
