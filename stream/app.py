@@ -35,7 +35,7 @@ from stream.processor import EventProcessor, RawMessage, intent_texts
 from stream.records import undecodable_reason
 from stream.settings import Settings
 from stream.sharing import Sharing, install_sharing, synced
-from stream.transport import worker_transport
+from stream.transport import OffsetWatch, worker_transport
 from stream.web import install_routes, web_server_options
 
 log = logging.getLogger("streamrec.worker")
@@ -107,6 +107,7 @@ class StreamrecApp:
     user_table: Any
     item_table: Any
     items_dlq_topic: Any = None
+    offset_watch: OffsetWatch | None = None  # where each events partition's next offset should be (gaps logged)
     events_agent: Any = None
     items_agent: Any = None
     on_broker_reset: Callable[[str], Awaitable[None]] | None = None  # set by the worker runner
@@ -165,10 +166,12 @@ def create_app(
         return starts
 
     quirks = s.broker_quirks()  # what this broker needs (broker_profile; stream.broker_watch)
+    watch = OffsetWatch(s.topic_events)
     transport_cls = worker_transport(
         s.fetch_max_wait_ms,
         client_cfg.kwargs() if quirks.probe_highwaters else None,
         rewind,
+        watch,
     )
 
     class StreamrecFaustApp(faust.App):
@@ -207,7 +210,7 @@ def create_app(
     item_table = app.Table("item-embeddings", default=None, partitions=n_items, options=rocksdb_options(s),
                            help="Catalog items: text and frozen embedding (base64 float32).")
     sr = StreamrecApp(app, s, learner, encoder, metrics, processor, events_topic, items_topic, recs_topic,
-                      dlq_topic, user_table, item_table, items_dlq_topic)
+                      dlq_topic, user_table, item_table, items_dlq_topic, offset_watch=watch)
     model_path = getattr(encoder, "model_path", type(encoder).__name__ if encoder else "none")
     metrics.info.labels(version="0.1.0", model=str(model_path).rsplit("/", 1)[-1]).set(1)
     model_name = encoder_name(s.encoder_model)  # what an item's embedding must say it was made by
@@ -514,6 +517,7 @@ async def process_batch(sr: StreamrecApp, batch: list[Any]) -> None:
         for e in batch
     ]
     sr.metrics.batch_size.observe(len(msgs))
+    watch_offsets(sr, msgs)
     await synced(sr)  # after a rebalance: the previous owner's contribution merged first
     texts = intent_texts(msgs)
     if texts:  # the frozen encoder runs off the event loop; prepare then finds every text encoded
@@ -536,6 +540,21 @@ async def process_batch(sr: StreamrecApp, batch: list[Any]) -> None:
         await sr.learn_queue.put(res)
     else:
         await learn_off_the_loop(sr, sr.processor.learning(res))
+
+
+def watch_offsets(sr: StreamrecApp, msgs: list[RawMessage]) -> None:
+    """Show the batch's events offsets to the consumer's :class:`OffsetWatch`: ranges that never reached the agent
+    are logged and counted (``streamrec_event_offsets_skipped_total``)."""
+    if sr.offset_watch is None:
+        return
+    offsets: dict[int, list[int]] = {}
+    for m in msgs:
+        if m.topic == sr.offset_watch.topic:
+            offsets.setdefault(m.partition, []).append(m.offset)
+    for partition, first, last in sr.offset_watch.batch(offsets):
+        sr.metrics.offsets_skipped.inc(last - first + 1)
+        log.warning("events partition %d: offsets %d-%d never reached the events agent (skipped acks so far: %d)",
+                    partition, first, last, sr.offset_watch.skipped_acks)
 
 
 async def learn_queued(sr: StreamrecApp) -> None:

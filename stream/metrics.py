@@ -105,6 +105,9 @@ class WorkerMetrics:
                                        "arrived.", registry=r)
         self.pending_dropped = Counter("streamrec_pending_events_dropped", "Held events dropped unlearned (the "
                                        "bound `pending_max_events` was reached).", registry=r)
+        self.offsets_skipped = Counter("streamrec_event_offsets_skipped", "Event offsets that never reached the "
+                                       "events agent between where its partition was sought to and the next "
+                                       "batch (a loss, or a producer's transaction markers).", registry=r)
         self.answered_again = Counter("streamrec_redelivered_answered", "Events read again after a crash whose "
                                       "answer was not known to be on the topic, answered again (consumers "
                                       "deduplicate by event_id).", registry=r)

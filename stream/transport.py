@@ -15,6 +15,23 @@
   (another worker owned it and had not committed) was then read on from past the dropped records, which were
   never processed (seen on Apache Kafka: nine catalog items a second worker waited for until ``catalog_wait_s``).
   Such partitions are sought to their beginning, which is what ``auto_offset_reset="earliest"`` promises.
+* **Nothing handed on while the positions change.** After a rebalance Faust resumes the assigned partitions,
+  then seeks them to their committed offsets (``perform_seek``), then clears the agents' queues as it resumes the
+  flow. Records fetched in that window were handed on, cleared from the queues unprocessed, and the consumer's
+  read offset had passed them, so the records fetched again from the committed offset were dropped as already
+  read, or the jump was recorded as a gap and committed over (seen on Apache Kafka with two workers: up to 1,700
+  events per run committed without an answer). ``perform_seek`` here pauses the partitions it seeks and
+  ``resume_flow`` (which Faust calls after clearing the queues) resumes them, first setting their read offsets
+  back to where the seek left them (a record the fetch loop was handing on during the seek sets its own after).
+* **No commit past an event no agent saw.** Faust's streams ack the messages they skip because they were fetched
+  under an earlier consumer generation (a rebalance came between fetch and delivery) or arrived while a rebalance
+  had suspended the flow. Recording those acks moved the committed offset past events that were never processed
+  (seen on Apache Kafka with two workers: hundreds of events per kill committed without an answer). The consumer
+  here marks such messages acked without recording their offsets, so the committed offset stops below them and
+  the next owner of the partition reads them again.
+* **Gaps are watched.** ``watch`` (an :class:`OffsetWatch`) learns where each events partition was sought to and
+  is shown every batch; an offset range that never reached the agent is logged and counted, so an operator sees a
+  loss instead of guessing it from lag.
 * **High watermarks.** Tansu 0.6.0 reports a partition's end offset as the base offset of its last record batch
   + 1, not the last offset + 1. Faust's table recovery reads changelogs only up to that number, so the tail of
   the last batch was silently not restored (seen: 23 of 24 catalog items after losing local state). With
@@ -23,23 +40,72 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types.tuples import ack_lock
 
 from connectors.kafka import true_highwaters
 from stream.records import dead_letter_undecodable
 
+log = logging.getLogger(__name__)
+
 Rewind = Callable[[dict[Any, int]], Mapping[Any, int]]
 
 
+class OffsetWatch:
+    """Where each watched partition's next offset should be: set when the consumer seeks (the end of every
+    rebalance's recovery), moved on by every batch. :meth:`batch` answers the offset ranges a batch skipped."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.expected: dict[int, int] = {}  # partition -> next offset the agent should see
+        self.revoked_at: dict[int, int] = {}  # partition -> its expected offset when the last rebalance began
+        self.skipped_acks = 0  # skipped messages whose ack was not recorded (the consumer's count)
+
+    def sought(self, positions: Mapping[Any, int | None]) -> None:
+        """The consumer sought these partitions (topic-partition -> offset; None: position unknown). A partition
+        this worker kept through the rebalance may have had events taken before the rebalance and processed after
+        it, above the offset committed: the next batch starts after those."""
+        before, self.revoked_at = self.revoked_at, {}
+        for tp, offset in positions.items():
+            if tp.topic != self.topic:
+                continue
+            if offset is None:
+                self.expected.pop(tp.partition, None)
+            else:
+                self.expected[tp.partition] = max(offset, before.get(tp.partition, offset))
+
+    def revoked(self, partitions: Any) -> None:
+        for tp in partitions:
+            if tp.topic == self.topic and tp.partition in self.expected:
+                self.revoked_at[tp.partition] = self.expected.pop(tp.partition)
+
+    def batch(self, offsets: Mapping[int, list[int]]) -> list[tuple[int, int, int]]:
+        """Take a batch's offsets per partition (in delivery order); answer (partition, first, last) for every
+        range of offsets that was expected and not delivered."""
+        gaps = []
+        for partition, seen in offsets.items():
+            nxt = self.expected.get(partition)
+            for offset in seen:
+                if nxt is not None and offset > nxt:
+                    gaps.append((partition, nxt, offset - 1))
+                if nxt is None or offset >= nxt:
+                    nxt = offset + 1
+            if nxt is not None:
+                self.expected[partition] = nxt
+        return gaps
+
+
 def worker_transport(fetch_max_wait_ms: int, probe_kwargs: dict[str, Any] | None,
-                     rewind: Rewind | None = None) -> type[faust_aiokafka.Transport]:
+                     rewind: Rewind | None = None, watch: OffsetWatch | None = None) -> type[faust_aiokafka.Transport]:
     """A Faust Transport whose worker consumer uses ``fetch_max_wait_ms``, given ``probe_kwargs`` (aiokafka
     connection arguments) corrects under-reported high watermarks, and given ``rewind`` (committed offsets of the
-    assigned partitions -> where to start instead) re-reads partitions from before their committed offsets."""
+    assigned partitions -> where to start instead) re-reads partitions from before their committed offsets; given
+    ``watch``, tells it where each partition was sought to."""
 
     class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         _probe: AIOKafkaConsumer | None = None
@@ -85,14 +151,55 @@ def worker_transport(fetch_max_wait_ms: int, probe_kwargs: dict[str, Any] | None
         def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+        _held: frozenset[Any] = frozenset()  # partitions perform_seek paused until the flow resumes
+        _sought: dict[Any, int | None] = {}  # their read offsets as perform_seek left them
+
         async def perform_seek(self) -> None:
+            # Faust resumes the partitions before this seek and clears the agents' queues after it (its
+            # flow_control.resume), so records fetched meanwhile from the old positions were handed on, then
+            # cleared from the queues unprocessed, and the fetcher's read offset had passed them: they were never
+            # read again, or were committed as a gap. Nothing is handed on from here until resume_flow.
+            held = self._held | frozenset(self._get_active_partitions())
+            self._held = held
+            self.pause_partitions(held)
             await super().perform_seek()
-            if rewind is None:
-                return
             assigned = self.assignment()
             committed = {tp: off for tp, off in self._committed_offset.items() if off is not None and tp in assigned}
-            for tp, offset in rewind(committed).items():
+            starts = dict(rewind(committed)) if rewind is not None else {}
+            for tp, offset in starts.items():
                 await self.seek(tp, offset)
+            self._sought = {tp: self._read_offset.get(tp) for tp in held}
+            if watch is not None:  # events re-read below the committed offset are extras, not what must come
+                watch.sought({tp: committed.get(tp) for tp in assigned})  # none committed: log start, unknown
+
+        def resume_flow(self) -> None:
+            super().resume_flow()  # after Faust cleared the queues: now the partitions perform_seek held fetch
+            held, self._held = self._held, frozenset()
+            # a record the fetch loop was handing on while the seek ran sets its read offset after the seek's:
+            # the records read again from the sought offset would be dropped as already read
+            for tp, offset in self._sought.items():
+                if tp in held:
+                    self._read_offset[tp] = offset
+            self._sought = {}
+            self.resume_partitions(held & self.assignment())
+
+        async def on_partitions_revoked(self, revoked: Any) -> None:
+            self._held = self._held - frozenset(revoked)
+            if watch is not None:
+                watch.revoked(revoked)
+            await super().on_partitions_revoked(revoked)
+
+        def ack(self, message: Any) -> bool:
+            if not message.tracked and (message.generation_id != self.app.consumer_generation_id
+                                        or not self.app.flow_control.is_active()):
+                # skipped by the stream (see the module's doc): acked, but its offset is not committable
+                with ack_lock:
+                    message.acked = True
+                    self._unacked_messages.discard(message)
+                if watch is not None:
+                    watch.skipped_acks += 1
+                return False
+            return bool(super().ack(message))
 
     class Transport(faust_aiokafka.Transport):
         pass
