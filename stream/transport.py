@@ -40,8 +40,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -141,6 +142,10 @@ def worker_transport(fetch_max_wait_ms: int, probe_kwargs: dict[str, Any] | None
                 await consumer.seek_to_beginning(*fresh)
             return committed
 
+        async def seek_to_beginning(self, partitions: Any) -> None:
+            consumer = self._ensure_consumer()
+            await self.call_thread(consumer.seek_to_beginning, *partitions)
+
         async def on_thread_stop(self) -> None:
             if self._probe is not None:
                 await self._probe.stop()
@@ -153,6 +158,40 @@ def worker_transport(fetch_max_wait_ms: int, probe_kwargs: dict[str, Any] | None
 
         _held: frozenset[Any] = frozenset()  # partitions perform_seek paused until the flow resumes
         _sought: dict[Any, int | None] = {}  # their read offsets as perform_seek left them
+        _fetched: Any = None  # the records the fetch loop's last _wait_next_records returned
+        _dropped: set[Any]  # partitions whose fetched records Faust did not hand on, since perform_seek began
+        _handing_on: asyncio.Event  # clear from a fetch until its records are handed on (or dropped)
+        _fetch_task: asyncio.Task[Any] | None = None  # the fetch loop's task
+
+        def on_init(self) -> None:
+            super().on_init()
+            self._dropped = set()
+            self._handing_on = asyncio.Event()
+            self._handing_on.set()
+
+        async def _getmany(self, active_partitions: Any, timeout: float) -> Any:
+            self._handing_on.clear()  # from the fetch to the end of handing its records on
+            return await super()._getmany(active_partitions, timeout)
+
+        async def _wait_next_records(self, timeout: float) -> Any:
+            records, active = await super()._wait_next_records(timeout)
+            self._fetched = records
+            return records, active
+
+        async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
+            self._fetch_task = asyncio.current_task()
+            self._fetched = None
+            last: dict[Any, int] = {}
+            try:
+                async for tp, message in super().getmany(timeout):
+                    last[tp] = message.offset
+                    yield tp, message
+                for tp, records in (self._fetched or {}).items():
+                    if records and records[-1].offset > last.get(tp, -1):
+                        self._dropped.add(tp)  # paused, or the flow stopped: the fetcher's position is past them
+            finally:
+                self._fetched = None
+                self._handing_on.set()
 
         async def perform_seek(self) -> None:
             # Faust resumes the partitions before this seek and clears the agents' queues after it (its
@@ -162,13 +201,32 @@ def worker_transport(fetch_max_wait_ms: int, probe_kwargs: dict[str, Any] | None
             held = self._held | frozenset(self._get_active_partitions())
             self._held = held
             self.pause_partitions(held)
+            self._dropped.clear()
             await super().perform_seek()
             assigned = self.assignment()
             committed = {tp: off for tp, off in self._committed_offset.items() if off is not None and tp in assigned}
             starts = dict(rewind(committed)) if rewind is not None else {}
             for tp, offset in starts.items():
                 await self.seek(tp, offset)
-            self._sought = {tp: self._read_offset.get(tp) for tp in held}
+            self._sought = sought = {tp: self._read_offset.get(tp) for tp in held}
+            # A fetch sent before the pause may answer during these seeks: Faust drops its records (paused), and
+            # the fetcher, asked to seek where it already stood, had kept them and moved past them. Once that
+            # fetch is handed on (nothing new is fetched for held partitions), seek those partitions again.
+            if asyncio.current_task() is not self._fetch_task:  # Faust also seeks from inside getmany
+                try:
+                    await asyncio.wait_for(self._handing_on.wait(), 5.0)
+                except TimeoutError:
+                    log.warning("consumer: the fetch loop is still handing on records 5 s after the seek")
+            again = self._dropped & held & assigned
+            self._dropped.clear()
+            if again:
+                log.info("consumer: records of %s fetched during the seek were dropped; seeking again", sorted(again))
+                for tp in again:
+                    if sought.get(tp) is not None:
+                        await self.seek(tp, sought[tp])
+                fresh = [tp for tp in again if sought.get(tp) is None]  # none committed: from the beginning
+                if fresh:
+                    await self._thread.seek_to_beginning(fresh)
             if watch is not None:  # events re-read below the committed offset are extras, not what must come
                 watch.sought({tp: committed.get(tp) for tp in assigned})  # none committed: log start, unknown
 

@@ -126,3 +126,49 @@ def test_a_partition_revoked_while_held_is_not_resumed(consumer: Any) -> None:
     c.assignment = lambda: set()
     c.resume_flow()
     assert c._get_active_partitions() == set()
+
+
+class FetchedDuringTheSeek:
+    """The consumer's thread, as far as perform_seek and the fetch loop use it: a fetch sent before the pause
+    answers while the partitions are sought (records the fetcher moved past)."""
+
+    def __init__(self) -> None:
+        self.seeks: list[tuple[TP, int]] = []
+        self.answer: asyncio.Event | None = None
+
+    async def getmany(self, active: Any, timeout: float) -> dict[TP, list[Any]]:
+        assert self.answer is not None
+        await self.answer.wait()
+        return {EVENTS: [type("Record", (), {"offset": o})() for o in range(40, 46)]}
+
+    def seek(self, tp: TP, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+
+def test_records_a_fetch_returns_during_the_seek_are_sought_again_once_handed_on(consumer: Any) -> None:
+    c, _ = consumer
+    thread = c._thread = FetchedDuringTheSeek()
+    c.assignment = lambda: {EVENTS}
+    c.resume_partitions({EVENTS})
+    c.resume_flow()
+
+    async def go() -> None:
+        thread.answer = asyncio.Event()
+
+        async def fetch_loop() -> list[Any]:
+            return [m async for m in c.getmany(timeout=1.0)]
+
+        fetching = asyncio.create_task(fetch_loop())
+        await asyncio.sleep(0.01)  # the fetch is sent, with the partition active
+
+        async def seek_to_committed() -> dict[TP, int]:
+            thread.answer.set()  # ... and answers while the partition is paused for the seek
+            await asyncio.sleep(0.01)
+            return {EVENTS: 40}
+
+        c.seek_to_committed = seek_to_committed
+        await c.perform_seek()
+        assert await fetching == []  # Faust dropped them: paused
+        assert thread.seeks == [(EVENTS, 40)]  # so the fetcher is sent back where the seek meant it to be
+
+    asyncio.run(go())
