@@ -142,10 +142,6 @@ def worker_transport(fetch_max_wait_ms: int, probe_kwargs: dict[str, Any] | None
                 await consumer.seek_to_beginning(*fresh)
             return committed
 
-        async def seek_to_beginning(self, partitions: Any) -> None:
-            consumer = self._ensure_consumer()
-            await self.call_thread(consumer.seek_to_beginning, *partitions)
-
         async def on_thread_stop(self) -> None:
             if self._probe is not None:
                 await self._probe.stop()
@@ -226,7 +222,7 @@ def worker_transport(fetch_max_wait_ms: int, probe_kwargs: dict[str, Any] | None
                         await self.seek(tp, sought[tp])
                 fresh = [tp for tp in again if sought.get(tp) is None]  # none committed: from the beginning
                 if fresh:
-                    await self._thread.seek_to_beginning(fresh)
+                    await self._thread.seek_to_beginning(*fresh)
             if watch is not None:  # events re-read below the committed offset are extras, not what must come
                 watch.sought({tp: committed.get(tp) for tp in assigned})  # none committed: log start, unknown
 
