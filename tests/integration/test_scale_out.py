@@ -12,7 +12,7 @@ from connectors.kafka import KafkaClientConfig, ensure_topics, publish_items, re
 from learners.types import Item
 from stream.demo import scrape, scrape_all
 from tests.conftest import make_catalog, wait_for
-from tests.integration.test_engine import ev, read_json
+from tests.integration.test_engine import ev, read_json, start_ready
 
 pytestmark = pytest.mark.integration
 
@@ -55,11 +55,7 @@ def test_events_flowing_while_a_worker_joins_and_leaves_all_reach_an_agent(
     platform quirks; the worker's consumer holds the partitions and seeks again)."""
     app = "t-scale-join"
     asyncio.run(ensure_topics(kafka, {f"{app}-events": 4, f"{app}-items": 1}))
-    a = worker_factory(app, tmp_path / "a")
-    wait_for(lambda: scrape(a.metrics_port, "streamrec_catalog_items") is not None, 180, "worker up")
-    catalog = make_catalog()
-    asyncio.run(publish_items(kafka, f"{app}-items", catalog))
-    a.wait_ready(len(catalog), timeout=120)
+    a = start_ready(worker_factory, kafka, app, tmp_path / "a")
     users = [f"user{i}" for i in range(40)]
     events = [ev(n, u, f"cooking-{(n + k) % 8}") for n in range(50) for k, u in enumerate(users)]
     producer = threading.Thread(target=lambda: asyncio.run(replay_events(kafka, f"{app}-events", events, rate=50)))
