@@ -45,7 +45,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types.tuples import ack_lock
 
@@ -222,7 +222,7 @@ def worker_transport(fetch_max_wait_ms: int, probe_kwargs: dict[str, Any] | None
                         await self.seek(tp, sought[tp])
                 fresh = [tp for tp in again if sought.get(tp) is None]  # none committed: from the beginning
                 if fresh:
-                    await self._thread.seek_to_beginning(*fresh)
+                    await self._thread.seek_to_beginning(*(TopicPartition(tp.topic, tp.partition) for tp in fresh))
             if watch is not None:  # events re-read below the committed offset are extras, not what must come
                 watch.sought({tp: committed.get(tp) for tp in assigned})  # none committed: log start, unknown
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import faust
 import pytest
+from aiokafka import TopicPartition
 from faust.types import TP
 from faust.types.tuples import Message
 
@@ -144,8 +145,14 @@ class FetchedDuringTheSeek:
     def seek(self, tp: TP, offset: int) -> None:
         self.seeks.append((tp, offset))
 
+    async def seek_to_beginning(self, *partitions: Any) -> None:
+        assert all(isinstance(tp, TopicPartition) for tp in partitions), partitions  # as aiokafka demands
+        self.seeks.extend((tp, 0) for tp in partitions)
 
-def test_records_a_fetch_returns_during_the_seek_are_sought_again_once_handed_on(consumer: Any) -> None:
+
+@pytest.mark.parametrize("committed", [40, None])
+def test_records_a_fetch_returns_during_the_seek_are_sought_again_once_handed_on(consumer: Any,
+                                                                                committed: int | None) -> None:
     c, _ = consumer
     thread = c._thread = FetchedDuringTheSeek()
     c.assignment = lambda: {EVENTS}
@@ -164,11 +171,11 @@ def test_records_a_fetch_returns_during_the_seek_are_sought_again_once_handed_on
         async def seek_to_committed() -> dict[TP, int]:
             thread.answer.set()  # ... and answers while the partition is paused for the seek
             await asyncio.sleep(0.01)
-            return {EVENTS: 40}
+            return {EVENTS: committed}  # None: nobody committed, read from the beginning
 
         c.seek_to_committed = seek_to_committed
         await c.perform_seek()
         assert await fetching == []  # Faust dropped them: paused
-        assert thread.seeks == [(EVENTS, 40)]  # so the fetcher is sent back where the seek meant it to be
+        assert thread.seeks == [(EVENTS, committed or 0)]  # so the fetcher goes back where the seek meant it to be
 
     asyncio.run(go())
