@@ -42,6 +42,9 @@ def test_poison_corpus_goes_to_dlq_and_teaches_nothing(worker_factory: Any, kafk
     deadline = time.monotonic() + 30
     while metric_sum(w.metrics_port, "streamrec_events_total") < len(good) and time.monotonic() < deadline:
         time.sleep(0.2)
+    # learning trails the answers (the learn queue): the count of updates the poison must not move is read after it
+    while (scrape(w.metrics_port, "streamrec_model_events_learned") or 0) < len(good) and time.monotonic() < deadline:
+        time.sleep(0.2)
     updates_before = scrape(w.metrics_port, "streamrec_model_updates_total")
     poison = [raw for _, raw, _ in CORPUS] + [json.dumps(good[3]).encode()]  # + a duplicate event id
     expected = sorted([str(r) for _, _, r in CORPUS] + ["duplicate"])
