@@ -21,7 +21,7 @@ row's top candidates (ids and scores, for large ones). Pure numpy; the state sav
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +29,15 @@ import numpy.typing as npt
 from learners.types import FloatArray
 
 IntArray = npt.NDArray[np.int64]
+
+
+class CosineSums(NamedTuple):
+    """:meth:`BoundedCooccurrence.sums`: the non-zero cells of a batch's cosines, as sorted keys ``row * capacity +
+    item`` and values."""
+
+    keys: IntArray
+    values: FloatArray
+    capacity: int
 
 
 class BoundedCooccurrence:
@@ -288,8 +297,24 @@ class BoundedCooccurrence:
         out *= self.norm(cs)
         return out
 
-    def cosine_at(self, history: npt.ArrayLike, mask: npt.ArrayLike, cand: npt.ArrayLike) -> FloatArray:
+    def sums(self, history: npt.ArrayLike, mask: npt.ArrayLike) -> CosineSums:
+        """Every (query row, item) cell of :meth:`cosine` that is not zero: the cells' keys ``row * capacity +
+        item``, sorted, and their cosines. What :meth:`top` ranks and :meth:`cosine_at` looks up; a two-stage
+        recommendation computes it once for both. O(B x recent x neighbours), never (B, catalog)."""
+        h = np.asarray(history, dtype=np.int64)
+        rows, cols, vals = self.entries(h, self.norm(h) * np.asarray(mask, dtype=np.float32))
+        cap = max(self.capacity, 1)
+        if rows.size == 0:
+            return CosineSums(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32), cap)
+        keys, inverse = np.unique(rows * cap + cols, return_inverse=True)
+        summed = np.bincount(inverse.ravel(), weights=vals).astype(np.float32)  # float64 sums, in entry order
+        summed *= self.norm(keys % cap)
+        return CosineSums(keys, summed, cap)
+
+    def cosine_at(self, history: npt.ArrayLike, mask: npt.ArrayLike, cand: npt.ArrayLike,
+                  sums: CosineSums | None = None) -> FloatArray:
         """(B, C): :meth:`cosine` at each row's candidate items ``cand`` (B, C) only (-1: 0); never (B, catalog).
+        ``sums``: :meth:`sums` of the same history and mask, when already computed.
 
         >>> c = BoundedCooccurrence(neighbours=2, capacity=4)
         >>> c.update(np.array([[0, 1]]), np.array([[True, True]]), np.array([2]))
@@ -297,43 +322,29 @@ class BoundedCooccurrence:
         >>> bool(np.allclose(c.cosine_at(h, m, np.array([[2, 3, -1]])), c.cosine(h, m, 4)[:, [2, 3, 0]] * [1, 1, 0]))
         True
         """
-        h = np.asarray(history, dtype=np.int64)
         cd = np.asarray(cand, dtype=np.int64)
         out = np.zeros(cd.shape, dtype=np.float32)
-        rows, cols, vals = self.entries(h, self.norm(h) * np.asarray(mask, dtype=np.float32))
-        if rows.size == 0 or cd.size == 0:
+        keys, summed, cap = sums if sums is not None else self.sums(history, mask)
+        if keys.size == 0 or cd.size == 0:
             return out
-        cap = max(self.capacity, 1)
         ok = cd >= 0
-        keys = (np.broadcast_to(np.arange(cd.shape[0])[:, None], cd.shape) * cap + cd)[ok]
-        order = np.argsort(keys, kind="stable")
-        sorted_keys = keys[order]
-        pos = np.searchsorted(sorted_keys, rows * cap + cols)
-        pos = np.minimum(pos, len(sorted_keys) - 1)
-        hit = sorted_keys[pos] == rows * cap + cols
-        flat = np.zeros(len(keys), dtype=np.float64)
-        np.add.at(flat, order[pos[hit]], vals[hit])  # several history items may share a neighbour
-        out[ok] = flat.astype(np.float32)
-        safe = np.where(ok, cd, 0)
-        out *= np.where(ok, self.norm(safe), 0.0).astype(np.float32)
+        want = (np.broadcast_to(np.arange(cd.shape[0])[:, None], cd.shape) * cap + cd)[ok]
+        pos = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
+        out[ok] = np.where(keys[pos] == want, summed[pos], np.float32(0.0))
         return out
 
-    def top(self, history: npt.ArrayLike, mask: npt.ArrayLike, c: int) -> tuple[IntArray, FloatArray]:
+    def top(self, history: npt.ArrayLike, mask: npt.ArrayLike, c: int,
+            sums: CosineSums | None = None) -> tuple[IntArray, FloatArray]:
         """Each row's ``c`` best co-occurrence candidates by the cosine of :meth:`cosine`, best first:
-        (B, c) ids (-1 where a row has fewer) and scores (-inf there). Never allocates (B, catalog)."""
-        h = np.asarray(history, dtype=np.int64)
-        w = self.norm(h) * np.asarray(mask, dtype=np.float32)
-        rows, cols, vals = self.entries(h, w)
-        B = h.shape[0]
+        (B, c) ids (-1 where a row has fewer) and scores (-inf there). Never allocates (B, catalog). ``sums``:
+        :meth:`sums` of the same history and mask, when already computed."""
+        B = np.asarray(history).shape[0]
         ids: IntArray = np.full((B, c), -1, dtype=np.int64)
         scores: FloatArray = np.full((B, c), -np.inf, dtype=np.float32)
-        if rows.size == 0 or c <= 0:
+        keys, summed, cap = sums if sums is not None else self.sums(history, mask)
+        if keys.size == 0 or c <= 0:
             return ids, scores
-        cap = max(self.capacity, 1)
-        uniq, inverse = np.unique(rows * cap + cols, return_inverse=True)
-        summed = np.bincount(inverse.ravel(), weights=vals).astype(np.float32)
-        r, item = uniq // cap, uniq % cap
-        summed *= self.norm(item)
+        r, item = keys // cap, keys % cap
         order = np.lexsort((item, -summed, r))  # by row, best first, ties by id
         r, item, summed = r[order], item[order], summed[order]
         starts = np.flatnonzero(np.concatenate([[True], r[1:] != r[:-1]]))

@@ -52,6 +52,7 @@ import numpy as np
 import torch
 
 from learners.config import check_ranges, setting
+from learners.tensors import chunked_topk
 from learners.types import top_sorted
 
 log = logging.getLogger(__name__)
@@ -343,12 +344,7 @@ class CandidateRetriever:
             return None
         stored = torch.from_numpy(index.vectors())
         tq = torch.from_numpy(np.ascontiguousarray(q, dtype=np.float32))
-        best_s = torch.full((len(q), 0), -torch.inf)
-        best = torch.zeros((len(q), 0), dtype=torch.int64)
-        for start in range(0, n, chunk):
-            s, top = torch.topk(tq @ stored[start : start + chunk].T, min(k, n - start), dim=1)
-            best_s, at = torch.topk(torch.cat([best_s, s], 1), min(k, best_s.shape[1] + s.shape[1]), dim=1)
-            best = torch.cat([best, top + start], 1).gather(1, at)
+        best = chunked_topk(tq, stored, k, chunk)
         found = index.search(np.asarray(q, dtype=np.float32), self.config.ann_candidates)
         return float(np.mean([len(set(e) & set(f.tolist())) / k for e, f in zip(best.tolist(), found, strict=True)]))
 
@@ -427,11 +423,11 @@ class CandidateRetriever:
     # -- retrieving ---------------------------------------------------------------------------------------------
     def _hot_candidates(self, queries: np.ndarray) -> np.ndarray:
         """(B, hot_candidates): each query's best hot items by the exact inner product with their vectors. On
-        torch's threads, product and selection: ``np.argpartition`` over (256, 16,384) took ~50 ms against
-        ``torch.topk``'s ~7, and numpy's product (OpenBLAS threads) doubled the torch work after it."""
+        torch's threads, product and selection (:func:`~learners.tensors.chunked_topk`): ``np.argpartition`` over
+        (256, 16,384) took ~50 ms against ``torch.topk``'s ~7, and numpy's product (OpenBLAS threads) doubled the
+        torch work after it."""
         q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
-        scores = q @ torch.from_numpy(self.hot_vectors).T
-        best = torch.topk(scores, min(self.config.hot_candidates, scores.shape[1]), dim=1, sorted=False).indices
+        best = chunked_topk(q, torch.from_numpy(self.hot_vectors), self.config.hot_candidates)
         out: np.ndarray = self.hot[best.numpy()]
         return out
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from learners.config import check_ranges, setting
-from learners.cooccurrence import BoundedCooccurrence
+from learners.cooccurrence import BoundedCooccurrence, CosineSums
 
 log = logging.getLogger(__name__)
 
@@ -171,14 +171,16 @@ class CooccurrenceSignal:
         """The features of cosines ``raw`` (:meth:`cosine` over the latest ``recent`` items), in place."""
         return raw.mul_(self.log_scale).log1p_() if self.log_scale > 0 else raw
 
-    def cosine_at(self, idx: torch.Tensor, mask: torch.Tensor, cand: torch.Tensor, recent: int) -> torch.Tensor:
+    def cosine_at(self, idx: torch.Tensor, mask: torch.Tensor, cand: torch.Tensor, recent: int,
+                  sums: CosineSums | None = None) -> torch.Tensor:
         """:meth:`cosine` at each row's candidates ``cand`` (B, C) only (-1: 0), or at the sorted items ``cand`` (S,)
-        shared by every row: O(B x (recent x K + C)) when bounded; a dense signal (small catalogs) computes its
-        rows and picks."""
+        shared by every row: O(B x (recent x K + C)) when bounded (``sums``: the bounded structure's
+        :meth:`~learners.cooccurrence.BoundedCooccurrence.sums` of these rows, when already computed); a dense
+        signal (small catalogs) computes its rows and picks."""
         r = min(recent, idx.shape[1])
         if self.bounded is not None:
             h, m, c = idx[:, -r:].cpu().numpy(), mask[:, -r:].cpu().numpy(), cand.cpu().numpy()
-            out = self.bounded.cosine_shared(h, m, c) if c.ndim == 1 else self.bounded.cosine_at(h, m, c)
+            out = self.bounded.cosine_shared(h, m, c) if c.ndim == 1 else self.bounded.cosine_at(h, m, c, sums)
             return torch.from_numpy(out).to(self.device)
         full = self.cosine(idx, mask, self.capacity, recent)
         if cand.ndim == 1:

@@ -96,3 +96,44 @@ def cosines(vectors: torch.Tensor, v: torch.Tensor) -> np.ndarray:
     unit = torch.nn.functional.normalize(vectors.float(), dim=1)
     out: np.ndarray = (unit @ torch.nn.functional.normalize(v.float(), dim=0)).cpu().numpy()
     return out
+
+
+def chunked_topk(queries: torch.Tensor, table: torch.Tensor, k: int, chunk: int = 16_384) -> torch.Tensor:
+    """(B, min(k, rows)) row indices of ``table`` with the highest inner products with each query, in no particular
+    order: the product and a top-k per ``chunk`` rows, then a top-k of the chunks' winners. The (B, chunk) block
+    stays in the cache where a (B, rows) product would not: over 65,536 rows of 65 columns with 256 queries, the
+    whole product's 64 MB of scores cost more to write and read than the arithmetic did.
+
+    >>> q, t = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([[3.0, 0], [0, 2], [5, 0], [0, 9], [1, 1]])
+    >>> [sorted(r) for r in chunked_topk(q, t, 2, chunk=2).tolist()]
+    [[0, 2], [1, 3]]
+    """
+    n = table.shape[0]
+    k = min(k, n)
+    if k <= 0:
+        return torch.zeros((queries.shape[0], 0), dtype=torch.int64)
+    vals, ids = [], []
+    for start in range(0, n, chunk):
+        scores = queries @ table[start : start + chunk].T
+        v, i = torch.topk(scores, min(k, scores.shape[1]), dim=1, sorted=False)
+        vals.append(v)
+        ids.append(i + start)
+    if len(vals) == 1:
+        return ids[0]
+    best = torch.topk(torch.cat(vals, 1), k, dim=1, sorted=False).indices
+    return torch.cat(ids, 1).gather(1, best)
+
+
+def holds(idx: torch.Tensor, mask: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+    """(B, C) whether row b's masked items ``idx[b][mask[b]]`` (B, L) hold ``cand[b, c]`` (B, C): a binary search in
+    each row's sorted items, O(B x C x log L), instead of a (B, C, L) comparison.
+
+    >>> holds(torch.tensor([[4, 2, 9], [7, 7, 1]]), torch.tensor([[True, True, False], [True, True, True]]),
+    ...       torch.tensor([[2, 9, -1], [1, 3, 7]])).tolist()
+    [[True, False, False], [True, False, True]]
+    """
+    if idx.shape[1] == 0:
+        return torch.zeros(cand.shape, dtype=torch.bool, device=cand.device)
+    items = torch.where(mask, idx, torch.full_like(idx, torch.iinfo(idx.dtype).min)).sort(dim=1).values
+    pos = torch.searchsorted(items, cand.to(items.dtype).contiguous()).clamp(max=items.shape[1] - 1)
+    return items.gather(1, pos) == cand

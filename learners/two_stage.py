@@ -18,12 +18,13 @@ import numpy as np
 import torch
 
 from learners.adapter_base import AdapterBase
+from learners.cooccurrence import CosineSums
 from learners.exploration import Boost
 from learners.fusion import fuse, knn_ranking
 from learners.heads import AdapterHead, AttentionUserModel
 from learners.intent import with_intent
 from learners.retrieval import CandidateRetriever
-from learners.tensors import cosines, unique_rows
+from learners.tensors import cosines, holds, unique_rows
 from learners.types import FloatArray, Query, Recommendation, RetrievalState, pick_top_k, run_stages, top_sorted
 
 log = logging.getLogger(__name__)
@@ -107,17 +108,21 @@ class TwoStageRanking(AdapterBase):
         return u, torch.cat([u, torch.ones(u.shape[0], 1, device=self._dev)], dim=1).float().cpu().numpy()
 
     def _retrieve(self, idx: torch.Tensor, mask: torch.Tensor,
-                  intent: torch.Tensor | None = None) -> tuple[torch.Tensor, np.ndarray]:
-        """The scaled user vectors (B, dim) and the (B, C) candidates of the retriever's sources (-1 padded)."""
+                  intent: torch.Tensor | None = None) -> tuple[torch.Tensor, np.ndarray, CosineSums | None]:
+        """The scaled user vectors (B, dim), the (B, C) candidates of the retriever's sources (-1 padded) and the
+        co-occurrence cosines of the latest ``fusion.recent`` history items (None without the bounded structure or
+        its source), which the ranker looks its candidates up in."""
         rt = self._ensure_retriever()
         cfg = self.retrieval
         u, queries = self._index_queries(idx, mask, intent)
-        cooc = None
+        cooc = sums = None
         bounded = self._cooc.bounded if self._cooc is not None else None
         if bounded is not None and cfg.cooccurrence_candidates:
             r = min(self.fusion.recent, idx.shape[1])
-            cooc = bounded.top(idx[:, -r:].cpu().numpy(), mask[:, -r:].cpu().numpy(), cfg.cooccurrence_candidates)
-        return u, rt.candidates(queries, cooc, exact=lambda q: q @ self._index_table().T)
+            h, m = idx[:, -r:].cpu().numpy(), mask[:, -r:].cpu().numpy()
+            sums = bounded.sums(h, m)
+            cooc = bounded.top(h, m, cfg.cooccurrence_candidates, sums)
+        return u, rt.candidates(queries, cooc, exact=lambda q: q @ self._index_table().T), sums
 
     def retrieval_recall(self, qs: Sequence[Query], k: int = 10) -> float:
         """Share of each query's top ``k`` by the full model's scores over the whole catalog (its exclusions
@@ -128,7 +133,7 @@ class TwoStageRanking(AdapterBase):
         with torch.no_grad():
             scores, idx, mask = self._scores(qs)
             assert idx is not None and mask is not None
-            _, cand = self._retrieve(idx, mask, self._intent_tensor(qs))
+            _, cand, _ = self._retrieve(idx, mask, self._intent_tensor(qs))
         for row, q in enumerate(qs):
             gone = [self.item_index[i] for i in q.exclude if i in self.item_index]
             scores[row, gone] = -np.inf
@@ -167,16 +172,16 @@ class TwoStageRanking(AdapterBase):
         n = len(self.item_ids)
         cooc, knn_t = self._cooc, None
         with torch.no_grad():
-            u, cand = self._retrieve(idx, mask, self._intent_tensor(qs))
+            u, cand, sums = self._retrieve(idx, mask, self._intent_tensor(qs))
             cand_t = torch.as_tensor(cand, device=self._dev)
             valid = cand_t >= 0
             shared = cooc is not None and cooc.recent == self.fusion.recent  # the signal's cosines are the fusion's
             if cooc is not None and (self.fusion.weight > 0 or shared):  # computed once for both
-                knn_t = cooc.cosine_at(idx, mask, cand_t, self.fusion.recent)
+                knn_t = cooc.cosine_at(idx, mask, cand_t, self.fusion.recent, sums)
             scores_t = self._scores_at(u, idx, mask, cand_t,
                                        cooc_raw=knn_t.clone() if shared and knn_t is not None else None)
             # a query's history items are usually among its exclusions: out before the fusion picks its candidates
-            in_history = ((cand_t[:, :, None] == idx[:, None, :]) & mask[:, None, :]).any(dim=2).cpu().numpy()
+            in_history = holds(idx, mask, cand_t).cpu().numpy()
         scores: FloatArray = scores_t.float().cpu().numpy()
         if boost is not None:
             scores = (scores + boost(np.maximum(cand, 0), len(qs))).astype(np.float32)

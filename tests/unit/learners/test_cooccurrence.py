@@ -125,6 +125,25 @@ def test_top_candidates_match_the_dense_scores() -> None:
         assert np.allclose(sorted(dense[row, want]), sorted(dense[row, got]), rtol=1e-5)
 
 
+def test_cosines_at_candidates_match_the_dense_scores_with_or_without_the_sums() -> None:
+    """cosine_at looks each row's candidates up in the batch's sums (-1: 0; items with no co-occurrence: 0), the
+    same values whether it computes the sums or is given those top ranked from."""
+    n = 60
+    batches = list(zipf_stream(n, 3_000, 100, 8, seed=5))
+    c = BoundedCooccurrence(neighbours=10, capacity=n)
+    for h, m, t in batches:
+        c.update(h, m, t)
+    h, m = batches[-1][0][:, -4:], batches[-1][1][:, -4:]
+    dense = c.cosine(h, m, n)
+    cand = np.random.default_rng(0).integers(-1, n, size=(h.shape[0], 30))
+    want = np.where(cand >= 0, np.take_along_axis(dense, np.maximum(cand, 0), axis=1), 0.0)
+    sums = c.sums(h, m)
+    assert (c.top(h, m, 5, sums)[0] == c.top(h, m, 5)[0]).all()
+    for got in (c.cosine_at(h, m, cand), c.cosine_at(h, m, cand, sums)):
+        assert np.allclose(got, want, rtol=1e-5, atol=0)
+        assert (got[want == 0] == 0).all() and (got[want > 0] > 0).all()
+
+
 def test_state_round_trips_through_savez(tmp_path) -> None:
     c = BoundedCooccurrence(neighbours=3, capacity=20)
     for h, m, t in zipf_stream(20, 500, 50, 5, seed=4):

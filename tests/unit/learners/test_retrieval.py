@@ -205,6 +205,35 @@ def test_ann_index_and_dedupe() -> None:
     assert dedupe_rows(np.array([[-1, -1]])).tolist() == [[-1, -1]]
 
 
+@pytest.mark.parametrize(("rows", "k", "chunk"), [(1000, 20, 64), (1000, 100, 64), (999, 7, 1000), (50, 80, 16)])
+def test_the_chunked_top_k_is_the_whole_products_top_k(rows: int, k: int, chunk: int) -> None:
+    """The hot scan's and the recall probe's top k, chunk by chunk, holds exactly the rows the whole product's
+    top k holds (k above the chunk, a last chunk shorter, k above the rows)."""
+    from learners.tensors import chunked_topk
+
+    rng = np.random.default_rng(rows + k)
+    q = torch.from_numpy(rng.normal(size=(9, 12)).astype(np.float32))
+    t = torch.from_numpy(rng.normal(size=(rows, 12)).astype(np.float32))
+    got = chunked_topk(q, t, k, chunk)
+    exact = torch.topk(q @ t.T, min(k, rows), dim=1).indices
+    assert got.shape == exact.shape
+    assert [sorted(r) for r in got.tolist()] == [sorted(r) for r in exact.tolist()]
+
+
+def test_holds_is_the_broadcast_membership_test() -> None:
+    """The two-stage ranker's 'candidate in the row's history' test (masked cells never match, -1 padding never)."""
+    from learners.tensors import holds
+
+    rng = np.random.default_rng(7)
+    idx = torch.from_numpy(rng.integers(0, 40, size=(16, 9)))
+    mask = torch.from_numpy(rng.random((16, 9)) < 0.7)
+    cand = torch.from_numpy(rng.integers(-1, 40, size=(16, 25)))
+    want = ((cand[:, :, None] == idx[:, None, :]) & mask[:, None, :]).any(dim=2)
+    assert want.any() and (~want).any()
+    assert torch.equal(holds(idx, mask, cand), want)
+    assert not holds(idx[:, :0], mask[:, :0], cand).any()
+
+
 @pytest.mark.parametrize("field", ["exact_max_items", "ann_ef", "refresh_updates", "refresh_rows"])
 def test_config_rejects_bad_values(field: str) -> None:
     with pytest.raises(ValueError, match=rf"retrieval\.{field}"):
