@@ -44,7 +44,7 @@ $(KAFKA_STAMP): deploy/kafka/pom.xml
 kafka: $(KAFKA_STAMP)
 
 test: $(STAMP) promtool kafka
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit learners connectors stream
