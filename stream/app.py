@@ -316,17 +316,22 @@ def create_app(
     @app.agent(events_topic, name="events")
     async def events_agent(stream: Any) -> None:
         async for batch in stream.take_events(s.batch_max, within=s.batch_within_s):
+            done = False
             try:
                 if not sr.catalog_read.is_set():
                     await sr.catalog_read.wait()  # never answer from a catalog not read to its end
                 await catch_up_items(sr)
                 with metrics.batch_seconds.time():
                     await process_batch(sr, batch)
+                done = True
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a crashed agent must end the worker, not idle in it
                 sr.fail("events", exc)
                 raise
+            finally:
+                if not done:  # take_events acks the batch as its generator closes: not committable
+                    app.consumer.hold_back([e.message for e in batch])  # worker_transport's Consumer
 
     if s.learn_queue_batches:
         sr.learn_queue = asyncio.Queue(maxsize=s.learn_queue_batches)

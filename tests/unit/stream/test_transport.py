@@ -71,6 +71,21 @@ def test_an_untracked_ack_in_the_current_generation_counts(consumer: Any) -> Non
     assert c._new_offset(EVENTS) == 11
 
 
+def test_a_batch_the_agent_did_not_finish_is_not_committable(consumer: Any) -> None:
+    """take_events acks a batch as its generator closes, also when the agent was cancelled in the middle of it (a
+    worker stopping): the events agent holds the batch back first, and those acks are not recorded."""
+    c, _ = consumer
+    done, unfinished = message(10, generation=2, tracked=True), [message(n, generation=2, tracked=True)
+                                                                 for n in (11, 12)]
+    assert c.ack(done) is True
+    c.hold_back(unfinished)
+    assert [c.ack(m) for m in unfinished] == [False, False]
+    assert all(m.acked for m in unfinished) and c._acked[EVENTS] == [10]
+    assert c._new_offset(EVENTS) == 11  # the commit stops below the unfinished batch
+    again = message(11, generation=2, tracked=True)  # the offset read again (a restart, the next owner): counts
+    assert c.ack(again) is True and c._new_offset(EVENTS) == 12
+
+
 def test_offset_watch_reports_the_ranges_a_batch_skipped() -> None:
     w = OffsetWatch("events")
     w.sought({EVENTS: 100, TP("events", 1): None, TP("items", 0): 5})
