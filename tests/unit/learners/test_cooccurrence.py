@@ -107,13 +107,18 @@ def test_grow_keeps_counts_and_adds_rows_and_slots() -> None:
     assert c.neighbours_of(1) == [(0, 1.0), (9_999, 1.0)]
 
 
-def test_top_candidates_match_the_dense_scores() -> None:
-    n = 60
-    batches = list(zipf_stream(n, 3_000, 100, 8, seed=3))
+def filled(n: int, seed: int) -> tuple[BoundedCooccurrence, np.ndarray, np.ndarray]:
+    """10 slots per item over a Zipf stream of ``n`` items, and the last batch's latest 4 history items (and mask)."""
+    batches = list(zipf_stream(n, 3_000, 100, 8, seed=seed))
     c = BoundedCooccurrence(neighbours=10, capacity=n)
     for h, m, t in batches:
         c.update(h, m, t)
-    h, m = batches[-1][0][:, -4:], batches[-1][1][:, -4:]
+    return c, batches[-1][0][:, -4:], batches[-1][1][:, -4:]
+
+
+def test_top_candidates_match_the_dense_scores() -> None:
+    n = 60
+    c, h, m = filled(n, seed=3)
     dense = c.cosine(h, m, n)
     ids, scores = c.top(h, m, 5)
     for row in range(h.shape[0]):
@@ -129,11 +134,7 @@ def test_cosines_at_candidates_match_the_dense_scores_with_or_without_the_sums()
     """cosine_at looks each row's candidates up in the batch's sums (-1: 0; items with no co-occurrence: 0), the
     same values whether it computes the sums or is given those top ranked from."""
     n = 60
-    batches = list(zipf_stream(n, 3_000, 100, 8, seed=5))
-    c = BoundedCooccurrence(neighbours=10, capacity=n)
-    for h, m, t in batches:
-        c.update(h, m, t)
-    h, m = batches[-1][0][:, -4:], batches[-1][1][:, -4:]
+    c, h, m = filled(n, seed=5)
     dense = c.cosine(h, m, n)
     cand = np.random.default_rng(0).integers(-1, n, size=(h.shape[0], 30))
     want = np.where(cand >= 0, np.take_along_axis(dense, np.maximum(cand, 0), axis=1), 0.0)
