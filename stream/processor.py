@@ -344,6 +344,7 @@ class EventProcessor:
                 shown[arm, position] = shown.get((arm, position), 0) + 1
         for (arm, position), n in shown.items():
             m.shown.labels(arm, str(position)).inc(n)
+            m.clicks.labels(arm, str(position))  # the series exists at 0 before its first click: rate() sees it rise
         if res.shown or res.clicks:
             self.learner.observe_feedback(res.shown, [(item, position) for item, position, _ in res.clicks])
             m.feedback_clicks.set(self.learner.feedback[1])

@@ -170,6 +170,8 @@ def test_clicks_on_a_list_reach_the_metrics_and_the_learner(worker_factory: Any,
     assert samples['streamrec_attributions_total{outcome=attributed}'] == 3
     assert samples['streamrec_attributions_total{outcome=unknown_list}'] == 1
     assert samples['streamrec_recommendation_shown_total{arm=exploit,position=0}'] == 7
+    # a place shown and never clicked has its click series at 0 (a rate over it exists from the first list)
+    assert samples['streamrec_recommendation_clicks_total{arm=exploit,position=0}'] == 0
     assert samples["streamrec_model_feedback_clicks"] == 3
 
 

@@ -78,11 +78,14 @@ def prometheus_factory(tmp_path: Path) -> Iterator[Any]:
              f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT))
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            try:
-                if get(port, "/-/ready") is not None:
-                    break
-            except (OSError, ValueError):
+            try:  # /-/ready answers 200 with plain text once the server is up
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=5) as r:  # noqa: S310
+                    if r.status == 200:
+                        break
+            except OSError:
                 time.sleep(0.3)
+        else:
+            raise AssertionError(f"prometheus not ready in 60 s: {(tmp_path / 'prometheus.log').read_text()[-2000:]}")
         return port
 
     yield start
@@ -106,18 +109,20 @@ def test_dashboard_and_alerts_against_real_prometheus(worker_factory: Any, kafka
                        "event_type": "click" if n % 3 else "view", "ts": float(n)})
     asyncio.run(replay_events(kafka, f"{app}-events", events, rate=150))
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    while True:
         got = query(prom, "sum(streamrec_recommendations_total)")["data"]["result"]
         if got and float(got[0]["value"][1]) >= len(events):
             break
+        assert time.monotonic() < deadline, f"Prometheus saw {got} lists of {len(events)} in 60 s"
         time.sleep(1)
     asyncio.run(click_latest_lists(kafka, app, len(events)))  # the CTR panels need attributed clicks
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # rates need two scrapes that both saw traffic
+    while True:  # rates need two scrapes that both saw traffic
         got = query(prom, "sum(rate(streamrec_recommendations_total[1m]))")["data"]["result"]
         clicked = query(prom, "sum(rate(streamrec_recommendation_clicks_total[5m]))")["data"]["result"]
         if got and float(got[0]["value"][1]) > 0 and clicked and float(clicked[0]["value"][1]) > 0:
             break
+        assert time.monotonic() < deadline, f"no rate of lists and attributed clicks in 60 s: {got} {clicked}"
         time.sleep(0.5)
 
     assert query(prom, 'up{job="streamrec-worker"}')["data"]["result"][0]["value"][1] == "1"
