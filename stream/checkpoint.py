@@ -36,14 +36,6 @@ import torch
 
 from stream.statefile import StateFileError, decode, encode
 
-try:  # the forked writer dies with the worker (Linux: prctl PR_SET_PDEATHSIG) instead of finishing an orphan file
-    import ctypes
-
-    _LIBC: Any = ctypes.CDLL(None, use_errno=True)
-    _PR_SET_PDEATHSIG = 1
-except (OSError, AttributeError):  # pragma: no cover - not Linux
-    _LIBC = None
-
 _NAME = re.compile(r"^model-(\d+)\.pkl$")
 MAGIC = b"streamrec-checkpoint-3\n"
 MAGIC_PICKLED = b"streamrec-checkpoint-2\n"  # the document pickled (checkpoints from before config + arrays)
@@ -133,43 +125,6 @@ class Written:
         return self.path
 
 
-#: Niceness of the forked writer. It shares the cores with the worker's learning threads, and the learning step
-#: waits for its slowest thread: at 200k items a batch took 889 ms while a writer at niceness 0 ran (225 ms
-#: before), 564 ms at 10 and 383 ms at 19, whose writer took 5.5 s instead of 1.0 s (benchmarks/checkpoint_hold.py).
-WRITER_NICE = 19
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that could not be written (the forked writer failed; its log line says why)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Forked:
-    """A checkpoint being written by a forked child process (:meth:`CheckpointStore.write_forked`)."""
-
-    store: CheckpointStore
-    pid: int
-    tmp: Path
-    path: Path
-
-    def wait(self) -> Written:
-        """Block until the child has written the file (not yet synced nor in place: :meth:`Written.commit`);
-        raises :class:`CheckpointError` (and removes the partial file) when it failed."""
-        _, status = os.waitpid(self.pid, 0)
-        code = os.waitstatus_to_exitcode(status)
-        if code != 0:
-            self.tmp.unlink(missing_ok=True)
-            raise CheckpointError(f"checkpoint: the process writing {self.path.name} ended with {code} "
-                                  "(negative: killed by that signal)")
-        return Written(self.store, self.tmp, self.path)
-
-
-def can_fork() -> bool:
-    """True where :meth:`CheckpointStore.write_forked` may fork: POSIX, and CUDA not initialised (a forked child
-    cannot use it, and the model's tensors would be on the device)."""
-    return hasattr(os, "fork") and not torch.cuda.is_initialized()
-
-
 class CheckpointStore:
     """Save and load learner checkpoints in one folder.
 
@@ -212,37 +167,6 @@ class CheckpointStore:
             tmp.unlink(missing_ok=True)
             raise
         return Written(self, tmp, self.folder / f"model-{version}.pkl")
-
-    def write_forked(self, learner: Any, version: int,
-                     offsets: Mapping[tuple[str, int], int] | None = None) -> Forked:
-        """:meth:`write` in a forked child process, returning as soon as it is forked: the child writes the
-        learner as it was at the fork (the kernel's copy-on-write snapshot of the process), so the caller may
-        change the model again at once. At 200k items the fork takes ~30 ms where writing the model takes
-        ~1.3 s (``benchmarks/checkpoint_hold.py``). The child uses one torch thread (an OpenMP pool does not
-        survive a fork) at niceness :data:`WRITER_NICE`, touches nothing but the learner and the file, and ends
-        with ``os._exit``; it dies with its parent. Only where :func:`can_fork`."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        parent = os.getpid()
-        tmp = self.folder / f".model-{version}.{parent}.tmp"
-        payload = {"learner": learner, "version": version, "offsets": dict(offsets or {}), "saved_at": time.time()}
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child (coverage does not follow a fork)
-            code = 1
-            try:
-                if _LIBC is not None:
-                    _LIBC.prctl(_PR_SET_PDEATHSIG, 9)
-                if os.getppid() != parent:  # the worker died before the line above
-                    os._exit(1)
-                os.nice(WRITER_NICE)
-                torch.set_num_threads(1)
-                with open(tmp, "wb") as fh:
-                    dump(payload, fh)
-                code = 0
-            except BaseException:  # noqa: BLE001 - reported to the parent by the exit code, logged here
-                log.exception("checkpoint: writing %s in the forked writer failed", tmp)
-            finally:
-                os._exit(code)
-        return Forked(self, pid, tmp, self.folder / f"model-{version}.pkl")
 
     def _prune(self) -> None:
         for old in self.list()[: -self.keep] if self.keep > 0 else []:

@@ -43,10 +43,8 @@ class WorkerMetrics:
         self.batch_seconds = Histogram("streamrec_batch_seconds", "Processing time per micro-batch.",
                                        buckets=LATENCY_BUCKETS, registry=r)
         self.checkpoint_seconds = Histogram(
-            "streamrec_checkpoint_seconds", "Checkpoint time by phase: held (the model held: learning waits; "
-            "the fork of the writer, or the whole write without checkpoint_fork), child (the forked writer "
-            "writing the file, the model free again) and sync (the file to disk).", ["phase"],
-            buckets=LATENCY_BUCKETS, registry=r)
+            "streamrec_checkpoint_seconds", "Checkpoint time by phase: write (the model held: learning waits) and "
+            "sync (the file to disk, the model free again).", ["phase"], buckets=LATENCY_BUCKETS, registry=r)
         self.batch_size = Histogram("streamrec_batch_size", "Events per micro-batch.",
                                     buckets=(1, 4, 16, 32, 64, 128, 256, 512, 1024), registry=r)
         self.relearned = Counter("streamrec_relearned_events", "Already processed events learned after a restart "

@@ -191,11 +191,6 @@ class Settings(BaseSettings):
     worker_name: str = Field("", description="This worker's name among its peers, stable across restarts (empty: "
                              "host name and `web_port`).")
     checkpoint_keep: int = Field(2, ge=1, description="Checkpoint files kept in `data_dir/checkpoints`.")
-    checkpoint_fork: bool = Field(
-        True, description="Write each checkpoint from a forked child process (the model as it was at the fork), "
-        "so learning, and the answers waiting on it, are held only for the fork (~30 ms at 200k items) instead of "
-        "the whole write (~1.3 s). Where fork is missing or CUDA is in use (or off), the learning thread writes it."
-    )
     # -- drift ---------------------------------------------------------------------------------------------
     drift_window: int = Field(5000, ge=100, description="Events per window of the data and embedding drift checks.")
     psi_threshold: float = Field(0.25, gt=0, description="PSI between consecutive windows that raises a data-drift alarm.")

@@ -17,7 +17,7 @@ from learners.adapter import AdapterRecommender
 from learners.encoder import FrozenTransformerEncoder
 from stream.app import StreamrecApp, create_app
 from stream.broker_watch import epoch_topic, resolve_broker_profile
-from stream.checkpoint import CheckpointError, CheckpointStore, can_fork
+from stream.checkpoint import CheckpointStore
 from stream.heap import glibc, keep_freed_tensor_memory, limit_malloc_arenas
 from stream.metrics import WorkerMetrics
 from stream.settings import ConfigError, Settings
@@ -110,7 +110,7 @@ def build_worker_app(settings: Settings) -> StreamrecApp:
     if sr.sharing is not None:  # the shared topic, read on from where the resumed model stands
         sr.sharing.read.update({p: off for (topic, p), off in learned.items() if topic == shares})
     save = checkpoint_saver(CheckpointStore(settings.data_dir / "checkpoints", settings.checkpoint_keep),
-                            saved_state(sr), fork=settings.checkpoint_fork)
+                            saved_state(sr))
     if settings.checkpoint_interval_s > 0:
         install_checkpoints(sr, save)
     if reset_recovery:
@@ -130,22 +130,14 @@ def saved_state(sr: StreamrecApp) -> tuple[Any, ...]:
     return (sr.learner.model_version,) + ((sh.taken, tuple(sorted(sh.read.items()))) if sh is not None else ())
 
 
-def checkpoint_saver(store: CheckpointStore, state: tuple[Any, ...], fork: bool = False) -> Checkpointer:
+def checkpoint_saver(store: CheckpointStore, state: tuple[Any, ...]) -> Checkpointer:
     """A coroutine function that checkpoints the learner when :func:`saved_state` changed since the last save (or
-    when forced; ``state``: the one at start), between learning steps (:attr:`StreamrecApp.model_lock`).
-
-    With ``fork`` (the setting ``checkpoint_fork``, where :func:`~stream.checkpoint.can_fork`) the model is held
-    only while a child process is forked (:meth:`CheckpointStore.write_forked`): the child writes the snapshot
-    the fork gave it while learning (and the answers waiting on it) go on; at 200k items that is ~30 ms held
-    instead of ~1.3 s, which set the worker's p99 latency. Otherwise the file is written on the learning thread,
-    holding the model (writing it took ~200 ms of the event loop at ML-100K's size, which the HTTP routes waited
-    through on the loop). Either way it is synced to disk after the model is released (:meth:`Written.commit`)."""
+    when forced; ``state``: the one at start), between learning steps (:attr:`StreamrecApp.model_lock`), written
+    on the learning thread: writing the model took ~200 ms of the event loop at ML-100K's size, which the HTTP
+    routes waited through. The file is synced to disk after the model is released (:meth:`CheckpointStore.write`)."""
     last = {"state": state}
-    use_fork = fork and can_fork()
 
-    async def save(sr: StreamrecApp, force: bool = False, forked_ok: bool = True) -> None:
-        loop = asyncio.get_running_loop()
-        forking = use_fork and forked_ok
+    async def save(sr: StreamrecApp, force: bool = False) -> None:
         async with sr.model_lock:
             v, state = sr.learner.model_version, saved_state(sr)
             if not force and state == last["state"]:
@@ -153,21 +145,11 @@ def checkpoint_saver(store: CheckpointStore, state: tuple[Any, ...], fork: bool 
             learned = dict(sr.processor.learned)  # as of this version (the loop may change it meanwhile)
             if sr.sharing is not None:
                 learned.update({(sr.settings.topic_shares, p): off for p, off in sr.sharing.read.items()})
-            with sr.metrics.checkpoint_seconds.labels("held").time():
-                if forking:
-                    forked = store.write_forked(sr.learner, v, learned)
-                else:
-                    written = await loop.run_in_executor(sr.learning_thread, store.write, sr.learner, v, learned)
-        if forking:
-            try:
-                with sr.metrics.checkpoint_seconds.labels("child").time():  # the model is free again
-                    written = await loop.run_in_executor(None, forked.wait)
-            except CheckpointError as exc:  # killed (out of memory?) or failed: its log line says why
-                log.error("%s; writing this checkpoint on the learning thread instead", exc)
-                await save(sr, True, forked_ok=False)
-                return
-        with sr.metrics.checkpoint_seconds.labels("sync").time():
-            await loop.run_in_executor(None, written.commit)
+            with sr.metrics.checkpoint_seconds.labels("write").time():
+                written = await asyncio.get_running_loop().run_in_executor(sr.learning_thread, store.write,
+                                                                           sr.learner, v, learned)
+        with sr.metrics.checkpoint_seconds.labels("sync").time():  # the model is free again
+            await asyncio.get_running_loop().run_in_executor(None, written.commit)
         last["state"] = state
 
     return save

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import pickle
 import struct
 from pathlib import Path
@@ -21,7 +20,7 @@ from learners.exploration import ExplorationConfig
 from learners.retrieval import RetrievalConfig
 from learners.training import TrainingConfig
 from learners.types import Interaction, Item, Query
-from stream.checkpoint import MAGIC, MAGIC_PICKLED, CheckpointError, CheckpointStore
+from stream.checkpoint import MAGIC, MAGIC_PICKLED, CheckpointStore
 from stream.statefile import StateFileError
 
 
@@ -59,28 +58,6 @@ def test_a_saved_learner_recommends_and_learns_on_as_the_original(retrieval: Ret
         learner.learn_many(*MORE)
     assert m2.recommend_many(QS, k=10) == m.recommend_many(QS, k=10)
     assert m2.model_version == m.model_version
-
-
-def test_a_forked_writer_saves_the_model_as_it_was_at_the_fork(tmp_path: Path) -> None:
-    """write_forked returns once the child is forked: the model learns on at once, and the file holds the model
-    of the fork (the two-stage learner: its ANN index goes through faiss in the child)."""
-    m = trained(RetrievalConfig(exact_max_items=0, refresh_in_background=False))
-    at_fork, version = m.recommend_many(QS, k=10), m.model_version
-    forked = CheckpointStore(tmp_path).write_forked(m, version=version, offsets={("events", 0): 3})
-    m.learn_many(*MORE)  # while the child writes
-    assert m.recommend_many(QS, k=10) != at_fork
-    assert forked.wait().commit() == tmp_path / f"model-{version}.pkl"
-    back = CheckpointStore(tmp_path).load_latest()
-    assert back is not None and back.version == version and back.offsets == {("events", 0): 3}
-    back.learner.attach_encoder(HashingEncoder(32))
-    assert back.learner.recommend_many(QS, k=10) == at_fork
-
-
-def test_a_failed_forked_writer_is_an_error_and_leaves_no_file(tmp_path: Path) -> None:
-    forked = CheckpointStore(tmp_path).write_forked({"parts": [Path("x")]}, version=1)  # not saveable
-    with pytest.raises(CheckpointError, match="model-1.pkl ended with 1"):
-        forked.wait()
-    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_learner_with_every_part_on_comes_back_whole(tmp_path: Path) -> None:
@@ -269,71 +246,5 @@ def test_the_worker_releases_the_model_while_the_checkpoint_syncs(tmp_path: Path
         asyncio.run(both())
     got = CheckpointStore(tmp_path).load_latest()
     assert got is not None and got.version == learner.model_version and got.offsets == {("events", 0): 9}
-    for phase in ("held", "sync"):  # each phase timed once
+    for phase in ("write", "sync"):  # each phase timed once
         assert metrics.registry.get_sample_value("streamrec_checkpoint_seconds_count", {"phase": phase}) == 1
-
-
-def test_with_fork_the_worker_learns_while_the_child_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """checkpoint_fork: a learning step takes the model lock while the forked child is still writing (the child
-    waits for it: had the saver held the model through the write, the child would give up and the save fail);
-    a child that fails makes the saver write the checkpoint on the learning thread instead."""
-    import asyncio
-    import time
-    from concurrent.futures import ThreadPoolExecutor
-    from types import SimpleNamespace
-
-    from stream import checkpoint
-    from stream.metrics import WorkerMetrics
-    from stream.worker import checkpoint_saver
-
-    stepped = tmp_path / "stepped"
-    real_dump = checkpoint.dump
-
-    def dump_after_a_step(payload: object, fh: object) -> None:  # runs in the child (inherited through the fork)
-        deadline = time.monotonic() + 20
-        while not stepped.exists():
-            if time.monotonic() > deadline:
-                raise RuntimeError("no learning step while the child wrote")
-            time.sleep(0.01)
-        real_dump(payload, fh)
-
-    monkeypatch.setattr(checkpoint, "dump", dump_after_a_step)
-    learner = AdapterRecommender(HashingEncoder(32), dim=8, seq_len=4, device="cpu", text_dims=0)
-    learner.add_items([Item(f"i{j}", f"thing{j}") for j in range(10)])
-    metrics = WorkerMetrics()
-    sr = SimpleNamespace(learner=learner, sharing=None, model_lock=asyncio.Lock(), metrics=metrics,
-                         processor=SimpleNamespace(learned={("events", 0): 9}), learning_thread=ThreadPoolExecutor(1))
-    folder = tmp_path / "ckpt"
-    save = checkpoint_saver(CheckpointStore(folder), (), fork=True)
-
-    async def learn_meanwhile() -> None:
-        while metrics.registry.get_sample_value("streamrec_checkpoint_seconds_count", {"phase": "held"}) != 1:
-            await asyncio.sleep(0.01)  # the fork is done
-        async with sr.model_lock:  # as learn_off_the_loop
-            stepped.touch()
-
-    async def both() -> None:
-        await asyncio.gather(save(sr, True), learn_meanwhile())
-
-    with sr.learning_thread:
-        asyncio.run(both())
-        got = CheckpointStore(folder).load_latest()
-        assert got is not None and got.version == learner.model_version and got.offsets == {("events", 0): 9}
-        for phase in ("held", "child", "sync"):
-            assert metrics.registry.get_sample_value("streamrec_checkpoint_seconds_count", {"phase": phase}) == 1
-        # a child that fails: the checkpoint is written in-process instead (held twice: the fork, the write)
-        parent = os.getpid()
-
-        def dump_only_here(payload: object, fh: object) -> None:
-            if os.getpid() != parent:
-                raise OSError("the child cannot write")
-            real_dump(payload, fh)
-
-        monkeypatch.setattr(checkpoint, "dump", dump_only_here)
-        learner.learn_many([Interaction("u", "i1")], [["i2"]])
-        asyncio.run(save(sr))
-        got = CheckpointStore(folder).load_latest()
-        assert got is not None and got.version == learner.model_version
-        counts = {phase: metrics.registry.get_sample_value("streamrec_checkpoint_seconds_count", {"phase": phase})
-                  for phase in ("held", "child", "sync")}
-        assert counts == {"held": 3, "child": 2, "sync": 2}
