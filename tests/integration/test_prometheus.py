@@ -127,14 +127,19 @@ def test_dashboard_and_alerts_against_real_prometheus(worker_factory: Any, kafka
 
     assert query(prom, 'up{job="streamrec-worker"}')["data"]["result"][0]["value"][1] == "1"
     dash = json.loads((ROOT / "deploy" / "grafana" / "dashboards" / "streamrec.json").read_text())
-    empty = []
-    for panel in dash["panels"]:
-        for target in panel["targets"]:
-            res = query(prom, target["expr"])
-            assert res["status"] == "success", (panel["title"], target["expr"], res.get("error"))
-            if not res["data"]["result"] and panel["title"] not in NEEDS_A_PEER:
-                empty.append(f"{panel['title']}: {target['expr']}")
-    assert not empty, f"panels without data: {empty}"
+    deadline = time.monotonic() + 60
+    while True:  # a panel over a series the worker exports late (after a drift window, a learning step) waits for it
+        empty = []
+        for panel in dash["panels"]:
+            for target in panel["targets"]:
+                res = query(prom, target["expr"])
+                assert res["status"] == "success", (panel["title"], target["expr"], res.get("error"))
+                if not res["data"]["result"] and panel["title"] not in NEEDS_A_PEER:
+                    empty.append(f"{panel['title']}: {target['expr']}")
+        if not empty:
+            break
+        assert time.monotonic() < deadline, f"panels without data after 60 s: {empty}"
+        time.sleep(1)
     annotation = dash["annotations"]["list"][0]["expr"]
     assert query(prom, annotation)["status"] == "success"
 
@@ -147,8 +152,14 @@ def test_dashboard_and_alerts_against_real_prometheus(worker_factory: Any, kafka
     assert len(health) == sum(len(g["rules"]) for g in rules["groups"])
     assert all(h in ("ok", "unknown") for h in health.values()), health
     # the drift episode as the metrics saw it: the item distribution moved
-    psi = query(prom, 'max(max_over_time(streamrec_drift_score{signal="item_popularity",statistic="psi"}[5m]))')
-    assert float(psi["data"]["result"][0]["value"][1]) > 0.25
+    psi_max = 'max(max_over_time(streamrec_drift_score{signal="item_popularity",statistic="psi"}[5m]))'
+    deadline = time.monotonic() + 60
+    while True:  # the shifted window's score is exported when the worker has taken that window in
+        psi = query(prom, psi_max)
+        if psi["data"]["result"] and float(psi["data"]["result"][0]["value"][1]) > 0.25:
+            break
+        assert time.monotonic() < deadline, f"no item-popularity PSI above 0.25 in 60 s: {psi['data']}"
+        time.sleep(1)
     episode = {
         "psi_max": psi["data"]["result"][0]["value"][1],
         "alarms": {f"{r['metric']['detector']}/{r['metric']['signal']}": r["value"][1] for r in query(
