@@ -7,7 +7,6 @@ import asyncio
 import json
 import shutil
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ import yaml
 
 from connectors.broker import free_port
 from connectors.kafka import KafkaClientConfig, publish_items, read_topic, replay_events
-from tests.conftest import make_catalog
+from tests.conftest import make_catalog, wait_for
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,16 +75,14 @@ def prometheus_factory(tmp_path: Path) -> Iterator[Any]:
         procs.append(subprocess.Popen(
             [binary, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
              f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT))
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:  # /-/ready answers 200 with plain text once the server is up
+        def ready() -> bool:  # /-/ready answers 200 with plain text once the server is up
+            try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=5) as r:  # noqa: S310
-                    if r.status == 200:
-                        break
+                    return r.status == 200
             except OSError:
-                time.sleep(0.3)
-        else:
-            raise AssertionError(f"prometheus not ready in 60 s: {(tmp_path / 'prometheus.log').read_text()[-2000:]}")
+                return False
+
+        wait_for(ready, 60, lambda: f"prometheus ready: {(tmp_path / 'prometheus.log').read_text()[-2000:]}")
         return port
 
     yield start
@@ -108,27 +105,21 @@ def test_dashboard_and_alerts_against_real_prometheus(worker_factory: Any, kafka
         events.append({"event_id": f"p{n}", "user_id": f"u{n % 20}", "item_id": f"{theme}-{(n // 20) % 8}",
                        "event_type": "click" if n % 3 else "view", "ts": float(n)})
     asyncio.run(replay_events(kafka, f"{app}-events", events, rate=150))
-    deadline = time.monotonic() + 60
-    while True:
-        got = query(prom, "sum(streamrec_recommendations_total)")["data"]["result"]
-        if got and float(got[0]["value"][1]) >= len(events):
-            break
-        assert time.monotonic() < deadline, f"Prometheus saw {got} lists of {len(events)} in 60 s"
-        time.sleep(1)
+    def value(expr: str) -> float:
+        """The first sample of ``expr`` now (0 when it has none)."""
+        got = query(prom, expr)["data"]["result"]
+        return float(got[0]["value"][1]) if got else 0.0
+
+    wait_for(lambda: value("sum(streamrec_recommendations_total)") >= len(events), 60,
+             lambda: f"Prometheus to see {len(events)} lists (it saw {value('sum(streamrec_recommendations_total)')})")
     asyncio.run(click_latest_lists(kafka, app, len(events)))  # the CTR panels need attributed clicks
-    deadline = time.monotonic() + 60
-    while True:  # rates need two scrapes that both saw traffic
-        got = query(prom, "sum(rate(streamrec_recommendations_total[1m]))")["data"]["result"]
-        clicked = query(prom, "sum(rate(streamrec_recommendation_clicks_total[5m]))")["data"]["result"]
-        if got and float(got[0]["value"][1]) > 0 and clicked and float(clicked[0]["value"][1]) > 0:
-            break
-        assert time.monotonic() < deadline, f"no rate of lists and attributed clicks in 60 s: {got} {clicked}"
-        time.sleep(0.5)
+    rates = ("sum(rate(streamrec_recommendations_total[1m]))", "sum(rate(streamrec_recommendation_clicks_total[5m]))")
+    wait_for(lambda: all(value(r) > 0 for r in rates), 60,  # rates need two scrapes that both saw traffic
+             lambda: f"a rate of lists and of attributed clicks: {[value(r) for r in rates]}")
 
     assert query(prom, 'up{job="streamrec-worker"}')["data"]["result"][0]["value"][1] == "1"
     dash = json.loads((ROOT / "deploy" / "grafana" / "dashboards" / "streamrec.json").read_text())
-    deadline = time.monotonic() + 60
-    while True:  # a panel over a series the worker exports late (after a drift window, a learning step) waits for it
+    def empty_panels() -> list[str]:
         empty = []
         for panel in dash["panels"]:
             for target in panel["targets"]:
@@ -136,10 +127,10 @@ def test_dashboard_and_alerts_against_real_prometheus(worker_factory: Any, kafka
                 assert res["status"] == "success", (panel["title"], target["expr"], res.get("error"))
                 if not res["data"]["result"] and panel["title"] not in NEEDS_A_PEER:
                     empty.append(f"{panel['title']}: {target['expr']}")
-        if not empty:
-            break
-        assert time.monotonic() < deadline, f"panels without data after 60 s: {empty}"
-        time.sleep(1)
+        return empty
+
+    # a panel over a series the worker exports late (after a drift window, a learning step) waits for it
+    wait_for(lambda: not empty_panels(), 60, lambda: f"data in every panel; without: {empty_panels()}", every=1)
     annotation = dash["annotations"]["list"][0]["expr"]
     assert query(prom, annotation)["status"] == "success"
 
@@ -153,15 +144,10 @@ def test_dashboard_and_alerts_against_real_prometheus(worker_factory: Any, kafka
     assert all(h in ("ok", "unknown") for h in health.values()), health
     # the drift episode as the metrics saw it: the item distribution moved
     psi_max = 'max(max_over_time(streamrec_drift_score{signal="item_popularity",statistic="psi"}[5m]))'
-    deadline = time.monotonic() + 60
-    while True:  # the shifted window's score is exported when the worker has taken that window in
-        psi = query(prom, psi_max)
-        if psi["data"]["result"] and float(psi["data"]["result"][0]["value"][1]) > 0.25:
-            break
-        assert time.monotonic() < deadline, f"no item-popularity PSI above 0.25 in 60 s: {psi['data']}"
-        time.sleep(1)
+    # the shifted window's score is exported when the worker has taken that window in
+    wait_for(lambda: value(psi_max) > 0.25, 60, lambda: f"an item-popularity PSI above 0.25 (last {value(psi_max)})")
     episode = {
-        "psi_max": psi["data"]["result"][0]["value"][1],
+        "psi_max": value(psi_max),
         "alarms": {f"{r['metric']['detector']}/{r['metric']['signal']}": r["value"][1] for r in query(
             prom, "sum by (detector, signal) (streamrec_drift_alarms_total) > 0")["data"]["result"]},
         "hit_rate": query(prom, "avg(streamrec_online_hit_rate)")["data"]["result"][0]["value"][1],
