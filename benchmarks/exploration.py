@@ -142,7 +142,7 @@ def run(world: World, cfg: ExplorationConfig, batches: int, seed: int, encoder: 
             h = tuple(ids[j] for j in mine[-s.seq_len:])
             qs.append(Query(world.users[u], h, frozenset(ids[j] for j in mine)))
         recs = m.recommend_many(qs, s.top_k)
-        xs, hs, shown, clicks = [], [], [], []
+        xs, hs, shown, clicks, click_histories = [], [], [], [], []
         for row, (u, q, rec) in enumerate(zip(users.tolist(), qs, recs, strict=True)):
             lst = [index[i] for i, _ in rec]
             shown.append([ids[j] for j in lst])
@@ -153,6 +153,7 @@ def run(world: World, cfg: ExplorationConfig, batches: int, seed: int, encoder: 
                 if looked_at[row, p] < look[p] and clicked_if_looked[row, p] < chance:
                     pick = j
                     clicks.append((ids[j], p))
+                    click_histories.append(q.history)
                     if j in arrived and j not in first_click:
                         first_click[j] = lists_sent
                     break
@@ -170,7 +171,7 @@ def run(world: World, cfg: ExplorationConfig, batches: int, seed: int, encoder: 
             xs.append(Interaction(world.users[u], ids[pick]))
             hs.append(q.history)
             hist[u].append(pick)
-        m.observe_feedback(shown, clicks)
+        m.observe_feedback(shown, clicks, [q.history for q in qs], click_histories)
         m.learn_many(xs, hs)
     ctr = np.asarray(clicked_lists, dtype=np.float64)
     windows = [float(w.mean()) for w in np.array_split(ctr, 10)]

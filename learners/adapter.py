@@ -31,9 +31,12 @@ from learners.exploration import (
     ExplorationConfig,
     Explored,
     ExposureStats,
+    LinearPosterior,
     boosted_places,
     epsilon_places,
+    examination,
     exposure_boost,
+    features,
 )
 from learners.fusion import FusionConfig, fuse, knn_ranking
 from learners.heads import AdapterHead, AttentionUserModel
@@ -44,7 +47,7 @@ from learners.replay import Example, ReplayBuffer
 from learners.retrieval import CandidateRetriever, RetrievalConfig
 from learners.sharing import DeltaTracker, SharedLearning
 from learners.signals import CooccurrenceConfig, CooccurrenceSignal, PopularityConfig, PopularitySignal
-from learners.tensors import cosines, right_aligned
+from learners.tensors import cosines, right_aligned, unique_rows
 from learners.training import TrainingConfig, masked_history, update_average
 from learners.two_stage import TwoStageRanking
 from learners.types import (
@@ -128,6 +131,7 @@ class AdapterRecommender(ItemTables, TwoStageRanking, SharedLearning):
     _n_learned = 0
     _gate: ColdGate | None = None
     _exposure: ExposureStats | None = None  # made on first feedback (checkpoints from before it have none)
+    _posterior: LinearPosterior | None = None  # thompson's click posterior, made on its first feedback
     exploration = ExplorationConfig()  # class defaults: learners pickled before exploration existed
     _intents: IntentCache | None = None  # request text -> frozen embedding (not checkpointed)
     _explore_rng: np.random.Generator | None = None
@@ -295,6 +299,8 @@ class AdapterRecommender(ItemTables, TwoStageRanking, SharedLearning):
             counts[: len(stats.exposures)] = stats.exposures[: len(counts)]
         with torch.no_grad():
             boost = exposure_boost(cfg, counts, stats.lists if stats is not None else 0, self._explore_rng)
+            if cfg.policy == "thompson":
+                boost = self._thompson_boost(qs, boost)
             if cfg.policy == "epsilon":
                 pools = self._recommend(qs, max(cfg.pool, k), on_demand=True, force_cold=False,
                                         boost=boost if cfg.bonus > 0 else None)
@@ -303,6 +309,44 @@ class AdapterRecommender(ItemTables, TwoStageRanking, SharedLearning):
             boosted = self._recommend(qs, k, on_demand=True, force_cold=False, boost=boost)
         out, self.last_explored = boosted_places(cfg, recs, boosted)
         return out
+
+    def _thompson_boost(self, qs: Sequence[Query], item_part: Boost) -> Boost:
+        """``thompson``'s boost (:class:`~learners.exploration.ExplorationConfig`): per list one draw ``w`` of the
+        click posterior, ``bonus * phi . w`` for its items (``phi``: :func:`~learners.exploration.features` of
+        the list's user vector and the items' adapted vectors, only at the rows asked for), plus ``item_part``
+        (the per-item draws)."""
+        assert self._explore_rng is not None
+        post = self._posterior or LinearPosterior(self.dim, self.exploration.ridge)
+        users = self._unit_users(qs)  # (B, dim)
+        w = torch.as_tensor(post.sample(len(qs), self._explore_rng), device=self._dev, dtype=users.dtype)
+        z = users * w * math.sqrt(self.dim) * self.exploration.bonus  # phi . w = z . (v / |v|)
+
+        def boost(rows: np.ndarray, queries: int) -> np.ndarray:
+            r = torch.as_tensor(rows, device=self._dev)
+            v = self._unit_items(r.reshape(-1)).view(*r.shape, self.dim)
+            lin = z @ v[0].T if r.shape[0] == 1 else torch.einsum("bd,bcd->bc", z, v)
+            out: np.ndarray = lin.float().cpu().numpy() + item_part(rows, queries)
+            return out
+
+        return boost
+
+    def _unit_users(self, qs: Sequence[Query], histories: Sequence[Sequence[str]] | None = None) -> torch.Tensor:
+        """(B, dim) unit user vectors of these queries (their histories and texts) under the scoring parameters;
+        ``histories``: other histories for the same queries' users."""
+        head, user, _, _ = self._scoring_parts()
+        idx, mask = self._encode_histories(histories if histories is not None else [q.history for q in qs])
+        u = self._user_vectors(user, head, idx, mask, self._intent_tensor(qs))
+        return torch.nn.functional.normalize(u.float(), dim=1)
+
+    def _unit_items(self, rows: torch.Tensor) -> torch.Tensor:
+        """(len(rows), dim) unit adapted vectors of item indices ``rows`` under the scoring parameters."""
+        cached = self._cached_table()
+        if cached is not None:
+            v = cached[0].index_select(0, rows)
+        else:
+            distinct, at = unique_rows(rows)
+            v = self._row_vectors(self._scoring_parts()[0], distinct)[0].index_select(0, at)
+        return torch.nn.functional.normalize(v.float(), dim=1)
 
     def recommend_readonly(self, q: Query, k: int = 10) -> Recommendation:
         """:meth:`recommend` for a request that came with no event: the cold gate's counters stay as they are
@@ -573,14 +617,46 @@ class AdapterRecommender(ItemTables, TwoStageRanking, SharedLearning):
         self._cache = None
         self.last_loss = float(loss.detach())
 
-    def observe_feedback(self, shown: Sequence[Sequence[str]], clicked: Sequence[tuple[str, int]]) -> None:
+    def observe_feedback(self, shown: Sequence[Sequence[str]], clicked: Sequence[tuple[str, int]],
+                         shown_histories: Sequence[Sequence[str]] | None = None,
+                         click_histories: Sequence[Sequence[str]] | None = None) -> None:
         """The lists the worker sent (item ids) and the clicks attributed to them ((item id, 0-based position)):
-        per-item exposures and clicks (:class:`~learners.exploration.ExposureStats`)."""
+        per-item exposures and clicks (:class:`~learners.exploration.ExposureStats`). With the ``thompson``
+        policy and the histories each list was made for (``shown_histories``) and each clicked list was made
+        for (``click_histories``), the click posterior over the last layer's features too
+        (:class:`~learners.exploration.LinearPosterior`): every place shown counts as not clicked, a click adds
+        its place's reward."""
         if self._exposure is None:
             self._exposure = ExposureStats()
         get = self.item_index.get
         self._exposure.grow(len(self.item_ids))
         self._exposure.observe([[get(i, -1) for i in lst] for lst in shown], [(get(i, -1), p) for i, p in clicked])
+        if self.exploration.policy == "thompson" and self._head is not None and shown_histories is not None \
+                and click_histories is not None:
+            self._observe_clicks(shown, shown_histories, clicked, click_histories)
+
+    def _observe_clicks(self, shown: Sequence[Sequence[str]], shown_histories: Sequence[Sequence[str]],
+                        clicked: Sequence[tuple[str, int]], click_histories: Sequence[Sequence[str]]) -> None:
+        cfg = self.exploration
+        if self._posterior is None or len(self._posterior.b) != self.dim:
+            self._posterior = LinearPosterior(self.dim, cfg.ridge)
+        get = self.item_index.get
+        # every place with a known item: its history's row (shown lists', then clicks'), item, position, clicked
+        places = [(r, j, pos, False) for r, lst in enumerate(shown) for pos, i in enumerate(lst)
+                  if (j := get(i, -1)) >= 0]
+        places += [(len(shown) + r, j, pos, True) for r, (i, pos) in enumerate(clicked) if (j := get(i, -1)) >= 0]
+        if not places:
+            return
+        rows, items, positions, hits = (list(x) for x in zip(*places, strict=True))
+        hs = [*shown_histories, *click_histories]
+        with torch.no_grad():
+            users = self._unit_users([Query("", tuple(h)) for h in hs]).cpu().numpy()
+            vecs = self._unit_items(torch.as_tensor(items, device=self._dev)).cpu().numpy()
+        phi = features(users[rows], vecs)
+        exam = examination(np.asarray(positions))
+        clicks = np.asarray(hits, dtype=bool)  # a click's place was counted (as not clicked) when its list was shown
+        self._posterior.shown(phi[~clicks], exam[~clicks], cfg.decay)
+        self._posterior.clicked(phi[clicks], exam[clicks])
 
     @property
     def feedback(self) -> tuple[int, int]:

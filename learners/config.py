@@ -22,6 +22,7 @@ RULES: dict[str, tuple[str, float, float, bool]] = {
     ">=1": ("a number >= 1", 1.0, math.inf, True),
     "[0,1)": ("a number in [0, 1)", 0.0, 1.0, False),
     "[0,1]": ("a number in [0, 1]", 0.0, 1.0, True),
+    "(0,1]": ("a number in (0, 1]", math.nextafter(0.0, 1.0), 1.0, True),
 }
 
 

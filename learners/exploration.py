@@ -1,10 +1,12 @@
-"""What was shown and what was clicked: per-item exposure and attributed-click counts.
+"""What was shown and what was clicked: per-item exposure and attributed-click counts, and the posterior of
+neural-linear Thompson sampling.
 
 The worker tells its learner, once per micro-batch, which items it sent (every list) and which of them were
 clicked (events whose ``context.rec_id`` names a list the user was sent, attributed by ``stream.processor``). The
 counts are the learner's feedback from what it showed: an item's exposures are how often the engine has looked
 at it through a user's eyes, its clicks how often that paid off. They live in contiguous arrays that grow with
-the catalog, pickled with the learner.
+the catalog, pickled with the learner. With the ``thompson`` policy the same feedback also fits
+:class:`LinearPosterior`: a Bayesian linear regression of clicks on the model's last-layer features.
 """
 
 from __future__ import annotations
@@ -54,6 +56,80 @@ class ExposureStats:
         self.attributed += len(hit)
 
 
+def features(users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Neural-linear features of (user, item) pairs: ``sqrt(dim) * (u / |u|) * (v / |v|)`` elementwise, from the
+    model's last layer (``u``: user vectors, ``v``: adapted item vectors, broadcast against each other), so
+    their sum is ``sqrt(dim)`` times the pair's cosine and their norm is about 1 whatever the vectors' scales.
+
+    >>> features(np.array([[3.0, 4.0]]), np.array([[1.0, 0.0], [0.0, 2.0]])).round(3).tolist()
+    [[0.849, 0.0], [0.0, 1.131]]
+    """
+    u = users / np.maximum(np.linalg.norm(users, axis=-1, keepdims=True), 1e-12)
+    v = items / np.maximum(np.linalg.norm(items, axis=-1, keepdims=True), 1e-12)
+    out: np.ndarray = np.sqrt(users.shape[-1]) * u * v
+    return out
+
+
+def examination(positions: np.ndarray) -> np.ndarray:
+    """The assumed chance that a place is looked at: ``1 / log2(position + 2)`` (0-based; DCG's discount)."""
+    out: np.ndarray = 1.0 / np.log2(np.asarray(positions, dtype=np.float64) + 2.0)
+    return out
+
+
+class LinearPosterior:
+    """Bayesian linear regression of attributed clicks on the neural-linear :func:`features` of what was shown
+    (Riquelme et al. 2018, "Deep Bayesian bandits showdown": the network's last layer as the features of a linear
+    bandit): a shown place ``p`` is clicked with chance ``examination(p) * (phi . w)``, ``w ~ N(0, I / ridge)``
+    a priori, unit noise. Its precision ``A = ridge I + sum e^2 phi phi^T`` and ``b = sum e y phi`` are sums over
+    every place shown (``y``: clicked or not), discounted by ``decay`` at each update so that features the model
+    has since moved away from fade. A draw :meth:`sample` is ``N(A^-1 b, A^-1)``.
+
+    >>> post = LinearPosterior(2, ridge=1.0)
+    >>> phi = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    >>> post.shown(phi, np.ones(3))
+    >>> post.clicked(phi[:2], np.ones(2))
+    >>> post.mean().round(3).tolist(), np.diag(post.covariance()).round(3).tolist()
+    ([0.667, 0.0], [0.333, 0.5])
+    """
+
+    def __init__(self, dim: int, ridge: float) -> None:
+        self.ridge = ridge
+        self.precision = ridge * np.eye(dim)
+        self.b = np.zeros(dim)
+        self.places = 0  # places shown
+        self.clicks = 0
+
+    def shown(self, phi: np.ndarray, exam: np.ndarray, decay: float = 1.0) -> None:
+        """Places shown (each counted as not clicked until :meth:`clicked` says otherwise): features ``phi``
+        (N, dim) and examination chances ``exam`` (N,), after discounting what was observed before by ``decay``."""
+        if decay < 1.0:
+            prior = self.ridge * np.eye(len(self.b))
+            self.precision = prior + decay * (self.precision - prior)
+            self.b *= decay
+        x = phi * exam[:, None]
+        self.precision += x.T @ x
+        self.places += len(phi)
+
+    def clicked(self, phi: np.ndarray, exam: np.ndarray) -> None:
+        """Clicks on places counted by :meth:`shown`: their features and examination chances."""
+        self.b += (phi * exam[:, None]).sum(axis=0)
+        self.clicks += len(phi)
+
+    def mean(self) -> np.ndarray:
+        out: np.ndarray = np.linalg.solve(self.precision, self.b)
+        return out
+
+    def covariance(self) -> np.ndarray:
+        out: np.ndarray = np.linalg.inv(self.precision)
+        return out
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` independent draws of ``w`` (n, dim)."""
+        chol = np.linalg.cholesky(self.covariance())
+        out: np.ndarray = self.mean() + rng.standard_normal((n, len(self.b))) @ chol.T
+        return out
+
+
 POLICIES = ("none", "epsilon", "ucb", "thompson")
 
 
@@ -70,12 +146,17 @@ class ExplorationConfig:
         ``ucb``: a list's last ``places`` places go to the best items it lacks by the model's score plus
         ``bonus * sqrt(log(1 + lists sent) / (1 + exposures))`` (added before the rank fusion), so items rarely
         shown (new ones first) get places where the model already likes them; deterministic: propensity 1.
-        ``thompson``: the same places, by the score plus a draw from ``N(0, bonus^2 / (1 + exposures))`` per
-        (list, item): a posterior over each item's score whose precision grows with every exposure (a diagonal
-        sketch of neural-linear Thompson sampling, not a fitted Bayesian last layer); no propensity (the chance is
-        not computed). The first places stay the model's.
-    epsilon, places, pool, bonus
-        As above (``bonus`` in units of the model's logits).
+        ``thompson``: the same places, by the score plus ``bonus * (phi . w + item_noise * z / sqrt(1 +
+        exposures))``: neural-linear Thompson sampling. ``phi`` are the (user, item) pair's last-layer
+        :func:`features`, ``w`` one draw per list from :class:`LinearPosterior` (a Bayesian linear regression of
+        attributed clicks on those features, fitted on every place shown: shown-but-not-clicked places are its
+        negatives), so the lists lean to the directions of the model's space that paid off and explore those
+        little shown; ``z ~ N(0, 1)`` per (list, item) adds each item's own uncertainty (the per-item part of a
+        hybrid linear bandit), so items never shown (new ones) get places too. No propensity (the chance is not
+        computed). The first places stay the model's.
+    epsilon, places, pool, bonus, ridge, decay, item_noise
+        As above (``bonus`` in units of the model's logits; ``ridge``: the posterior's prior precision; ``decay``:
+        the weight left to earlier feedback at each micro-batch's update).
     """
 
     policy: str = setting("none", "`none`, `epsilon`, `ucb` or `thompson` (README, Exploration).")
@@ -84,11 +165,15 @@ class ExplorationConfig:
     pool: int = setting(40, "epsilon: the top items by score (plus bonus) the explored places are drawn from.")
     bonus: float = setting(0.5, "ucb, thompson (and epsilon's pool): the exploration bonus, in units of the model's "
                            "logits.")
+    ridge: float = setting(1.0, "thompson: prior precision of the click posterior over the last layer's features.")
+    decay: float = setting(0.99, "thompson: weight left to earlier feedback at each update of the posterior.")
+    item_noise: float = setting(1.0, "thompson: scale of each item's own draw N(0, 1 / (1 + exposures)).")
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
             raise ValueError(f"exploration.policy: expected one of {', '.join(POLICIES)}, got {self.policy!r}")
-        check_ranges(self, "exploration", {"epsilon": "[0,1]", "places": ">=0", "pool": ">=0", "bonus": ">=0"})
+        check_ranges(self, "exploration", {"epsilon": "[0,1]", "places": ">=0", "pool": ">=0", "bonus": ">=0",
+                                               "ridge": ">0", "decay": "(0,1]", "item_noise": ">=0"})
 
 
 #: Per list: 0-based place -> propensity (None where the policy's chance is not computed) of the places the
@@ -140,6 +225,7 @@ def exposure_boost(config: ExplorationConfig, exposures: np.ndarray, lists_sent:
     if config.policy != "thompson":
         ucb = scale * np.sqrt(np.log1p(lists_sent))
         return lambda rows, queries: ucb[rows]
+    scale *= config.item_noise
     return lambda rows, queries: rng.standard_normal((queries, rows.shape[1])) * scale[rows]
 
 

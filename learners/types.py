@@ -226,9 +226,12 @@ class WorkerLearner(Learner, Protocol):
         """The candidate retriever's counters, or None while the learner scores its whole catalog."""
         ...
 
-    def observe_feedback(self, shown: Sequence[Sequence[str]], clicked: Sequence[tuple[str, int]]) -> None:
+    def observe_feedback(self, shown: Sequence[Sequence[str]], clicked: Sequence[tuple[str, int]],
+                         shown_histories: Sequence[Sequence[str]] | None = None,
+                         click_histories: Sequence[Sequence[str]] | None = None) -> None:
         """What the worker sent (each list's item ids) and the clicks attributed to those lists ((item id,
-        0-based position)), once per micro-batch."""
+        0-based position)), once per micro-batch; ``shown_histories`` / ``click_histories``: the user history
+        each list was made for and each clicked list was made for (what ``thompson`` fits its posterior on)."""
         ...
 
     @property

@@ -78,7 +78,9 @@ class BatchResult:
     pending: list[tuple[Interaction, tuple[str, ...]]] = field(default_factory=list)  # items not in the catalog yet
     answered_again: int = 0  # redelivered events answered again (their first answer was not known to be out)
     shown: list[list[str]] = field(default_factory=list)  # the items of each list sent, in order
+    shown_histories: list[tuple[str, ...]] = field(default_factory=list)  # the history each list was made for
     clicks: list[tuple[str, int, str]] = field(default_factory=list)  # attributed: (item, position, arm)
+    click_histories: list[tuple[str, ...]] = field(default_factory=list)  # the user's history at each click
 
 
 class EventProcessor:
@@ -169,9 +171,10 @@ class EventProcessor:
                 continue
             accepted.append((ev, msg))
             click = self._attribute(ev, state)
-            if click is not None:
-                res.clicks.append(click)
             history = tuple(state.seq)
+            if click is not None:  # the list clicked was made after the user's last event: for this history
+                res.clicks.append(click)
+                res.click_histories.append(history)
             state.append(ev.item_id, s.seq_len, s.seen_max, ev.event_id, s.dedup_window, msg.offset)
             res.states[ev.user_id] = (state, msg.handle)
             queries.append(Query(ev.user_id, tuple(state.seq), frozenset(state.seen), intent_of(ev)))
@@ -198,12 +201,13 @@ class EventProcessor:
             self.metrics.cold_items.inc(placed - placed0)
             version = self.learner.model_version
             now = self.clock()
-            for (ev, _), rec, why, marks in zip(accepted, recs, reasons, explored, strict=False):
+            for (ev, _), q, rec, why, marks in zip(accepted, queries, recs, reasons, explored, strict=False):
                 rec_id = new_rec_id()
                 record = recommendation_record(ev.user_id, ev.event_id, rec, version, ev.ts, now, rec_id, why, marks)
                 res.recommendations.append((ev.user_id, record))
                 sent = [it["item_id"] for it in record["items"]]
                 res.shown.append(sent)
+                res.shown_histories.append(q.history)
                 res.states[ev.user_id][0].remember_list(
                     rec_id, sent, [p for p, it in enumerate(record["items"]) if it.get("explore")], s.attribution_lists)
                 # in event order, so a user's second event in this batch is scored against the list made after
@@ -346,7 +350,8 @@ class EventProcessor:
             m.shown.labels(arm, str(position)).inc(n)
             m.clicks.labels(arm, str(position))  # the series exists at 0 before its first click: rate() sees it rise
         if res.shown or res.clicks:
-            self.learner.observe_feedback(res.shown, [(item, position) for item, position, _ in res.clicks])
+            self.learner.observe_feedback(res.shown, [(item, position) for item, position, _ in res.clicks],
+                                          res.shown_histories, res.click_histories)
             m.feedback_clicks.set(self.learner.feedback[1])
         m.empty_lists.inc(sum(1 for _, r in res.recommendations if not r["items"]))
         m.answered_again.inc(res.answered_again)

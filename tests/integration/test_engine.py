@@ -146,10 +146,14 @@ def test_new_item_recommended_from_text_alone(worker_factory: Any, kafka: KafkaC
 
 def test_clicks_on_a_list_reach_the_metrics_and_the_learner(worker_factory: Any, kafka: KafkaClientConfig) -> None:
     """A consumer reads a list, the user clicks its third item and the producer names the list in
-    context.rec_id: the worker counts the click at that place and its learner takes it in."""
+    context.rec_id: the worker counts the click at that place and its learner takes it in (under the thompson
+    policy, which fits its click posterior on the lists sent and the clicks on them; the first places stay the
+    model's)."""
     app = "t-attr"
     asyncio.run(setup_topics(kafka, app))
-    w = start_ready(worker_factory, kafka, app)
+    w = worker_factory(app, None, STREAMREC_EXPLORATION='{"policy": "thompson"}')
+    asyncio.run(publish_items(kafka, f"{app}-items", make_catalog()))
+    w.wait_ready(len(make_catalog()), timeout=180)
     first = [ev(i, f"u{i}", f"space-{i}") for i in range(3)]
 
     async def go() -> None:

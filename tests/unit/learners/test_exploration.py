@@ -67,3 +67,36 @@ def test_ucb_favours_items_never_shown() -> None:
 def test_bad_settings_name_the_field(bad: dict) -> None:
     with pytest.raises(ValueError, match=r"exploration\."):
         ExplorationConfig(**bad)
+
+
+def topic_share(m: AdapterRecommender, recs: list, topic: str) -> float:
+    placed = [rec[p][0] for rec, marks in zip(recs, m.last_explored, strict=True) for p in marks]
+    return sum(int(i[1:]) % 5 == int(topic) for i in placed) / max(1, len(placed))
+
+
+def test_thompson_fits_the_clicks_on_what_it_showed_and_leans_to_what_paid_off() -> None:
+    """Two learners alike but for the feedback: users clicked only topic-0 items for one and only topic-1 items for
+    the other (every other place shown was not clicked). Thompson's explored places follow the clicks."""
+    qs = queries()
+    cfg = ExplorationConfig("thompson", places=4, bonus=20.0, item_noise=0.0)
+    shares = []
+    for liked in ("0", "1"):
+        m = trained(cfg)
+        for _ in range(20):
+            recs = m.recommend_many(qs, 10)
+            shown = [[i for i, _ in r] for r in recs]
+            clicks = [(i, p) for lst in shown for p, i in enumerate(lst) if int(i[1:]) % 5 == int(liked)]
+            hist = [next(q.history for q, lst in zip(qs, shown, strict=True) if i in lst) for i, _ in clicks]
+            m.observe_feedback(shown, clicks, [q.history for q in qs], hist)
+        recs = m.recommend_many(qs, 10)
+        shares.append((topic_share(m, recs, "0"), topic_share(m, recs, "1")))
+    (zero_for_zero, one_for_zero), (zero_for_one, one_for_one) = shares
+    assert zero_for_zero > zero_for_one and one_for_one > one_for_zero, shares
+
+
+def test_without_the_histories_thompson_counts_exposures_only() -> None:
+    m = trained(ExplorationConfig("thompson", places=2))
+    recs = m.recommend_many(queries(), 10)
+    m.observe_feedback([[i for i, _ in r] for r in recs], [])
+    assert m.feedback == (30, 0)
+    assert m.recommend_many(queries(), 10)  # its draws come from the prior

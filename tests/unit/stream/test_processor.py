@@ -368,3 +368,24 @@ def test_a_restarted_sharing_worker_learns_nothing_twice_that_it_had_contributed
     assert m2.events_learned == 24  # every event once
     nxt = m2.contribution(p2.marks())
     assert nxt is not None and nxt.seq == 3 and [e[0] for e in nxt.events] == [f"i{n % 20}" for n in range(16, 24)]
+
+
+def test_thompson_learns_from_every_place_sent_and_the_click_on_its_list() -> None:
+    """The processor hands the learner each list's history and each attributed click's: the ``thompson`` click
+    posterior counts every place of the lists sent and the one click."""
+    p, m, _ = make()
+    m.exploration = ExplorationConfig("thompson")
+    states: dict[str, UserState] = {}
+
+    def step(e: dict) -> dict:
+        res = p.prepare([msg(e)], lambda u: states.get(u) or UserState())
+        states.update({u: st for u, (st, _) in res.states.items()})
+        p.observe_emitted(res)
+        p.learn(res)
+        return res.recommendations[0][1]
+
+    first = step(event(1, "u", "i1"))
+    step({**event(2, "u", first["items"][3]["item_id"]), "context": {"rec_id": first["rec_id"], "position": 3}})
+    post = m._posterior  # noqa: SLF001
+    assert post is not None and (post.places, post.clicks) == (20, 1)
+    assert post.mean().any()  # the click moved it off the prior's mean (0)
