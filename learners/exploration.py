@@ -167,7 +167,7 @@ class ExplorationConfig:
                            "logits.")
     ridge: float = setting(1.0, "thompson: prior precision of the click posterior over the last layer's features.")
     decay: float = setting(0.99, "thompson: weight left to earlier feedback at each update of the posterior.")
-    item_noise: float = setting(1.0, "thompson: scale of each item's own draw N(0, 1 / (1 + exposures)).")
+    item_noise: float = setting(0.0, "thompson: scale of each item's own draw N(0, 1 / (1 + exposures)).")
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:

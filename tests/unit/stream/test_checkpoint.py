@@ -248,3 +248,23 @@ def test_the_worker_releases_the_model_while_the_checkpoint_syncs(tmp_path: Path
     assert got is not None and got.version == learner.model_version and got.offsets == {("events", 0): 9}
     for phase in ("write", "sync"):  # each phase timed once
         assert metrics.registry.get_sample_value("streamrec_checkpoint_seconds_count", {"phase": phase}) == 1
+
+
+def test_thompson_posterior_comes_back_whole(tmp_path: Path) -> None:
+    """The click posterior (its precision matrix and the clicks' sum) goes through the checkpoint: the restored
+    learner draws the same lists."""
+    m = AdapterRecommender(HashingEncoder(32), dim=8, seq_len=6, device="cpu", seed=3,
+                           training=TrainingConfig(early_events=0),
+                           exploration=ExplorationConfig("thompson", places=3, bonus=5.0))
+    m.add_items([Item(f"i{j}", f"topic{j % 5} thing{j}") for j in range(40)])
+    m.learn_many([Interaction(f"u{j}", f"i{j % 40}") for j in range(30)], [[f"i{(j * 7) % 40}"] for j in range(30)])
+    shown = [[i for i, _ in r] for r in m.recommend_many(QS[:4], k=5)]
+    m.observe_feedback(shown, [(shown[0][1], 1)], [q.history for q in QS[:4]], [QS[0].history])
+    CheckpointStore(tmp_path).save(m, version=m.model_version)
+    got = CheckpointStore(tmp_path).load_latest()
+    assert got is not None
+    back = got.learner
+    back.attach_encoder(HashingEncoder(32))
+    assert m._posterior is not None and back._posterior is not None  # noqa: SLF001
+    assert np.array_equal(back._posterior.precision, m._posterior.precision)  # noqa: SLF001
+    assert back.recommend_many(QS, k=6) == m.recommend_many(QS, k=6) and back.last_explored == m.last_explored
