@@ -303,10 +303,10 @@ class AdapterRecommender(ItemTables, TwoStageRanking, SharedLearning):
                 boost = self._thompson_boost(qs, boost)
             if cfg.policy == "epsilon":
                 pools = self._recommend(qs, max(cfg.pool, k), on_demand=True, force_cold=False,
-                                        boost=boost if cfg.bonus > 0 else None)
+                                        boost=boost if cfg.bonus > 0 else None, same_candidates=True)
                 out, self.last_explored = epsilon_places(cfg, recs, pools, self._explore_rng)
                 return out
-            boosted = self._recommend(qs, k, on_demand=True, force_cold=False, boost=boost)
+            boosted = self._recommend(qs, k, on_demand=True, force_cold=False, boost=boost, same_candidates=True)
         out, self.last_explored = boosted_places(cfg, recs, boosted)
         return out
 
@@ -317,7 +317,9 @@ class AdapterRecommender(ItemTables, TwoStageRanking, SharedLearning):
         (the per-item draws)."""
         assert self._explore_rng is not None
         post = self._posterior or LinearPosterior(self.dim, self.exploration.ridge)
-        users = self._unit_users(qs)  # (B, dim)
+        kept = self._retrieved  # past retrieval.exact_max_items: the user vectors the candidates were retrieved with
+        users = torch.nn.functional.normalize(kept[1][0].float(), dim=1) if kept is not None and kept[0] is qs \
+            else self._unit_users(qs)  # (B, dim)
         w = torch.as_tensor(post.sample(len(qs), self._explore_rng), device=self._dev, dtype=users.dtype)
         z = users * w * math.sqrt(self.dim) * self.exploration.bonus  # phi . w = z . (v / |v|)
 
@@ -339,10 +341,15 @@ class AdapterRecommender(ItemTables, TwoStageRanking, SharedLearning):
         return torch.nn.functional.normalize(u.float(), dim=1)
 
     def _unit_items(self, rows: torch.Tensor) -> torch.Tensor:
-        """(len(rows), dim) unit adapted vectors of item indices ``rows`` under the scoring parameters."""
+        """(len(rows), dim) unit adapted vectors of item indices ``rows``: under the scoring parameters, or past
+        ``retrieval.exact_max_items`` as the ANN index stores them (refreshed as the adapter learns; computing
+        the candidates' vectors again cost ~180 ms a micro-batch of 256 at 100,000 items)."""
         cached = self._cached_table()
+        index = self._retriever.index if self._retriever is not None else None
         if cached is not None:
             v = cached[0].index_select(0, rows)
+        elif index is not None and len(rows) and len(index) > int(rows.max()):
+            v = torch.as_tensor(index.vectors()[rows.cpu().numpy(), : self.dim], device=self._dev)
         else:
             distinct, at = unique_rows(rows)
             v = self._row_vectors(self._scoring_parts()[0], distinct)[0].index_select(0, at)
@@ -384,13 +391,16 @@ class AdapterRecommender(ItemTables, TwoStageRanking, SharedLearning):
             return self._recommend(qs, k, on_demand=True, exact=True, force_cold=False)
 
     def _recommend(self, qs: Sequence[Query], k: int, on_demand: bool = False, exact: bool = False,
-                   force_cold: bool = True, boost: Boost | None = None) -> list[Recommendation]:
+                   force_cold: bool = True, boost: Boost | None = None,
+                   same_candidates: bool = False) -> list[Recommendation]:
         """Top-``k`` lists; ``on_demand``: counted nowhere, unknown users get cold places (recommend_readonly);
-        ``boost(rows, queries)``: added to the model's scores of item indices ``rows`` (exploration)."""
+        ``boost(rows, queries)``: added to the model's scores of item indices ``rows`` (exploration);
+        ``same_candidates``: past ``retrieval.exact_max_items``, the previous call's candidates when it was for
+        this very ``qs``."""
         if not self.item_ids:
             return [[] for _ in qs]
         if self._large() and not exact and self._head is not None:
-            return self._recommend_two_stage(qs, k, on_demand, boost)
+            return self._recommend_two_stage(qs, k, on_demand, boost, same_candidates)
         scores, idx, mask = self._scores(qs)
         if boost is not None:
             scores = (scores + boost(np.arange(scores.shape[1])[None, :], len(qs))).astype(np.float32)
@@ -697,6 +707,7 @@ class AdapterRecommender(ItemTables, TwoStageRanking, SharedLearning):
         state["_train_table"] = None
         state["_averaged"] = None  # views of _avg: rebuilt after loading
         state["_intents"] = None  # a cache of request texts' embeddings
+        state["_retrieved"] = None  # the last call's candidates
         return state
 
     def trainable_parameters(self) -> int:

@@ -7,13 +7,16 @@ import pytest
 from learners.adapter import AdapterRecommender
 from learners.encoder import HashingEncoder
 from learners.exploration import ExplorationConfig
+from learners.retrieval import RetrievalConfig
 from learners.training import TrainingConfig
 from learners.types import Interaction, Item, Query
 
+TWO_STAGE = RetrievalConfig(exact_max_items=0, refresh_in_background=False)
 
-def trained(cfg: ExplorationConfig, seed: int = 0) -> AdapterRecommender:
+
+def trained(cfg: ExplorationConfig, seed: int = 0, retrieval: RetrievalConfig | None = None) -> AdapterRecommender:
     m = AdapterRecommender(HashingEncoder(32), dim=16, seq_len=8, device="cpu", training=TrainingConfig(early_events=0),
-                           exploration=cfg, seed=seed)
+                           exploration=cfg, seed=seed, retrieval=retrieval)
     m.add_items([Item(f"i{j}", f"topic{j % 5} thing{j}") for j in range(80)])
     for s in range(5):
         m.learn_many([Interaction(f"u{e}", f"i{(e * 7 + s) % 80}") for e in range(50)],
@@ -25,10 +28,13 @@ def queries() -> list[Query]:
     return [Query(f"q{j}", (f"i{j}", f"i{j + 1}"), frozenset({f"i{j}", f"i{j + 1}", f"i{j + 2}"})) for j in range(30)]
 
 
+@pytest.mark.parametrize("retrieval", [None, TWO_STAGE], ids=["exact", "two-stage"])
 @pytest.mark.parametrize("policy", ["epsilon", "ucb", "thompson"])
-def test_explored_places_are_marked_new_to_the_list_and_never_excluded(policy: str) -> None:
+def test_explored_places_are_marked_new_to_the_list_and_never_excluded(policy: str,
+                                                                        retrieval: RetrievalConfig | None) -> None:
+    """Also past retrieval.exact_max_items, where the exploration's ranking reuses the model's candidates."""
     cfg = ExplorationConfig(policy, epsilon=1.0, places=2, bonus=5.0)
-    m, plain = trained(cfg), trained(ExplorationConfig())
+    m, plain = trained(cfg, retrieval=retrieval), trained(ExplorationConfig(), retrieval=retrieval)
     qs = queries()
     model = plain.recommend_many(qs, 10)
     m.observe_feedback([[i for i, _ in r] for r in model] * 3, [])  # what the model shows has been shown
