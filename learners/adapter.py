@@ -332,11 +332,10 @@ class AdapterRecommender(ItemTables, TwoStageRanking, SharedLearning):
 
         return boost
 
-    def _unit_users(self, qs: Sequence[Query], histories: Sequence[Sequence[str]] | None = None) -> torch.Tensor:
-        """(B, dim) unit user vectors of these queries (their histories and texts) under the scoring parameters;
-        ``histories``: other histories for the same queries' users."""
+    def _unit_users(self, qs: Sequence[Query]) -> torch.Tensor:
+        """(B, dim) unit user vectors of these queries (their histories and texts) under the scoring parameters."""
         head, user, _, _ = self._scoring_parts()
-        idx, mask = self._encode_histories(histories if histories is not None else [q.history for q in qs])
+        idx, mask = self._encode_histories([q.history for q in qs])
         u = self._user_vectors(user, head, idx, mask, self._intent_tensor(qs))
         return torch.nn.functional.normalize(u.float(), dim=1)
 
