@@ -152,8 +152,9 @@ class ExplorationConfig:
         attributed clicks on those features, fitted on every place shown: shown-but-not-clicked places are its
         negatives), so the lists lean to the directions of the model's space that paid off and explore those
         little shown; ``z ~ N(0, 1)`` per (list, item) adds each item's own uncertainty (the per-item part of a
-        hybrid linear bandit), so items never shown (new ones) get places too. No propensity (the chance is not
-        computed). The first places stay the model's.
+        hybrid linear bandit: items never shown, new ones among them, get places too; ``item_noise`` 0 by
+        default, as it lowered CTR in ``benchmarks/exploration.py``). No propensity (the chance is not computed).
+        The first places stay the model's.
     epsilon, places, pool, bonus, ridge, decay, item_noise
         As above (``bonus`` in units of the model's logits; ``ridge``: the posterior's prior precision; ``decay``:
         the weight left to earlier feedback at each micro-batch's update).
