@@ -69,9 +69,10 @@ def test_ucb_favours_items_never_shown() -> None:
     assert explored and not explored & shown
 
 
-@pytest.mark.parametrize("bad", [{"policy": "greedy"}, {"epsilon": 2.0}, {"places": -1}, {"bonus": -0.1}])
+@pytest.mark.parametrize("bad", [{"policy": "greedy"}, {"epsilon": 2.0}, {"places": -1}, {"bonus": -0.1},
+                                 {"ridge": 0.0}, {"decay": 0.0}, {"decay": 1.5}, {"item_noise": -1.0}])
 def test_bad_settings_name_the_field(bad: dict) -> None:
-    with pytest.raises(ValueError, match=r"exploration\."):
+    with pytest.raises(ValueError, match=rf"exploration\.{next(iter(bad))}: expected"):
         ExplorationConfig(**bad)
 
 
