@@ -13,7 +13,7 @@ import pytest
 from connectors.kafka import KafkaClientConfig, ensure_topics, publish_items, read_topic, replay_events
 from connectors.schemas import DLQ_JSON_SCHEMA, RECOMMENDATION_JSON_SCHEMA, schema_errors
 from stream.demo import scrape, scrape_all
-from tests.conftest import make_catalog
+from tests.conftest import make_catalog, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -166,9 +166,8 @@ def test_clicks_on_a_list_reach_the_metrics_and_the_learner(worker_factory: Any,
         await read_json(kafka, f"{app}-recommendations", len(first) * 2 + 1)
 
     asyncio.run(go())
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and scrape(w.metrics_port, "streamrec_model_feedback_clicks") != 3:
-        time.sleep(0.5)
+    wait_for(lambda: scrape(w.metrics_port, "streamrec_model_feedback_clicks") == 3, 30,
+             "the learner to count 3 attributed clicks", every=0.5)
     samples = scrape_all(w.metrics_port)
     assert samples['streamrec_recommendation_clicks_total{arm=exploit,position=2}'] == 3
     assert samples['streamrec_attributions_total{outcome=attributed}'] == 3
@@ -213,9 +212,8 @@ def test_a_query_and_exploration_show_in_the_lists(worker_factory: Any, kafka: K
         await read_json(kafka, f"{app}-recommendations", 5)
 
     asyncio.run(click_it())
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and scrape(w.metrics_port, "streamrec_model_feedback_clicks") != 1:
-        time.sleep(0.5)
+    wait_for(lambda: scrape(w.metrics_port, "streamrec_model_feedback_clicks") == 1, 30,
+             "the learner to count 1 attributed click", every=0.5)
     assert scrape_all(w.metrics_port)["streamrec_recommendation_clicks_total{arm=explore,position=9}"] == 1
 
 
