@@ -129,6 +129,7 @@ class AdapterRecommender(ItemTables, TwoStageRanking, SharedLearning):
     _basis: torch.Tensor | None = None
     text_dims = 0
     _n_learned = 0
+    _arrived: np.ndarray | None = None  # learned events when each item was added (older checkpoints: none, as if 0)
     _gate: ColdGate | None = None
     _exposure: ExposureStats | None = None  # made on first feedback (checkpoints from before it have none)
     _posterior: LinearPosterior | None = None  # thompson's click posterior, made on its first feedback
@@ -297,8 +298,9 @@ class AdapterRecommender(ItemTables, TwoStageRanking, SharedLearning):
         counts = np.zeros(len(self.item_ids))
         if stats is not None:
             counts[: len(stats.exposures)] = stats.exposures[: len(counts)]
+        age = self._n_learned - self._arrival()
         with torch.no_grad():
-            boost = exposure_boost(cfg, counts, stats.lists if stats is not None else 0, self._explore_rng)
+            boost = exposure_boost(cfg, counts, stats.lists if stats is not None else 0, self._explore_rng, age)
             if cfg.policy == "thompson":
                 boost = self._thompson_boost(qs, boost)
             if cfg.policy == "epsilon":
@@ -308,6 +310,15 @@ class AdapterRecommender(ItemTables, TwoStageRanking, SharedLearning):
                 return out
             boosted = self._recommend(qs, k, on_demand=True, force_cold=False, boost=boost, same_candidates=True)
         out, self.last_explored = boosted_places(cfg, recs, boosted)
+        return out
+
+    def _arrival(self) -> np.ndarray:
+        """Learned events (``_n_learned``) when each item was added; 0 for items a checkpoint from before this
+        was kept holds."""
+        out = np.zeros(len(self.item_ids), dtype=np.int64)
+        if self._arrived is not None:
+            n = min(len(out), len(self._arrived))
+            out[:n] = self._arrived[:n]
         return out
 
     def _thompson_boost(self, qs: Sequence[Query], item_part: Boost) -> Boost:

@@ -63,6 +63,7 @@ class AdapterBase(BaseLearner):
         _retriever: CandidateRetriever | None
         _sharing: DeltaTracker | None
         _n_learned: int
+        _arrived: np.ndarray | None
 
         # learners.adapter
         def _encode_histories(self, histories: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor]: ...

@@ -18,6 +18,7 @@ from typing import Any
 #: included).
 RULES: dict[str, tuple[str, float, float, bool]] = {
     ">0": ("a number > 0", math.nextafter(0.0, 1.0), math.inf, True),
+    ">=-1": ("a number >= -1", -1.0, math.inf, True),
     ">=0": ("a number >= 0", 0.0, math.inf, True),
     ">=1": ("a number >= 1", 1.0, math.inf, True),
     "[0,1)": ("a number in [0, 1)", 0.0, 1.0, False),

@@ -155,6 +155,16 @@ class ExplorationConfig:
         hybrid linear bandit: items never shown, new ones among them, get places too; ``item_noise`` 0 by
         default, as it lowered CTR in ``benchmarks/exploration.py``). No propensity (the chance is not computed).
         The first places stay the model's.
+    position
+        Where a list's explored items go: -1 (the default) in the last ``places`` places, as above; ``p`` >= 0
+        at place ``p`` (0: the top), the model's items from there moving down one place each (its last
+        ``places`` items leave the list). The examination chance falls with the place, so an item explored near
+        the top is looked at more often: in ``benchmarks/exploration.py`` new items placed at the top got their
+        first click ~100x sooner than at the end.
+    fresh_events
+        ucb and thompson's per-item part: only items added to the catalog within the last ``fresh_events``
+        learned events get a bonus (0, the default: every item, by its exposures alone). An item in the catalog
+        for long without clicks is known to be unwanted even if rarely shown; a new one is not known yet.
     epsilon, places, pool, bonus, ridge, decay, item_noise
         As above (``bonus`` in units of the model's logits; ``ridge``: the posterior's prior precision; ``decay``:
         the weight left to earlier feedback at each micro-batch's update).
@@ -162,19 +172,24 @@ class ExplorationConfig:
 
     policy: str = setting("none", "`none`, `epsilon`, `ucb` or `thompson` (README, Exploration).")
     epsilon: float = setting(0.1, "epsilon: the chance a list explores.")
-    places: int = setting(2, "Last places of a list the policy may fill.")
+    places: int = setting(2, "How many places of a list the policy may fill (the last ones unless `position` is set).")
     pool: int = setting(40, "epsilon: the top items by score (plus bonus) the explored places are drawn from.")
     bonus: float = setting(0.5, "ucb, thompson (and epsilon's pool): the exploration bonus, in units of the model's "
                            "logits.")
     ridge: float = setting(1.0, "thompson: prior precision of the click posterior over the last layer's features.")
     decay: float = setting(0.99, "thompson: weight left to earlier feedback at each update of the posterior.")
     item_noise: float = setting(0.0, "thompson: scale of each item's own draw N(0, 1 / (1 + exposures)).")
+    position: int = setting(-1, "The place explored items go to (0: the top; the model's items move down); -1: the "
+                            "last `places` places.")
+    fresh_events: int = setting(0, "ucb, thompson: only items added within this many learned events get the "
+                                "per-item bonus (0: every item).")
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
             raise ValueError(f"exploration.policy: expected one of {', '.join(POLICIES)}, got {self.policy!r}")
         check_ranges(self, "exploration", {"epsilon": "[0,1]", "places": ">=0", "pool": ">=0", "bonus": ">=0",
-                                               "ridge": ">0", "decay": "(0,1]", "item_noise": ">=0"})
+                                               "ridge": ">0", "decay": "(0,1]", "item_noise": ">=0",
+                                               "position": ">=-1", "fresh_events": ">=0"})
 
 
 #: Per list: 0-based place -> propensity (None where the policy's chance is not computed) of the places the
@@ -208,21 +223,46 @@ def epsilon_places(config: ExplorationConfig, lists: Sequence[Scored], pools: Se
             continue
         drawn = [mine[j] for j in rng.choice(len(mine), size=places, replace=False)]
         k = len(lst)
-        out.append([*lst[: k - places], *((i, lst[k - places + n][1]) for n, i in enumerate(drawn))])
-        marks.append(dict.fromkeys(range(k - places, k), config.epsilon * places / len(mine)))
+        at = placed_at(config, k - places)
+        out.append(in_places(lst, [i for i, _ in lst[: k - places]], drawn, [], at))
+        marks.append(dict.fromkeys(range(at, at + places), config.epsilon * places / len(mine)))
     return out, marks
 
 
+def placed_at(config: ExplorationConfig, head: int) -> int:
+    """The first place of a list's explored items when the model keeps ``head`` of its items (``position``)."""
+    return head if config.position < 0 else min(config.position, head)
+
+
+def in_places(model: Scored, head: Sequence[str], explored: Sequence[str], rest: Sequence[str],
+              at: int) -> list[tuple[str, float]]:
+    """A list made of the model's kept items ``head`` with the ``explored`` items from place ``at`` on (the
+    model's items from there moving down), then ``rest``; each place keeps the score of the model's list there
+    (``model``), so the scores stay in order.
+
+    >>> in_places([("a", 3.0), ("b", 2.0), ("c", 1.0)], ["a", "b"], ["x"], [], 0)
+    [('x', 3.0), ('a', 2.0), ('b', 1.0)]
+    """
+    ids = [*head[:at], *explored, *head[at:], *rest]
+    return [(i, s) for i, (_, s) in zip(ids, model, strict=False)]
+
+
 def exposure_boost(config: ExplorationConfig, exposures: np.ndarray, lists_sent: int,
-                   rng: np.random.Generator) -> Boost:
+                   rng: np.random.Generator, age: np.ndarray | None = None) -> Boost:
     """The score boost of ``ucb`` or ``thompson`` (see :class:`ExplorationConfig`) for items with these
-    exposure counts (by item index).
+    exposure counts (by item index), and ``age``: learned events since each was added (``fresh_events``).
 
     >>> b = exposure_boost(ExplorationConfig("ucb", bonus=1.0), np.array([0.0, 3.0]), 100, np.random.default_rng(0))
     >>> np.round(b(np.array([[0, 1]]), 1), 3).tolist()
     [[2.148, 1.074]]
+    >>> b = exposure_boost(ExplorationConfig("ucb", bonus=1.0, fresh_events=50), np.array([0.0, 3.0]), 100,
+    ...                    np.random.default_rng(0), age=np.array([50, 49]))
+    >>> np.round(b(np.array([[0, 1]]), 1), 3).tolist()
+    [[0.0, 1.074]]
     """
     scale = config.bonus / np.sqrt(1.0 + exposures)
+    if config.fresh_events > 0 and age is not None:
+        scale = np.where(age < config.fresh_events, scale, 0.0)
     if config.policy != "thompson":
         ucb = scale * np.sqrt(np.log1p(lists_sent))
         return lambda rows, queries: ucb[rows]
@@ -234,21 +274,30 @@ def boosted_places(config: ExplorationConfig, plain: Sequence[Scored],
                    boosted: Sequence[Scored]) -> tuple[list[list[tuple[str, float]]], list[Explored]]:
     """``ucb``/``thompson``: each list keeps the model's first ``len - places`` items; its last ``places`` places
     go to the best items of the boosted ranking it does not hold yet, each with the score of the place it fills.
-    Places holding an item the model's own list lacked are the explored ones.
+    Places holding an item the model's own list lacked are the explored ones; with ``position`` >= 0 they go
+    there (the model's items moving down) and the rest of the tail, items of the model's list, to the end.
 
     >>> cfg = ExplorationConfig("ucb", places=1)
     >>> boosted_places(cfg, [[("a", 3.0), ("b", 2.0)]], [[("c", 9.0), ("a", 5.0), ("b", 1.0)]])
     ([[('a', 3.0), ('c', 2.0)]], [{1: 1.0}])
+    >>> boosted_places(ExplorationConfig("ucb", places=1, position=0), [[("a", 3.0), ("b", 2.0)]],
+    ...                [[("c", 9.0), ("a", 5.0), ("b", 1.0)]])
+    ([[('c', 3.0), ('a', 2.0)]], [{0: 1.0}])
     """
     value = 1.0 if config.policy == "ucb" else None
     out: list[list[tuple[str, float]]] = []
     marks: list[Explored] = []
     for p, b in zip(plain, boosted, strict=True):
-        head = list(p[: max(0, len(p) - config.places)])
-        have = {i for i, _ in head}
-        tail = [i for i, _ in b if i not in have][: len(p) - len(head)]
-        lst = [*head, *((i, p[len(head) + n][1]) for n, i in enumerate(tail))]
+        kept = max(0, len(p) - config.places)
+        head = [i for i, _ in p[:kept]]
+        have = set(head)
+        tail = [i for i, _ in b if i not in have][: len(p) - kept]
         model = {i for i, _ in p}
+        if config.position < 0:
+            lst = in_places(p, head, tail, [], kept)
+        else:
+            lst = in_places(p, head, [i for i in tail if i not in model], [i for i in tail if i in model],
+                            placed_at(config, kept))
         out.append(lst)
         marks.append({pos: value for pos, (i, _) in enumerate(lst) if i not in model})
     return out, marks

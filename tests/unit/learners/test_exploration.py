@@ -69,8 +69,48 @@ def test_ucb_favours_items_never_shown() -> None:
     assert explored and not explored & shown
 
 
+@pytest.mark.parametrize("retrieval", [None, TWO_STAGE], ids=["exact", "two-stage"])
+@pytest.mark.parametrize("policy", ["epsilon", "ucb", "thompson"])
+def test_explored_items_go_to_the_position_and_the_model_moves_down(policy: str,
+                                                                     retrieval: RetrievalConfig | None) -> None:
+    cfg = ExplorationConfig(policy, epsilon=1.0, places=2, bonus=5.0, position=1)
+    m, plain = trained(cfg, retrieval=retrieval), trained(ExplorationConfig(), retrieval=retrieval)
+    qs = queries()
+    model = plain.recommend_many(qs, 10)
+    m.observe_feedback([[i for i, _ in r] for r in model] * 3, [])
+    recs = m.recommend_many(qs, 10)
+    assert any(m.last_explored)
+    for q, rec, own, marks in zip(qs, recs, model, m.last_explored, strict=True):
+        ids, own_ids = [i for i, _ in rec], [i for i, _ in own]
+        assert len(ids) == len(set(ids)) == 10 and not set(ids) & q.exclude
+        assert set(marks) == set(range(1, 1 + len(marks)))  # from place 1 on, one after another
+        assert {ids[p] for p in marks} == set(ids) - set(own_ids)
+        rest = [i for p, i in enumerate(ids) if p not in marks]
+        assert rest[:8] == own_ids[:8]  # the model's first items, in its order, around the explored ones
+        scores = [s for _, s in rec]
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_fresh_events_keeps_the_bonus_to_items_added_lately() -> None:
+    """``fresh_events``: items in the catalog through many learned events get no bonus, however rarely shown;
+    without it (0) they do."""
+    def new_share(fresh_events: int) -> float:
+        """The share of the explored places that went to the items added last."""
+        m = trained(ExplorationConfig("ucb", places=2, bonus=50.0, position=0, fresh_events=fresh_events))
+        m.add_items([Item(f"new{j}", f"topic{j % 5} novel{j}") for j in range(4)])  # after 250 learned events
+        m.observe_feedback([[i for i, _ in r] for r in m.recommend_many(queries()[:3], 10)], [])  # lists sent
+        recs = m.recommend_many(queries(), 10)
+        placed = [rec[p][0] for rec, marks in zip(recs, m.last_explored, strict=True) for p in marks]
+        assert len(placed) >= 20
+        return sum(i.startswith("new") for i in placed) / len(placed)
+
+    assert new_share(100) >= 0.9  # an old item only where the model's own list already held the new ones
+    assert new_share(0) <= 0.5  # the old items rarely shown get places too
+
+
 @pytest.mark.parametrize("bad", [{"policy": "greedy"}, {"epsilon": 2.0}, {"places": -1}, {"bonus": -0.1},
-                                 {"ridge": 0.0}, {"decay": 0.0}, {"decay": 1.5}, {"item_noise": -1.0}])
+                                 {"ridge": 0.0}, {"decay": 0.0}, {"decay": 1.5}, {"item_noise": -1.0},
+                                 {"position": -2}, {"fresh_events": -1}])
 def test_bad_settings_name_the_field(bad: dict) -> None:
     with pytest.raises(ValueError, match=rf"exploration\.{next(iter(bad))}: expected"):
         ExplorationConfig(**bad)

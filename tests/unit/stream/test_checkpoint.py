@@ -268,3 +268,21 @@ def test_thompson_posterior_comes_back_whole(tmp_path: Path) -> None:
     assert m._posterior is not None and back._posterior is not None  # noqa: SLF001
     assert np.array_equal(back._posterior.precision, m._posterior.precision)  # noqa: SLF001
     assert back.recommend_many(QS, k=6) == m.recommend_many(QS, k=6) and back.last_explored == m.last_explored
+
+
+def test_when_each_item_arrived_comes_back(tmp_path: Path) -> None:
+    """``exploration.fresh_events`` counts from each item's arrival: a restored learner keeps it, so a restart
+    does not make the whole catalog new again."""
+    m = AdapterRecommender(HashingEncoder(32), dim=8, seq_len=6, device="cpu", seed=3,
+                           training=TrainingConfig(early_events=0),
+                           exploration=ExplorationConfig("ucb", places=2, bonus=50.0, position=0, fresh_events=40))
+    m.add_items([Item(f"i{j}", f"topic{j % 5} thing{j}") for j in range(40)])
+    m.learn_many([Interaction(f"u{j}", f"i{j % 40}") for j in range(50)], [[f"i{(j * 7) % 40}"] for j in range(50)])
+    m.add_items([Item(f"new{j}", f"topic{j % 5} novel{j}") for j in range(3)])
+    CheckpointStore(tmp_path).save(m, version=m.model_version)
+    got = CheckpointStore(tmp_path).load_latest()
+    assert got is not None
+    back = got.learner
+    back.attach_encoder(HashingEncoder(32))
+    assert back._arrival().tolist() == [0] * 40 + [50] * 3  # noqa: SLF001
+    assert back.recommend_many(QS, k=6) == m.recommend_many(QS, k=6) and back.last_explored == m.last_explored

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
+
 from learners.adapter import AdapterRecommender
 from learners.cold import ColdConfig
 from learners.encoder import HashingEncoder
@@ -290,9 +292,11 @@ def test_the_query_of_an_event_reaches_the_learner_as_its_intent() -> None:
     assert [q.intent for q in asked] == ["item number 7", ""]
 
 
-def test_explored_places_are_marked_and_their_clicks_counted_as_explore() -> None:
+@pytest.mark.parametrize(("position", "places"), [(-1, [8, 9]), (0, [0, 1])], ids=["last", "top"])
+def test_explored_places_are_marked_and_their_clicks_counted_as_explore(position: int, places: list[int]) -> None:
+    """Wherever the policy puts them (``exploration.position``), the explored places are marked and counted."""
     p, m, metrics = make()
-    m.exploration = ExplorationConfig("epsilon", epsilon=1.0, places=2)
+    m.exploration = ExplorationConfig("epsilon", epsilon=1.0, places=2, position=position)
     states: dict[str, UserState] = {}
     res = p.prepare([msg(event(1, "u", "i1"))], lambda u: UserState())
     states.update({u: st for u, (st, _) in res.states.items()})
@@ -300,13 +304,14 @@ def test_explored_places_are_marked_and_their_clicks_counted_as_explore() -> Non
     p.learn(res)
     record = res.recommendations[0][1]
     explored = [pos for pos, it in enumerate(record["items"]) if it.get("explore")]
-    assert explored == [8, 9]
+    assert explored == places
     assert all(record["items"][pos]["because"] == {"kind": "explore"} for pos in explored)
     assert all(0 < record["items"][pos]["propensity"] <= 1 for pos in explored)
-    assert metrics.shown.labels("explore", "9")._value.get() == 1  # noqa: SLF001
-    click = {**event(2, "u", record["items"][9]["item_id"]), "context": {"rec_id": record["rec_id"]}}
+    last = str(places[-1])
+    assert metrics.shown.labels("explore", last)._value.get() == 1  # noqa: SLF001
+    click = {**event(2, "u", record["items"][places[-1]]["item_id"]), "context": {"rec_id": record["rec_id"]}}
     p.prepare([msg(click, offset=1)], lambda u: states[u])
-    assert metrics.clicks.labels("explore", "9")._value.get() == 1  # noqa: SLF001
+    assert metrics.clicks.labels("explore", last)._value.get() == 1  # noqa: SLF001
 
 
 def test_retrieval_counters_reach_the_metrics_past_exact_max_items() -> None:
