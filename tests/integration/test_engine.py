@@ -180,10 +180,12 @@ def test_clicks_on_a_list_reach_the_metrics_and_the_learner(worker_factory: Any,
 
 def test_a_query_and_exploration_show_in_the_lists(worker_factory: Any, kafka: KafkaClientConfig) -> None:
     """An event's context.query brings its topic into that list (because: intent); with an exploration policy the
-    last places are marked explore, and a click on one counts under arm=explore."""
+    places it fills (here the first two: ``position`` 0) are marked explore, and a click on one counts under
+    arm=explore at its place."""
     app = "t-intent"
     asyncio.run(setup_topics(kafka, app))
-    w = worker_factory(app, None, STREAMREC_EXPLORATION='{"policy": "epsilon", "epsilon": 1.0, "places": 2}')
+    w = worker_factory(app, None,
+                       STREAMREC_EXPLORATION='{"policy": "epsilon", "epsilon": 1.0, "places": 2, "position": 0}')
     asyncio.run(publish_items(kafka, f"{app}-items", make_catalog()))
     w.wait_ready(len(make_catalog()), timeout=180)
     history = [ev(i, "fan", f"space-{i}") for i in range(3)]
@@ -197,15 +199,15 @@ def test_a_query_and_exploration_show_in_the_lists(worker_factory: Any, kafka: K
     for r in recs.values():
         assert schema_errors(r, RECOMMENDATION_JSON_SCHEMA) == []
         marked = [p for p, it in enumerate(r["items"]) if it.get("explore")]
-        assert marked == [8, 9], r
+        assert marked == [0, 1], r
         assert all(r["items"][p]["because"] == {"kind": "explore"} and 0 < r["items"][p]["propensity"] <= 1
                    for p in marked)
-    plain, with_query = recs["fan-2"]["items"][:8], recs["fan-3"]["items"][:8]
+    plain, with_query = recs["fan-2"]["items"][2:], recs["fan-3"]["items"][2:]  # the model's eight
     cooking = [it for it in with_query if it["item_id"].startswith("cooking")]
     assert len(cooking) > sum(it["item_id"].startswith("cooking") for it in plain)
     assert any(it["because"] == {"kind": "intent"} for it in cooking)
     r = recs["fan-3"]
-    click = {**ev(4, "fan", r["items"][9]["item_id"]), "context": {"rec_id": r["rec_id"], "position": 9}}
+    click = {**ev(4, "fan", r["items"][1]["item_id"]), "context": {"rec_id": r["rec_id"], "position": 1}}
 
     async def click_it() -> None:
         await replay_events(kafka, f"{app}-events", [click])
@@ -214,7 +216,7 @@ def test_a_query_and_exploration_show_in_the_lists(worker_factory: Any, kafka: K
     asyncio.run(click_it())
     wait_for(lambda: scrape(w.metrics_port, "streamrec_model_feedback_clicks") == 1, 30,
              "the learner to count 1 attributed click", every=0.5)
-    assert scrape_all(w.metrics_port)["streamrec_recommendation_clicks_total{arm=explore,position=9}"] == 1
+    assert scrape_all(w.metrics_port)["streamrec_recommendation_clicks_total{arm=explore,position=1}"] == 1
 
 
 def test_item_attributes_reach_the_model_and_come_back_from_the_item_table(worker_factory: Any,
