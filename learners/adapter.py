@@ -298,7 +298,7 @@ class AdapterRecommender(ItemTables, TwoStageRanking, SharedLearning):
         counts = np.zeros(len(self.item_ids))
         if stats is not None:
             counts[: len(stats.exposures)] = stats.exposures[: len(counts)]
-        age = self._n_learned - self._arrival()
+        age = self._n_learned - self._arrival() if cfg.fresh_events > 0 else None  # an O(catalog) array: only when used
         with torch.no_grad():
             boost = exposure_boost(cfg, counts, stats.lists if stats is not None else 0, self._explore_rng, age)
             if cfg.policy == "thompson":
