@@ -220,6 +220,27 @@ def test_the_chunked_top_k_is_the_whole_products_top_k(rows: int, k: int, chunk:
     assert [sorted(r) for r in got.tolist()] == [sorted(r) for r in exact.tolist()]
 
 
+@pytest.mark.parametrize(("cols", "k", "group"), [(4096, 60, 32), (5000, 60, 32), (4096, 1, 32), (700, 10, 32),
+                                                  (640, 10, 32), (16_384, 200, 16)])
+def test_the_grouped_top_k_is_the_rows_top_k(cols: int, k: int, group: int) -> None:
+    """The pre-selection by group maxima keeps every top-k column: on random rows, rows whose top scores crowd into
+    a few groups, rows of ties (compared by score: any k tied columns are a top k) and a ragged tail."""
+    from learners.tensors import grouped_topk
+
+    rng = np.random.default_rng(cols + k)
+    rows = rng.normal(size=(12, cols)).astype(np.float32)
+    rows[1, :k] += 10  # the whole top k in the first groups
+    rows[2, -min(k, cols % group or group):] += 10  # in the tail (or the last group)
+    rows[3] = np.round(rows[3])  # many ties
+    rows[4] = 0.0
+    s = torch.from_numpy(rows)
+    got = grouped_topk(s, k, group)
+    want = torch.topk(s, k, dim=1).values
+    assert got.shape == (12, k)
+    assert all(len(set(r)) == k for r in got.tolist())
+    assert torch.equal(s.gather(1, got).sort(1, descending=True).values, want)
+
+
 def test_holds_is_the_broadcast_membership_test() -> None:
     """The two-stage ranker's 'candidate in the row's history' test (masked cells never match, -1 padding never)."""
     from learners.tensors import holds
