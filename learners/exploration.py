@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from learners.config import check_ranges, setting
+from learners.tensors import grown
 
 
 class ExposureStats:
@@ -36,10 +37,8 @@ class ExposureStats:
 
     def grow(self, n: int) -> None:
         """Room for ``n`` items (new ones never shown)."""
-        if n > len(self.exposures):
-            extra = np.zeros(n - len(self.exposures))
-            self.exposures = np.concatenate([self.exposures, extra])
-            self.clicks = np.concatenate([self.clicks, extra])
+        self.exposures = grown(self.exposures, n)
+        self.clicks = grown(self.clicks, n)
 
     def observe(self, shown: Sequence[Sequence[int]], clicked: Sequence[tuple[int, int]]) -> None:
         """``shown``: the item indices of each list sent; ``clicked``: (item index, 0-based position) of each

@@ -16,7 +16,7 @@ from learners.adapter_base import AdapterBase
 from learners.attributes import FIRST_VALUES, ItemAttributes
 from learners.heads import AdapterHead, AttentionUserModel
 from learners.signals import CooccurrenceSignal, PopularitySignal
-from learners.tensors import padded, principal_basis
+from learners.tensors import grown, padded, principal_basis
 from learners.types import FloatArray, Item, TextEncoder
 
 
@@ -59,9 +59,8 @@ class ItemTables(AdapterBase):
         self._emb[n0:need] = emb
         for i, _ in fresh:
             self._register(i)
-        before = self._arrived if self._arrived is not None else np.zeros(0, dtype=np.int64)
-        self._arrived = np.concatenate([before[:n0], np.zeros(max(0, n0 - len(before)), dtype=np.int64),
-                                        np.full(len(fresh), self._n_learned, dtype=np.int64)])
+        self._arrived = grown(self._arrived if self._arrived is not None else np.zeros(0, dtype=np.int64), need)
+        self._arrived[n0:need] = self._n_learned
         self._set_attributes(item_ids, attributes)
         if self._gate is not None:
             self._gate.grow(need)

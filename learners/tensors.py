@@ -98,6 +98,23 @@ def cosines(vectors: torch.Tensor, v: torch.Tensor) -> np.ndarray:
     return out
 
 
+def grown(a: np.ndarray, n: int) -> np.ndarray:
+    """``a`` with room for at least ``n`` entries along its first axis: itself when it has it, else a copy a quarter
+    longer (or ``n``) with zeros after ``a``'s entries, so arrays that follow the catalog one item batch at a time
+    copy O(items) a logarithmic number of times instead of on every batch.
+
+    >>> a = grown(np.zeros(0), 3); a[:] = 1; b = grown(a, 4); (len(b), b.tolist()[:4], grown(b, 4) is b)
+    (4, [1.0, 1.0, 1.0, 0.0], True)
+    >>> len(grown(np.zeros(100), 101))
+    125
+    """
+    if n <= len(a):
+        return a
+    out = np.zeros((max(n, len(a) + len(a) // 4),) + a.shape[1:], dtype=a.dtype)
+    out[: len(a)] = a
+    return out
+
+
 def grouped_topk(scores: torch.Tensor, k: int, group: int = 32) -> torch.Tensor:
     """(B, min(k, n)) column indices of the ``k`` highest scores in each row of ``scores`` (B, n), in no particular
     order, the same set ``torch.topk`` gives (up to ties). Each row's columns are cut into groups of ``group``; the
