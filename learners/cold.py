@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from learners.config import check_ranges, setting
+from learners.tensors import grown
 from learners.types import FloatArray, Query, Recommendation, top_sorted
 
 N_FEATURES = 5
@@ -92,8 +93,7 @@ class ColdGate:
 
     def grow(self, n: int) -> None:
         """Room for ``n`` items (new ones start with no interactions)."""
-        if n > len(self.counts):
-            self.counts = np.concatenate([self.counts, np.zeros(n - len(self.counts))])
+        self.counts = grown(self.counts, n)
 
     def features(self, idx: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """(rows, 5): bias, mean log-count of the latest ``recent`` items, no such item, log history length,
