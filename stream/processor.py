@@ -83,6 +83,26 @@ class BatchResult:
     click_histories: list[tuple[str, ...]] = field(default_factory=list)  # the user's history at each click
 
 
+def merged(results: Sequence[BatchResult]) -> BatchResult:
+    """Answered batches, in order, as one for :meth:`EventProcessor.learning`: one step learns their events, and
+    each partition counts as learned up to the end of the last of them (the answers' fields are left empty).
+
+    >>> a = BatchResult(examples=[Interaction("u", "i")], histories=[()], ends={("events", 0): 5}, relearned=1)
+    >>> b = BatchResult(examples=[Interaction("v", "j")], histories=[("i",)], ends={("events", 0): 9, ("events", 1): 2})
+    >>> m = merged([a, b]); [x.item_id for x in m.examples], m.histories, m.ends, m.relearned
+    (['i', 'j'], [(), ('i',)], {('events', 0): 9, ('events', 1): 2}, 1)
+    """
+    out = BatchResult()
+    for r in results:
+        out.examples += r.examples
+        out.histories += r.histories
+        out.pending += r.pending
+        out.already_shared += r.already_shared
+        out.relearned += r.relearned
+        out.ends.update(r.ends)
+    return out
+
+
 class EventProcessor:
     """Validate, recommend and learn for micro-batches of raw ``events`` messages."""
 
@@ -100,6 +120,8 @@ class EventProcessor:
         self.limiter = UserRateLimiter(settings.user_rate_per_s, settings.user_burst, clock=clock)
         self.learned: dict[tuple[str, int], int] = {}  # per partition: offset after the last event learned
         self.replaying: dict[tuple[str, int], int] = {}  # per partition: committed offset the rewind replays up to
+        self.answered: dict[tuple[str, int], int] = {}  # per partition: offset after the last batch prepared (learned
+        # or waiting to be: stream.app.learn_answered), so a rebalance's rewind does not read the waiting ones again
         self.pending = PendingEvents(settings.pending_max_events)
 
     def marks(self) -> dict[str, int]:
@@ -116,6 +138,8 @@ class EventProcessor:
         starts: dict[tuple[str, int], int] = {}
         for tp, end in committed.items():
             learned = self.learned.get(tp)
+            if learned is not None:
+                learned = max(learned, self.answered.get(tp, learned))
             self.replaying.pop(tp, None)
             if learned is None or not self.settings.relearn_max_events or not self.settings.dedup_window \
                     or learned >= end:  # without remembered event ids a replay could learn nothing
@@ -223,6 +247,8 @@ class EventProcessor:
             res.answered_again = len(again)
             if self._known_window:
                 self.metrics.unknown_item_ratio.set(1.0 - sum(self._known_window) / len(self._known_window))
+        for tp, end in res.ends.items():
+            self.answered[tp] = max(self.answered.get(tp, end), end)
         return res
 
     def _attribute(self, ev: Event, state: UserState) -> tuple[str, int, str] | None:

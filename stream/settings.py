@@ -132,6 +132,13 @@ class Settings(BaseSettings):
         "only while the queue is full (size it to hold a checkpoint's worth of batches), and a list may not reflect "
         "the last few batches (README, Large catalogs, Through the broker)."
     )
+    learn_min_events: int = Field(
+        64, ge=1, description="Events a learning step waits for: answered micro-batches are learned together, in one "
+        "step, once they hold this many events or the oldest has waited `learn_within_s` (1: every batch is learned "
+        "as it comes). A step's cost hardly depends on its size below a few hundred events."
+    )
+    learn_within_s: float = Field(1.0, gt=0, description="Longest an answered event waits to be learned, seconds "
+                                  "(see `learn_min_events`).")
     fetch_max_wait_ms: int = Field(50, ge=1, le=10000, description="Consumer fetch wait (Tansu holds every fetch this long).")
     encoder_model: str = Field("", description="HF model path or id for the frozen encoder (empty: bundled all-MiniLM-L6-v2).")
     encoder_batch_size: int = Field(64, ge=1, description="Texts per encoder forward pass.")

@@ -16,7 +16,8 @@ from stream.settings import load_settings
 
 
 def test_events_agent_updates_table_and_emits(tmp_path) -> None:
-    s = load_settings(store_url="memory://", data_dir=tmp_path, app_id="unit-agent", batch_within_s=0.01)
+    s = load_settings(store_url="memory://", data_dir=tmp_path, app_id="unit-agent", batch_within_s=0.01,
+                      learn_min_events=1)
     enc = HashingEncoder(16)
     learner = AdapterRecommender(enc, dim=8, seq_len=s.seq_len, device="cpu")
     learner.add_items([Item(f"i{j}", f"item {j}") for j in range(12)])
@@ -225,7 +226,7 @@ def test_the_event_loop_answers_routes_while_a_gradient_is_computed(tmp_path) ->
 
     from stream.web import OnDemandAnswers
 
-    sr, sent = _app_capturing_sends(tmp_path)
+    sr, sent = _app_capturing_sends(tmp_path, learn_min_events=1)
     sr.catalog_read.set()
     learner = sr.learner
     entered, release = threading.Event(), threading.Event()
@@ -265,7 +266,7 @@ def test_with_a_learn_queue_answers_do_not_wait_for_learning(tmp_path) -> None:
     queue is full, and the learning task learns the batches in order (without it, nothing is learned)."""
     from stream.app import learn_queued
 
-    sr, sent = _app_capturing_sends(tmp_path, learn_queue_batches=1)
+    sr, sent = _app_capturing_sends(tmp_path, learn_queue_batches=1, learn_min_events=1)
     sr.catalog_read.set()
     v0 = sr.learner.model_version
     counts: list[tuple[int, int]] = []
@@ -285,3 +286,37 @@ def test_with_a_learn_queue_answers_do_not_wait_for_learning(tmp_path) -> None:
     asyncio.run(go())
     assert counts == [(2, 0), (3, 3)]
     assert sorted(sr.processor.learned.values()) == [3]
+
+
+def test_answered_batches_wait_to_be_learned_in_one_step(tmp_path) -> None:
+    """learn_min_events: batches are answered at once, learned together once they hold that many events, or once
+    the oldest has waited learn_within_s (the learning task); a rebalance's rewind does not read waiting ones again."""
+    from stream.app import learn_when_due
+
+    sr, sent = _app_capturing_sends(tmp_path, learn_min_events=3, learn_within_s=0.3)
+    sr.catalog_read.set()
+    learner, v0 = sr.learner, sr.learner.model_version
+    seen: list[tuple[int, int, int]] = []  # (answered, steps, events learned)
+
+    def now() -> tuple[int, int, int]:
+        return len(sent), learner.model_version - v0, learner.events_learned
+
+    async def go() -> None:
+        async with sr.events_agent.test_context() as agent:
+            for n in range(4):
+                ev = {"event_id": f"e{n}", "user_id": f"u{n}", "item_id": f"i{n + 1}", "event_type": "click", "ts": 1.0}
+                await agent.put(json.dumps(ev).encode(), key=f"u{n}".encode())
+                await _wait_for(lambda n=n: len(sent) > n and (n != 2 or learner.events_learned))  # a batch each
+                seen.append(now())
+            tp = next(iter(sr.processor.answered))
+            seen.append((sr.processor.learned[tp], sr.processor.answered[tp],
+                         len(sr.processor.rewind({tp: sr.processor.answered[tp]}))))
+            learning = asyncio.ensure_future(learn_when_due(sr))
+            await _wait_for(lambda: learner.events_learned == 4)
+            seen.append(now())
+            learning.cancel()
+
+    asyncio.run(go())
+    assert seen[:4] == [(1, 0, 0), (2, 0, 0), (3, 1, 3), (4, 1, 3)]
+    assert seen[4] == (3, 4, 0)  # learned up to offset 3, answered up to 4: nothing to read again
+    assert seen[5] == (4, 2, 4)
