@@ -15,7 +15,7 @@ from typing import Any
 from connectors.kafka import KafkaClientConfig, ensure_topics, rewind_stale_offsets
 from learners.adapter import AdapterRecommender
 from learners.encoder import FrozenTransformerEncoder
-from stream.app import StreamrecApp, create_app
+from stream.app import StreamrecApp, create_app, learn_unlearned
 from stream.broker_watch import epoch_topic, resolve_broker_profile
 from stream.checkpoint import CheckpointStore
 from stream.heap import glibc, keep_freed_tensor_memory, limit_malloc_arenas
@@ -231,6 +231,10 @@ def install_checkpoints(sr: StreamrecApp, save: Checkpointer) -> None:
 
     @sr.app.on_before_shutdown.connect
     async def final_checkpoint(app: Any, **kwargs: Any) -> None:
+        try:  # the answered batches waiting for a step (learn_min_events): learned, so the checkpoint holds them
+            await learn_unlearned(sr)
+        except Exception:  # noqa: BLE001 - the checkpoint of what was learned is still worth writing
+            log.exception("learning the answered events still waiting failed at shutdown; a restart re-learns them")
         await flush_contributions(sr)  # what the checkpoint's learner holds as sent is then on the topic
         await save(sr, False)
 

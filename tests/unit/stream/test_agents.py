@@ -320,3 +320,29 @@ def test_answered_batches_wait_to_be_learned_in_one_step(tmp_path) -> None:
     assert seen[:4] == [(1, 0, 0), (2, 0, 0), (3, 1, 3), (4, 1, 3)]
     assert seen[4] == (3, 4, 0)  # learned up to offset 3, answered up to 4: nothing to read again
     assert seen[5] == (4, 2, 4)
+
+
+def test_a_graceful_stop_learns_the_waiting_batches_before_its_checkpoint(tmp_path) -> None:
+    """The final checkpoint holds every answered event: the batches waiting for learn_min_events are learned first."""
+    from stream.worker import install_checkpoints
+
+    sr, sent = _app_capturing_sends(tmp_path, learn_min_events=50, learn_within_s=60.0)
+    sr.catalog_read.set()
+    saved: list[int] = []
+
+    async def save(app, force: bool = False) -> None:  # noqa: ANN001 - the checkpoint: what it would hold
+        saved.append(app.learner.events_learned)
+
+    install_checkpoints(sr, save)
+
+    async def go() -> None:
+        async with sr.events_agent.test_context() as agent:
+            for n in range(2):
+                ev = {"event_id": f"e{n}", "user_id": f"u{n}", "item_id": f"i{n + 1}", "event_type": "click", "ts": 1.0}
+                await agent.put(json.dumps(ev).encode(), key=f"u{n}".encode())
+                await _wait_for(lambda n=n: len(sent) > n)
+            saved.append(sr.learner.events_learned)
+            await sr.app.on_before_shutdown.send()
+
+    asyncio.run(go())
+    assert saved == [0, 2]
