@@ -128,9 +128,9 @@ class Settings(BaseSettings):
     batch_within_s: float = Field(0.05, gt=0, description="Longest wait to fill a micro-batch, seconds.")
     learn_queue_batches: int = Field(
         0, ge=0, description="Answered micro-batches that may wait to be learned while later ones are answered "
-        "(0: each batch is learned before the next is taken). Above 0 answers wait for learning steps and checkpoints "
-        "only while the queue is full (size it to hold a checkpoint's worth of batches), and a list may not reflect "
-        "the last few batches (README, Large catalogs, Through the broker)."
+        "(0: a step that is due, see `learn_min_events`, is taken before the next batch is). Above 0 answers wait "
+        "for learning steps and checkpoints only while the queue is full (size it to hold a checkpoint's worth of "
+        "batches), and a list may not reflect the last few batches (README, Large catalogs, Through the broker)."
     )
     learn_min_events: int = Field(
         64, ge=1, description="Events a learning step waits for: answered micro-batches are learned together, in one "
