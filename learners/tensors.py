@@ -134,9 +134,9 @@ def grouped_topk(scores: torch.Tensor, k: int, group: int = 32) -> torch.Tensor:
         return torch.topk(scores, k, dim=1, sorted=False).indices
     peaks = scores[:, :whole].reshape(B, whole // group, group).amax(2)
     chosen = torch.topk(peaks, k, dim=1, sorted=False).indices
-    cols = (chosen.unsqueeze(2) * group + torch.arange(group)).reshape(B, k * group)
+    cols = (chosen.unsqueeze(2) * group + torch.arange(group, device=scores.device)).reshape(B, k * group)
     if whole < n:  # the ragged tail's few columns are candidates themselves
-        cols = torch.cat([cols, torch.arange(whole, n).expand(B, n - whole)], 1)
+        cols = torch.cat([cols, torch.arange(whole, n, device=scores.device).expand(B, n - whole)], 1)
     best = torch.topk(scores.gather(1, cols), k, dim=1, sorted=False).indices
     return cols.gather(1, best)
 
