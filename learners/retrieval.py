@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +54,7 @@ import torch
 
 from learners.config import check_ranges, setting
 from learners.tensors import chunked_topk
-from learners.types import top_sorted
+from learners.types import ByteStream, top_sorted
 
 log = logging.getLogger(__name__)
 FULL_UPDATE = 256  # events of a full micro-batch: refresh_rows and rebuild_updates count in these
@@ -156,9 +157,13 @@ class AnnIndex:
         return int(self._index.ntotal)
 
     def __getstate__(self) -> dict[str, Any]:
+        return {"dim": self.dim, "ef": self.ef, "index": ByteStream(self._write)}  # read back as a uint8 array
+
+    def _write(self, emit: Callable[[bytes], None]) -> None:
+        """faiss's serialisation of the index, to ``emit`` in chunks of up to 16 MB."""
         import faiss
 
-        return {"dim": self.dim, "ef": self.ef, "index": faiss.serialize_index(self._index)}  # a uint8 array
+        faiss.write_index(self._index, faiss.PyCallbackIOWriter(emit, 1 << 24))  # type: ignore[attr-defined]  # not in its stubs
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         import faiss

@@ -8,7 +8,9 @@ constructs anything else and runs no code named by the file (unlike ``pickle``, 
 An object met twice is written once and comes back as one object (a parameter and the optimizer state keyed by it).
 A long list of strings (the catalog's item ids) and a long string-to-int mapping (their rows) are written as arrays
 too (the strings' UTF-8 bytes and where each ends; the ints): walking a million entries one by one in Python took
-seconds of a checkpoint at a million items, on a thread that shares the interpreter with the event loop.
+seconds of a checkpoint at a million items, on a thread that shares the interpreter with the event loop. A
+:class:`~learners.types.ByteStream` (the ANN index's serialisation) is written as the chunks it produces, with no
+copy of the whole, and read back as one uint8 array.
 
 The document, for a config dataclass, reads as its fields::
 
@@ -33,6 +35,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from learners.types import ByteStream
 
 #: Modules whose classes a state file may name: the learner's parts, torch's modules and optimizers.
 ALLOWED_MODULES = ("learners.", "torch.nn.modules.", "torch.optim.")
@@ -59,6 +63,8 @@ def allowed(name: str) -> bool:
     return name in ALLOWED_CLASSES or module.startswith(ALLOWED_MODULES)
 
 
+#: A :class:`~learners.types.ByteStream`'s chunks smaller than this are joined into arrays of up to this size.
+STREAM_CHUNK = 1 << 20
 #: Lists and mappings at least this long take the array forms (``__strs__``, ``__strints__``) when they fit them.
 LONG = 64
 _Where = str | tuple[Any, Any]  # the path to an entry, rendered (by _at) only for an error message
@@ -107,6 +113,28 @@ class _Writer:
         self.arrays += 1
         return self.arrays - 1
 
+    def _stream(self, o: ByteStream) -> Any:
+        """The chunks ``o`` produces, each an array of the file (small ones joined up to ``STREAM_CHUNK`` bytes)."""
+        first, pending = self.arrays, [bytearray()]  # a new buffer after each flush: ``write`` may keep the old
+
+        def flush() -> None:
+            if pending[0]:
+                self._array(np.frombuffer(pending[0], dtype=np.uint8))
+                pending[0] = bytearray()
+
+        def emit(chunk: bytes) -> int:
+            if len(pending[0]) + len(chunk) > STREAM_CHUNK:
+                flush()
+            if len(chunk) >= STREAM_CHUNK:
+                self._array(np.frombuffer(chunk, dtype=np.uint8))
+            else:
+                pending[0].extend(chunk)
+            return len(chunk)
+
+        o.produce(emit)
+        flush()
+        return {"__chunks__": first, "count": self.arrays - first}
+
     def _strs(self, o: list[str]) -> Any:
         joined = "".join(o)
         if joined.isascii():  # a character per byte: no string encoded one by one
@@ -142,6 +170,8 @@ class _Writer:
             return {"__device__": str(o)}
         if isinstance(o, torch.dtype):
             return {"__torch_dtype__": str(o).removeprefix("torch.")}
+        if type(o) is ByteStream:
+            return self._stream(o)
         if type(o) in (dict, collections.OrderedDict, collections.defaultdict):
             return self._mapping(o, where)
         ref = self.memo.get(id(o))
@@ -239,6 +269,10 @@ class _Reader:
             return np.dtype(d["__npscalar__"]).type(self.dec(d["value"]))
         if "__bytes__" in d:
             return bytes(self.arrays[d["__bytes__"]])
+        if "__chunks__" in d:
+            parts = [np.frombuffer(self.arrays[i], dtype=np.uint8)
+                     for i in range(d["__chunks__"], d["__chunks__"] + d["count"])]
+            return parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint8)
         if "__device__" in d:
             return torch.device(d["__device__"])
         if "__torch_dtype__" in d:

@@ -19,9 +19,9 @@ from learners.encoder import HashingEncoder
 from learners.exploration import ExplorationConfig
 from learners.retrieval import RetrievalConfig
 from learners.training import TrainingConfig
-from learners.types import Interaction, Item, Query
+from learners.types import ByteStream, Interaction, Item, Query
 from stream.checkpoint import MAGIC, MAGIC_PICKLED, CheckpointStore
-from stream.statefile import StateFileError
+from stream.statefile import STREAM_CHUNK, StateFileError
 
 
 def trained(retrieval: RetrievalConfig) -> AdapterRecommender:
@@ -180,6 +180,22 @@ def test_long_id_lists_and_maps_are_arrays_and_come_back_equal(tmp_path: Path) -
     assert back["ids"] == ids and back["rows"] == payload["rows"] and back["mixed"] == payload["mixed"]
     assert back["huge"] == payload["huge"] and back["short"] == ["a", "b"] and back["ints"] == payload["ints"]
     assert back["empty"].shape == (0, 4)
+
+
+def test_a_byte_stream_is_written_as_its_chunks_and_read_back_as_one_array(tmp_path: Path) -> None:
+    """Small chunks are joined into arrays of up to STREAM_CHUNK bytes, a large one is an array of its own, an empty
+    stream is an empty array; the bytes come back whole and in order."""
+    big = bytes(range(256)) * (STREAM_CHUNK // 256 + 3)
+    small = [bytes([j]) * (j + 1) for j in range(40)]
+    pieces = [*small, big, b"tail"]
+    payload = {"s": ByteStream(lambda emit: [emit(p) for p in pieces]), "none": ByteStream(lambda emit: None)}
+    path = CheckpointStore(tmp_path).save(payload, version=1)
+    fields = document(path)["__dict__"]["learner"]["__dict__"]
+    assert fields["s"]["count"] == 3 and fields["none"]["count"] == 0  # the small ones, the big one, the tail
+    got = CheckpointStore(tmp_path).load_latest()
+    assert got is not None
+    assert got.learner["s"].dtype == np.uint8 and got.learner["s"].tobytes() == b"".join(pieces)
+    assert got.learner["none"].tobytes() == b""
 
 
 def test_an_unsaveable_entry_is_named_by_its_path(tmp_path: Path) -> None:
