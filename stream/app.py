@@ -119,7 +119,7 @@ class StreamrecApp:
     sharing: Sharing | None = None  # one model across workers (stream.sharing), when sharing_interval_s > 0
     model_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # held while the learner changes across awaits
     learn_queue: asyncio.Queue[Any] | None = None  # answered batches still to learn (learn_queue_batches > 0)
-    unlearned: list[Any] = field(default_factory=list)  # answered batches waiting for one step (learn_answered)
+    unlearned: list[BatchResult] = field(default_factory=list)  # answered batches waiting for one step (learn_answered)
     unlearned_since: float = 0.0  # loop time the oldest of them was answered
     learning_thread: ThreadPoolExecutor = field(  # runs the gradient computations (learn_off_the_loop)
         default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamrec-learning"))
