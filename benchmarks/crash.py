@@ -7,7 +7,8 @@ With ``--workers N`` N workers run in one group (learning one model with ``--sha
 uninterrupted worker's. One column per broker (the embedded Tansu and Apache Kafka by default), then one
 ``CRASH broker=...`` line each. Reports lost events (no answer read back from the recommendations topic: an
 event counts as delivered only then, whatever the DLQ holds), duplicates, each recovery (restart -> first new
-recommendation), whether every user's sequence equals the one of an uninterrupted run (dedup by event id),
+recommendation; "-" when the others had answered every event first: a kill the slow restarts before it pushed past
+the stream's end), whether every user's sequence equals the one of an uninterrupted run (dedup by event id),
 read back from the user-sequences changelog, and the quality of the recommendations after each restart: HR@10
 (from the topic) over the ``--window`` events after each kill, against the same events in an uninterrupted run of
 the same stream at the same rate (a second, kill-free run).
@@ -48,6 +49,17 @@ async def read_raw(cfg: KafkaClientConfig, topic: str) -> list[bytes]:
             if v is not None]
 
 
+def all_answered(cfg: KafkaClientConfig, events: list[dict]) -> bool:
+    """Whether every event has an answer on the recommendations topic."""
+    answered = {v["event_id"] for _, v in asyncio.run(read_values(cfg, "recommendations"))}
+    return {e["event_id"] for e in events} <= answered
+
+
+def seconds(r: float | None) -> str:
+    """A recovery's seconds; "-" when the stream was answered before the restarted worker had anything to answer."""
+    return "-" if r is None else f"{r:.1f}"
+
+
 def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespace) -> dict[str, str]:
     """One broker: the kills, the read-back and the kill-free reference run; the table's column for it."""
     work = Path(tempfile.mkdtemp(prefix=f"streamrec-crash-{kind}-"))
@@ -56,7 +68,7 @@ def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespa
         env["STREAMREC_SHARING_INTERVAL_S"] = str(args.sharing_interval)
     if args.guarantee != "at_least_once":
         env["STREAMREC_PROCESSING_GUARANTEE"] = args.guarantee
-    recoveries: list[float] = []
+    recoveries: list[float | None] = []  # None: the stream was answered before the restarted worker had any
     relearned: list[float] = []  # per restarted worker: already processed events its resumed model learned
     already: list[float] = []  # per restarted worker: events read again and not learned (a contribution holds them)
     kill_at: list[int] = []
@@ -81,6 +93,21 @@ def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespa
         producer = threading.Thread(target=lambda: asyncio.run(replay_events(cfg, "events", events, rate=args.rate,
                                                                              sent_at=sent_times)))
         producer.start()
+
+        def first_answer_s(worker: WorkerProcess, t_restart: float, who: str) -> float | None:
+            """Seconds from the restart to the worker's first answer; None when every event was answered by the
+            others before it had any (a kill after the stream's end, when the restarts before it took long)."""
+            deadline, checked = time.monotonic() + 120, time.monotonic()
+            while (scrape(worker.metrics_port, "streamrec_recommendations_total") or 0) < 1:
+                if not producer.is_alive() and time.monotonic() - checked > 10:
+                    checked = time.monotonic()
+                    if all_answered(cfg, events):
+                        return None
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{who} answered nothing within 120 s of its restart (log: {work})")
+                time.sleep(0.1)
+            return time.monotonic() - t_restart
+
         for k in range(args.kills):
             while len(sent_times) < (k + 1) * len(events) // (args.kills + 1):  # kills spread over the stream
                 time.sleep(0.05)
@@ -92,12 +119,7 @@ def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespa
             t_restart = time.monotonic()
             worker = workers[n] = start(n, k)
             worker.wait_ready(len(items))
-            deadline = time.monotonic() + 120
-            while (scrape(worker.metrics_port, "streamrec_recommendations_total") or 0) < 1:
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"worker {k} answered nothing within 120 s of its restart (log: {work})")
-                time.sleep(0.1)
-            recoveries.append(time.monotonic() - t_restart)
+            recoveries.append(first_answer_s(worker, t_restart, f"worker {n}, restarted after kill {k + 1},"))
         producer.join()
         want = {e["event_id"] for e in events}
         deadline = time.monotonic() + 180
@@ -149,7 +171,7 @@ def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespa
         "in events-dlq (reasons)": f"{len(dlq_ids):,} {dict(Counter(d['reason'] for d in dlq))}",
         "lost": f"{len(lost):,}",
         "answered more than once": f"{twice:,}",
-        "recovery seconds per kill -9": ", ".join(f"{r:.1f}" for r in recoveries),
+        "recovery seconds per kill -9": ", ".join(seconds(r) for r in recoveries),
         "events re-learned by each restarted worker": ", ".join(f"{n:,.0f}" for n in relearned),
         "users whose sequence differs from an uninterrupted run": f"{len(mismatched)} of {len(expected)}",
     }
@@ -158,7 +180,8 @@ def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespa
         last, _, _ = prequential_from_topic(events, latest, start=at, stop=at + args.window)
         ref, _, _ = prequential_from_topic(events, reference, start=at, stop=at + args.window)
         col[f"HR@10, {args.window:,} events after kill {n}: restarted vs uninterrupted"] = \
-            f"{hr:.4f} vs {ref:.4f} ({hr / ref - 1:+.1%}, {scored:,} scored, event {at:,}; last {last:.4f})"
+            f"{hr:.4f} vs {ref:.4f} ({hr / ref - 1:+.1%}, {scored:,} scored, event {at:,}; last {last:.4f})" \
+            if scored and ref else f"- (killed at event {at:,}: no events after it)"
     if shared:
         col["contributions on model-shares: count, MB, largest KB"] = \
             f"{len(shared):,}, {sum(map(len, shared)) / 2**20:.1f}, {max(map(len, shared)) / 1024:,.0f}"
@@ -181,7 +204,7 @@ def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespa
     if args.guarantee != "at_least_once":
         col["_line_hr"] = col.get("_line_hr", "") + f" guarantee={args.guarantee}"
     col["_line"] = (f"CRASH broker={kind} events={len(want)} kills={args.kills} lost={len(lost)} answered_twice={twice} "
-                    f"dlq={len(dlq_ids)} recovery_s={','.join(f'{r:.1f}' for r in recoveries)} "
+                    f"dlq={len(dlq_ids)} recovery_s={','.join(seconds(r) for r in recoveries)} "
                     f"sequences_differ={len(mismatched)}" + col.pop("_line_hr", ""))
     return col
 
