@@ -7,8 +7,9 @@ With ``--workers N`` N workers run in one group (learning one model with ``--sha
 uninterrupted worker's. One column per broker (the embedded Tansu and Apache Kafka by default), then one
 ``CRASH broker=...`` line each. Reports lost events (no answer read back from the recommendations topic: an
 event counts as delivered only then, whatever the DLQ holds), duplicates, each recovery (restart -> first new
-recommendation; "-" when the others had answered every event first: a kill the slow restarts before it pushed past
-the stream's end), whether every user's sequence equals the one of an uninterrupted run (dedup by event id),
+recommendation; "-" when the other workers had answered every event before the restarted one had any: a kill that
+slow restarts before it pushed past the stream's end, or a restart the group gave no partition with events left),
+whether every user's sequence equals the one of an uninterrupted run (dedup by event id),
 read back from the user-sequences changelog, and the quality of the recommendations after each restart: HR@10
 (from the topic) over the ``--window`` events after each kill, against the same events in an uninterrupted run of
 the same stream at the same rate (a second, kill-free run).
@@ -96,7 +97,7 @@ def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespa
 
         def first_answer_s(worker: WorkerProcess, t_restart: float, who: str) -> float | None:
             """Seconds from the restart to the worker's first answer; None when every event was answered by the
-            others before it had any (a kill after the stream's end, when the restarts before it took long)."""
+            others before it had any (see the module doc)."""
             deadline, checked = time.monotonic() + 120, time.monotonic()
             while (scrape(worker.metrics_port, "streamrec_recommendations_total") or 0) < 1:
                 if not producer.is_alive() and time.monotonic() - checked > 10:
