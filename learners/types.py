@@ -116,6 +116,17 @@ class ByteStream:
 
     produce: Callable[[Callable[[bytes], None]], Any]
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled (and deep-copied) as the uint8 array of its bytes, as the checkpoint reads it back.
+
+        >>> import pickle
+        >>> pickle.loads(pickle.dumps(ByteStream(lambda emit: [emit(b"ab"), emit(b"c")]))).tobytes()
+        b'abc'
+        """
+        chunks: list[bytes] = []
+        self.produce(chunks.append)
+        return np.frombuffer, (b"".join(chunks), np.uint8)
+
 
 @runtime_checkable
 class TextEncoder(Protocol):
