@@ -19,6 +19,7 @@ import torch
 
 from learners.config import check_ranges, setting
 from learners.cooccurrence import BoundedCooccurrence, CosineSums
+from learners.tensors import take
 
 log = logging.getLogger(__name__)
 
@@ -233,4 +234,4 @@ class PopularitySignal:
 
     def features_at(self, rows: torch.Tensor) -> torch.Tensor:
         """:meth:`features` of item index ``rows`` (any shape; -1: 0)."""
-        return torch.where(rows >= 0, torch.log1p(self.decayed[rows.clamp(min=0)]), torch.zeros((), device=self.device))
+        return torch.where(rows >= 0, torch.log1p(take(self.decayed, rows.clamp(min=0))), torch.zeros((), device=self.device))

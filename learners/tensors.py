@@ -87,6 +87,17 @@ def unique_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return u, inv.reshape(-1)
 
 
+def take(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``table[index]`` for an integer tensor ``index`` of any shape, through ``index_select`` on the first axis:
+    over a (256, 474) index into (60,000, 64) rows, advanced indexing took 12.5 ms on this machine's 2 cores and
+    ``index_select`` 4.8 (the candidates' vectors of a two-stage micro-batch).
+
+    >>> take(torch.tensor([[1, 2], [3, 4], [5, 6]]), torch.tensor([[2, 0]])).tolist()
+    [[[5, 6], [1, 2]]]
+    """
+    return table.index_select(0, index.reshape(-1)).view(*index.shape, *table.shape[1:])
+
+
 def cosines(vectors: torch.Tensor, v: torch.Tensor) -> np.ndarray:
     """Cosine of each row of ``vectors`` (n, d) with ``v`` (d,), in float32 (a zero row: 0).
 

@@ -24,7 +24,7 @@ from learners.fusion import fuse, knn_ranking
 from learners.heads import AdapterHead, AttentionUserModel
 from learners.intent import with_intent
 from learners.retrieval import CandidateRetriever
-from learners.tensors import cosines, holds, unique_rows
+from learners.tensors import cosines, holds, take, unique_rows
 from learners.types import FloatArray, Query, Recommendation, RetrievalState, pick_top_k, run_stages, top_sorted
 
 log = logging.getLogger(__name__)
@@ -233,7 +233,7 @@ class TwoStageRanking(AdapterBase):
             crow, pos = unique_rows(cand.clamp(min=0).reshape(-1))
             vc, bc = self._row_vectors(head, crow)
             pos = pos.view(cand.shape)
-        scores_t = torch.einsum("bd,bcd->bc", u, vc[pos]) + bc[pos]
+        scores_t = torch.einsum("bd,bcd->bc", u, take(vc, pos)) + take(bc, pos)
         if self._cooc is not None:
             feats = self._cooc.scaled(cooc_raw) if cooc_raw is not None else self._cooc.features_at(idx, mask, cand)
             scores_t = scores_t + blend[0] * feats
