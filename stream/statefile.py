@@ -244,7 +244,7 @@ class _Reader:
         if "__strs__" in d:
             return self._strs(d)
         if "__strints__" in d:
-            values = np.frombuffer(self.arrays[d["values"]], dtype=np.int64).tolist()
+            values = np.frombuffer(self._buf(d["values"]), dtype=np.int64).tolist()
             return dict(zip(self._strs(d["__strints__"]), values, strict=True))
         if "__pairs__" in d:
             return {self.dec(k): self.dec(v) for k, v in d["__pairs__"]}
@@ -268,9 +268,9 @@ class _Reader:
         if "__npscalar__" in d:
             return np.dtype(d["__npscalar__"]).type(self.dec(d["value"]))
         if "__bytes__" in d:
-            return bytes(self.arrays[d["__bytes__"]])
+            return bytes(self._buf(d["__bytes__"]))
         if "__chunks__" in d:
-            parts = [np.frombuffer(self.arrays[i], dtype=np.uint8)
+            parts = [np.frombuffer(self._buf(i), dtype=np.uint8)
                      for i in range(d["__chunks__"], d["__chunks__"] + d["count"])]
             return parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint8)
         if "__device__" in d:
@@ -281,9 +281,15 @@ class _Reader:
             return self.memo[d["__ref__"]]
         return self._made(d)
 
+    def _buf(self, i: Any) -> bytes | bytearray:
+        """Array ``i`` of the file; a number the file does not have is a :class:`StateFileError` (a damaged file)."""
+        if type(i) is not int or not 0 <= i < len(self.arrays):
+            raise StateFileError(f"checkpoint: the document names array {i!r}; the file has {len(self.arrays)}")
+        return self.arrays[i]
+
     def _strs(self, d: dict[str, Any]) -> list[str]:
-        raw = bytes(self.arrays[d["__strs__"]])
-        ends = np.frombuffer(self.arrays[d["ends"]], dtype=np.int64).tolist()
+        raw = bytes(self._buf(d["__strs__"]))
+        ends = np.frombuffer(self._buf(d["ends"]), dtype=np.int64).tolist()
         if ends and ends[-1] != len(raw):
             raise StateFileError("checkpoint: a list of strings whose sizes do not add up")
         text = raw.decode("ascii") if raw.isascii() else None
@@ -296,7 +302,7 @@ class _Reader:
         if "__tensor__" in d:
             out: Any = self._tensor(d)
         elif "__ndarray__" in d:
-            buf = self.arrays[d["__ndarray__"]]
+            buf = self._buf(d["__ndarray__"])
             out = np.frombuffer(buf, dtype=np.dtype(d["dtype"])).reshape(d["shape"])
         elif "__rng__" in d:
             out = np.random.Generator(np.random.PCG64())
@@ -320,7 +326,7 @@ class _Reader:
 
     def _tensor(self, d: dict[str, Any]) -> torch.Tensor:
         dtype, shape = _torch_dtype(d["dtype"]), d["shape"]
-        buf = self.arrays[d["__tensor__"]]
+        buf = self._buf(d["__tensor__"])
         t = torch.frombuffer(buf, dtype=dtype).reshape(shape) if len(buf) else torch.zeros(shape, dtype=dtype)
         device = torch.device(d.get("device", "cpu"))
         if device.type != "cpu":

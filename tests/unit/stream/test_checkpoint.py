@@ -163,6 +163,22 @@ def test_a_file_naming_a_class_outside_the_allowed_ones_is_refused(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model-1.pkl", "model-2.pkl"]  # no temp file left
 
 
+@pytest.mark.parametrize("entry", [{"__ndarray__": 5, "__id__": 0, "dtype": "<f4", "shape": [1]},
+                                   {"__chunks__": 0, "count": 9}, {"__bytes__": -1}, {"__strs__": "0", "ends": 0}],
+                         ids=["ndarray", "chunks", "bytes", "strs"])
+def test_a_document_naming_an_array_the_file_lacks_is_skipped_loudly(
+        entry: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A damaged document (an array number past the file's arrays) is an error naming why; the older file loads."""
+    store = CheckpointStore(tmp_path)
+    store.save({"fine": 1}, version=1)
+    body = json.dumps({"__dict__": {"learner": entry, "version": 2}}).encode()
+    (tmp_path / "model-2.pkl").write_bytes(MAGIC + b"abcd" + body + struct.pack("<QQQ", 4, len(body), 1))
+    with caplog.at_level(logging.ERROR, logger="streamrec.checkpoint"):
+        got = store.load_latest()
+    assert got is not None and got.version == 1
+    assert "model-2.pkl cannot be read (StateFileError: checkpoint: the document names array" in caplog.text
+
+
 def test_long_id_lists_and_maps_are_arrays_and_come_back_equal(tmp_path: Path) -> None:
     """The catalog's item ids (any text, a lone surrogate included) and their rows go out as arrays, not as a
     JSON entry per item; short ones, mixed ones and ints past 64 bits stay entries; an empty matrix saves too."""
