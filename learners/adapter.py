@@ -47,7 +47,7 @@ from learners.replay import Example, ReplayBuffer
 from learners.retrieval import CandidateRetriever, RetrievalConfig
 from learners.sharing import DeltaTracker, SharedLearning
 from learners.signals import CooccurrenceConfig, CooccurrenceSignal, PopularityConfig, PopularitySignal
-from learners.tensors import cosines, right_aligned, unique_rows
+from learners.tensors import cosines, right_aligned, take, unique_rows
 from learners.training import TrainingConfig, masked_history, update_average
 from learners.two_stage import TwoStageRanking
 from learners.types import (
@@ -240,7 +240,7 @@ class AdapterRecommender(ItemTables, TwoStageRanking, SharedLearning):
                 averaged: bool = False, intent: torch.Tensor | None = None) -> torch.Tensor:
         assert self._user is not None
         v, b = table
-        h = v.index_select(0, idx.reshape(-1)).view(*idx.shape, v.shape[1])  # backward: index_add_, not index_put_
+        h = take(v, idx)  # backward: index_add_, not index_put_
         head: AdapterHead | None
         if averaged and self._avg is not None:
             head, user = self._averaged_modules()

@@ -94,11 +94,11 @@ class TwoStageRanking(AdapterBase):
         reading them from the whole-catalog table when it is at hand)."""
         cached = self._cached_table()
         if cached is not None:
-            h = cached[0].index_select(0, idx.reshape(-1)).view(*idx.shape, cached[0].shape[1])
+            h = take(cached[0], idx)
         else:
             rows, at = unique_rows(idx.reshape(-1))
             v, _ = self._row_vectors(head, rows)
-            h = v.index_select(0, at).view(*idx.shape, v.shape[1])
+            h = take(v, at.view(idx.shape))
         u: torch.Tensor = user(h, mask)
         return with_intent(head, u, intent, self.intent.weight) if intent is not None else u
 
@@ -320,7 +320,7 @@ class TwoStageRanking(AdapterBase):
         v, b = self._head.rows(self._emb.index_select(0, rows), rows, sparse=self._sparse_opt is not None,
                                attrs=self._attrs(rows))
         at = inverse[: len(cols)]
-        h = v.index_select(0, inverse[len(cols):]).view(*idx.shape, v.shape[1])
+        h = take(v, inverse[len(cols):].view(idx.shape))
         u = self._user(h, mask)
         logits = (u * self._log_temp.exp()) @ v[at].T + b[at]
         if self._cooc is not None:
