@@ -35,6 +35,7 @@ from stream.processor import BatchResult, EventProcessor, RawMessage, intent_tex
 from stream.records import undecodable_reason
 from stream.settings import Settings
 from stream.sharing import Sharing, install_sharing, synced
+from stream.tables import ITEM_TABLE, USER_TABLE
 from stream.transport import OffsetWatch, worker_transport
 from stream.web import install_routes, web_server_options
 
@@ -207,9 +208,9 @@ def create_app(
                            partitions=n_events)
     dlq_topic = app.topic(s.topic_dlq, key_serializer="raw", value_serializer="raw", partitions=n_events)
     items_dlq_topic = app.topic(s.topic_items_dlq, key_serializer="raw", value_serializer="raw", partitions=n_items)
-    user_table = app.Table("user-sequences", default=None, partitions=n_events, options=rocksdb_options(s),
+    user_table = app.Table(USER_TABLE, default=None, partitions=n_events, options=rocksdb_options(s),
                            help="Per-user recent items and seen set (learners.history.UserState as dict).")
-    item_table = app.Table("item-embeddings", default=None, partitions=n_items, options=rocksdb_options(s),
+    item_table = app.Table(ITEM_TABLE, default=None, partitions=n_items, options=rocksdb_options(s),
                            help="Catalog items: text and frozen embedding (base64 float32).")
     sr = StreamrecApp(app, s, learner, encoder, metrics, processor, events_topic, items_topic, recs_topic,
                       dlq_topic, user_table, item_table, items_dlq_topic, offset_watch=watch)

@@ -19,6 +19,17 @@ from pathlib import Path
 from connectors.kafka import KafkaClientConfig, delete_topics, ensure_topics, topic_partitions
 
 OFFSET_KEY = b"__faust\0offset__"  # faust.stores.rocksdb.Store.offset_key: bookkeeping, not table data
+USER_TABLE = "user-sequences"  # per-user state, partitioned like the events topic
+ITEM_TABLE = "item-embeddings"  # the catalog, partitioned like the items topic
+
+
+def changelog_name(app_id: str, table: str) -> str:
+    """The changelog topic Faust gives table ``table`` of app ``app_id``.
+
+    >>> changelog_name("streamrec", USER_TABLE)
+    'streamrec-user-sequences-changelog'
+    """
+    return f"{app_id}-{table}-changelog"
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from stream.metrics import WorkerMetrics
 from stream.settings import ConfigError, Settings
 from stream.sharing import flush as flush_contributions
 from stream.sharing import topic_configs
-from stream.tables import TableFiles, republish
+from stream.tables import ITEM_TABLE, USER_TABLE, TableFiles, changelog_name, republish
 
 BROKER_RESETS_ENV = "_STREAMREC_BROKER_RESETS"  # carried across the worker's re-exec after a broker reset
 REPUBLISH_MARKER = "republish-pending"  # in data_dir while local tables wait to be republished
@@ -69,10 +69,25 @@ def prepare_topics(settings: Settings) -> dict[str, int]:
     if settings.sharing_interval_s > 0:
         topics[settings.topic_shares] = 1  # one partition: every worker reads the contributions in one order
     try:
-        return asyncio.run(ensure_topics(cfg, topics, settings.replication_factor,
-                                         {settings.topic_shares: topic_configs(settings)}))
+        return asyncio.run(_ensure_with_changelogs(settings, cfg, topics))
     except KafkaConnectionError as exc:  # it listens, but does not answer as a Kafka broker
         raise BrokerUnavailable(f"broker {','.join(settings.bootstrap_servers)}: creating topics failed ({exc})") from None
+
+
+async def _ensure_with_changelogs(settings: Settings, cfg: KafkaClientConfig, topics: dict[str, int]) -> dict[str, int]:
+    """The topics, then the tables' changelogs with their source topics' partition counts (compacted, as Faust
+    makes them). Faust creates a missing changelog itself, but its consumer may then take the first records before
+    its metadata lists the new topic: it counts 0 partitions against the source's and the agent crashes with
+    ``PartitionsMismatch`` (seen on a fresh Apache Kafka; faust-streaming issue 667 is about topic creation there).
+    Made beforehand, the changelogs are in the consumer's first metadata."""
+    have = await ensure_topics(cfg, topics, settings.replication_factor,
+                               {settings.topic_shares: topic_configs(settings)})
+    changelogs = {changelog_name(settings.app_id, table): have[source]
+                  for table, source in ((USER_TABLE, settings.topic_events), (ITEM_TABLE, settings.topic_items))
+                  if source in have}
+    await ensure_topics(cfg, changelogs, settings.replication_factor,
+                        dict.fromkeys(changelogs, {"cleanup.policy": "compact"}))
+    return have
 
 
 def load_or_build_learner(settings: Settings, encoder: Any) -> tuple[AdapterRecommender, dict[tuple[str, int], int]]:
