@@ -3,8 +3,8 @@
 Usage: python benchmarks/crash.py [--events 20000] [--rate 400] [--kills 3] [--window 2000] [--brokers tansu,kafka]
                                   [--workers 1] [--sharing-interval 0] [--guarantee at_least_once]
 With ``--workers N`` N workers run in one group (learning one model with ``--sharing-interval`` > 0, see README,
-"Several workers") and the kills go to each in turn; HR@10 over every event is then also compared with one
-uninterrupted worker's. One column per broker (the embedded Tansu and Apache Kafka by default), then one
+"Several workers") and the kills go to each in turn; HR@10 over every event, and over the events before the first
+kill (what the workers cost with no kill), is then also compared with one uninterrupted worker's. One column per broker (the embedded Tansu and Apache Kafka by default), then one
 ``CRASH broker=...`` line each. Reports lost events (no answer read back from the recommendations topic: an
 event counts as delivered only then, whatever the DLQ holds), duplicates, each recovery (restart -> first new
 recommendation; "-" when the other workers had answered every event before the restarted one had any: a kill that
@@ -195,11 +195,18 @@ def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespa
         hr, _, scored = prequential_from_topic(events, first, start=0, stop=len(events))
         last, _, _ = prequential_from_topic(events, latest, start=0, stop=len(events))
         ref, _, _ = prequential_from_topic(events, reference, start=0, stop=len(events))
+        before = ""
+        if kill_at:  # the same comparison before any kill: what the workers cost without one
+            pre, _, n_pre = prequential_from_topic(events, first, start=0, stop=kill_at[0])
+            pre_ref, _, _ = prequential_from_topic(events, reference, start=0, stop=kill_at[0])
+            col[f"HR@10 before the first kill: {args.workers} workers vs one worker"] = \
+                f"{pre:.4f} vs {pre_ref:.4f} ({pre / pre_ref - 1:+.1%}, {n_pre:,} scored)"
+            before = f" hr10_before_kill={pre:.4f} hr10_one_worker_before_kill={pre_ref:.4f}"
         killed = " (killed)" if args.kills else ""
         col[f"HR@10 over all events: {args.workers} workers{killed} vs one worker"] = \
             f"{hr:.4f} vs {ref:.4f} ({hr / ref - 1:+.1%}, {scored:,} scored; last {last:.4f})"
         col["_line_hr"] = f" workers={args.workers} sharing_interval_s={args.sharing_interval} hr10={hr:.4f} " \
-                          f"hr10_one_worker={ref:.4f}"
+                          f"hr10_one_worker={ref:.4f}" + before
         if shared:
             col["_line_hr"] += f" contributed_beyond_events={contributed - len(want)}"
     if args.guarantee != "at_least_once":
