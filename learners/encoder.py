@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,29 +50,74 @@ class FrozenTransformerEncoder:
         Texts per forward pass.
     max_length
         Tokens kept per text.
+    eager
+        Load the weights now (True) or at the first :meth:`encode` or :meth:`load` (False: the worker, whose
+        restart then joins its group without waiting for ``transformers``' import and the weights, ~4 s on 2
+        cores; it loads them in the background once it is ready). Lazily, a local folder's ``config.json`` still
+        gives :attr:`dim` and the check that the folder holds a model at once.
     """
 
     def __init__(self, model_path: str | Path = "", device: str = "auto", batch_size: int = 64,
-                 max_length: int = 128) -> None:
-        from transformers import AutoModel, AutoTokenizer
-
+                 max_length: int = 128, eager: bool = True) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         self.model_path = str(model_path) if str(model_path) else str(bundled_model_path())
         self.device = resolve_device(device)
         self.batch_size = batch_size
         self.max_length = max_length
+        self._lock = threading.Lock()
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._dim = 0 if eager else self._configured_dim()
+        if not self._dim:
+            self.load()
+
+    def _configured_dim(self) -> int:
+        """``hidden_size`` from a local folder's ``config.json``; 0 for anything else (an id in the local HF cache,
+        a path that does not exist: :meth:`load` says what it is)."""
+        folder = Path(self.model_path)
+        if not folder.is_dir():
+            return 0
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.model_path, local_files_only=True)
-            self.model = AutoModel.from_pretrained(self.model_path, local_files_only=True)
-        except OSError as exc:
-            raise ValueError(
-                f"encoder_model: cannot load {self.model_path!r} offline (expected a local HF model folder): "
-                f"{str(exc).splitlines()[0]}"
-            ) from None
-        self.model.to(self.device).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        self._dim = int(self.model.config.hidden_size)
+            return int(json.loads((folder / "config.json").read_text())["hidden_size"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"encoder_model: cannot load {self.model_path!r} offline (expected a local HF model "
+                             f"folder with a config.json giving hidden_size): {exc!r}") from None
+
+    def load(self) -> None:
+        """Load the tokenizer and the frozen weights, once (any thread; a second caller waits for the first)."""
+        with self._lock:
+            if self._model is not None:
+                return
+            from transformers import AutoModel, AutoTokenizer
+
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(self.model_path, local_files_only=True)
+                model = AutoModel.from_pretrained(self.model_path, local_files_only=True)
+            except OSError as exc:
+                raise ValueError(
+                    f"encoder_model: cannot load {self.model_path!r} offline (expected a local HF model folder): "
+                    f"{str(exc).splitlines()[0]}"
+                ) from None
+            model.to(self.device).eval()
+            for p in model.parameters():
+                p.requires_grad_(False)
+            dim = int(model.config.hidden_size)
+            if self._dim and dim != self._dim:
+                raise ValueError(f"encoder_model: {self.model_path!r} has hidden_size {dim} in its weights' config, "
+                                 f"{self._dim} in config.json")
+            self._dim, self._tokenizer, self._model = dim, tokenizer, model
+
+    @property
+    def model(self) -> Any:
+        """The frozen transformer (loaded on first use)."""
+        self.load()
+        return self._model
+
+    @property
+    def tokenizer(self) -> Any:
+        """Its tokenizer (loaded on first use)."""
+        self.load()
+        return self._tokenizer
 
     @property
     def dim(self) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 from connectors.kafka import KafkaClientConfig, ensure_topics, rewind_stale_offsets
 from learners.adapter import AdapterRecommender
 from learners.encoder import FrozenTransformerEncoder
-from stream.app import StreamrecApp, create_app, learn_unlearned
+from stream.app import StreamrecApp, create_app, exit_process, learn_unlearned
 from stream.broker_watch import epoch_topic, resolve_broker_profile
 from stream.checkpoint import CheckpointStore
 from stream.heap import glibc, keep_freed_tensor_memory, limit_malloc_arenas
@@ -41,10 +41,26 @@ def build_learner(settings: Settings, encoder: Any) -> AdapterRecommender:
     )
 
 
-def build_encoder(settings: Settings) -> FrozenTransformerEncoder:
+def build_encoder(settings: Settings, eager: bool = True) -> FrozenTransformerEncoder:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     return FrozenTransformerEncoder(settings.encoder_model, device=settings.device,
-                                    batch_size=settings.encoder_batch_size, max_length=settings.encoder_max_length)
+                                    batch_size=settings.encoder_batch_size, max_length=settings.encoder_max_length,
+                                    eager=eager)
+
+
+def load_encoder_when_ready(sr: StreamrecApp, encoder: FrozenTransformerEncoder) -> None:
+    """Load the encoder's weights in the background once the worker is ready (its group joined, the catalog read),
+    so a restart answers before ``transformers`` is even imported; whatever needs the encoder sooner (an item
+    without an embedding, an event with a query) loads it then. Weights that do not load end the worker with the
+    loader's one line (exit status 70)."""
+
+    @sr.app.task
+    async def load_encoder() -> None:
+        await sr.catalog_read.wait()
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, encoder.load)
+        except Exception as exc:  # noqa: BLE001 - any failure to load is fatal, said in one line
+            exit_process(str(exc).splitlines()[0] if str(exc) else repr(exc))
 
 
 def prepare_topics(settings: Settings) -> dict[str, int]:
@@ -114,12 +130,13 @@ def build_worker_app(settings: Settings) -> StreamrecApp:
     if reset_recovery:  # the marker topic only a broker that lost its data loses (stream.broker_watch)
         asyncio.run(ensure_topics(KafkaClientConfig.from_settings(settings), {epoch_topic(settings.app_id): 1},
                                   settings.replication_factor))
-    encoder = build_encoder(settings)
+    encoder = build_encoder(settings, eager=False)
     learner, learned = load_or_build_learner(settings, encoder)
     metrics = WorkerMetrics(hit_window=settings.hit_window)
     sr = create_app(settings, learner, encoder, metrics,
                     events_partitions=parts[settings.topic_events],
                     items_partitions=parts[settings.topic_items])
+    load_encoder_when_ready(sr, encoder)
     shares = settings.topic_shares
     sr.processor.learned.update({tp: off for tp, off in learned.items() if tp[0] != shares})
     if sr.sharing is not None:  # the shared topic, read on from where the resumed model stands

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -58,3 +60,18 @@ def test_device_auto_uses_cuda_when_present() -> None:
 
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert resolve_device("cpu").type == "cpu"
+
+
+def test_lazy_encoder_loads_at_first_use_and_encodes_the_same(encoder: FrozenTransformerEncoder) -> None:
+    lazy = FrozenTransformerEncoder(device="cpu", batch_size=4, eager=False)
+    assert lazy.dim == 384 and lazy._model is None  # noqa: SLF001 - nothing loaded yet: the width from config.json
+    texts = ["Toy Story (1995). Genres: Animation, Comedy.", "baking fresh bread"]
+    assert np.allclose(lazy.encode(texts), encoder.encode(texts), atol=1e-6)
+    assert lazy._model is not None  # noqa: SLF001
+
+
+def test_lazy_encoder_still_checks_the_folder_at_once(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="encoder_model: .*config.json"):
+        FrozenTransformerEncoder(tmp_path, device="cpu", eager=False)  # a folder without a model
+    with pytest.raises(ValueError, match="encoder_model"):
+        FrozenTransformerEncoder("/nonexistent/model", device="cpu", eager=False)
