@@ -79,7 +79,8 @@ class Contribution:
         arrays.update({f"rows/{name}": a for name, (_, a) in self.rows.items()})
         buf = io.BytesIO()
         arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-        np.savez_compressed(buf, **arrays)
+        np.savez(buf, **arrays)  # stored, not deflated: trained float32 rows shrank ~20% for ~40x the time (60 ms
+        # against 1.5 ms for ML-100K's rows on an idle core, 0.15-0.4 s in a loaded worker, which delayed each share)
         return buf.getvalue()
 
     @classmethod

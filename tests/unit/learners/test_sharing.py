@@ -225,3 +225,22 @@ def test_the_marks_of_every_workers_contributions_say_what_the_shared_model_hold
     b.learn_many(*stream(2, n=8))
     assert b.contribution(marks={"ev:1": 9, "ev:2": 5}).marks == {"ev:1": 9, "ev:2": 5}
     assert b.shared_marks == {"ev:0": 64, "ev:1": 9, "ev:2": 5}
+
+
+def test_a_deflated_archive_as_sent_before_reads_back_the_same() -> None:
+    import io
+    import zipfile
+
+    c = Contribution("w1", 2, [("a", 1.0, ("b", "c"))], {"blend": np.arange(3, dtype=np.float32)},
+                     {"head.item_id": (["a", "b"], np.ones((2, 4), np.float32))}, {"events:0": 7})
+    data = c.to_bytes()
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        assert {i.compress_type for i in z.infolist()} == {zipfile.ZIP_STORED}  # sent stored, not deflated
+    deflated = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as z, zipfile.ZipFile(deflated, "w", zipfile.ZIP_DEFLATED) as out:
+        for info in z.infolist():
+            out.writestr(info.filename, z.read(info.filename))
+    for back in (Contribution.from_bytes(data), Contribution.from_bytes(deflated.getvalue())):
+        assert (back.worker, back.seq, back.events, back.marks) == (c.worker, c.seq, c.events, c.marks)
+        assert back.dense["blend"].tolist() == [0.0, 1.0, 2.0]
+        assert back.rows["head.item_id"][0] == ["a", "b"] and back.rows["head.item_id"][1].tolist() == [[1.0] * 4] * 2
