@@ -4,11 +4,14 @@ Usage: python benchmarks/crash.py [--events 20000] [--rate 400] [--kills 3] [--w
                                   [--workers 1] [--sharing-interval 0] [--guarantee at_least_once]
 With ``--workers N`` N workers run in one group (learning one model with ``--sharing-interval`` > 0, see README,
 "Several workers") and the kills go to each in turn; HR@10 over every event, and over the events before the first
-kill (what the workers cost with no kill), is then also compared with one uninterrupted worker's. One column per broker (the embedded Tansu and Apache Kafka by default), then one
+kill (what the workers cost with no kill), is then also compared with one uninterrupted worker's. One column per
+broker (the embedded Tansu and Apache Kafka by default), then one
 ``CRASH broker=...`` line each. Reports lost events (no answer read back from the recommendations topic: an
 event counts as delivered only then, whatever the DLQ holds), duplicates, each recovery (restart -> first new
 recommendation; "-" when the other workers had answered every event before the restarted one had any: a kill that
 slow restarts before it pushed past the stream's end, or a restart the group gave no partition with events left),
+the longest an event sent after each kill (from ``IN_FLIGHT_S`` before it) waited for its first answer (how long
+the group answered nothing, whoever answered in the end, plus the catch-up with what piled up meanwhile),
 whether every user's sequence equals the one of an uninterrupted run (dedup by event id),
 read back from the user-sequences changelog, and the quality of the recommendations after each restart: HR@10
 (from the topic) over the ``--window`` events after each kill, against the same events in an uninterrupted run of
@@ -28,6 +31,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -61,6 +65,24 @@ def seconds(r: float | None) -> str:
     return "-" if r is None else f"{r:.1f}"
 
 
+#: An event sent this long before a kill may have been taken by the killed worker and not answered yet: it counts
+#: with the kill's events, not with those before.
+IN_FLIGHT_S = 2.0
+
+
+def answer_waits(events: list[dict], answers: dict[str, dict], sent_at: list[float]) -> np.ndarray:
+    """Seconds from each event's send to its first answer (``emitted_ts``; both this machine's wall clock), in
+    stream order, NaN for an event without one: after a kill, the longest of them is how long the killed worker's
+    partitions went unanswered, whoever answered them in the end (the restarted worker or, after a rebalance,
+    another).
+
+    >>> answer_waits([{"event_id": "a"}, {"event_id": "b"}], {"a": {"emitted_ts": 12.5}}, [10.0, 11.0]).tolist()
+    [2.5, nan]
+    """
+    return np.array([answers[e["event_id"]]["emitted_ts"] - t if e["event_id"] in answers else np.nan
+                     for e, t in zip(events, sent_at, strict=True)])
+
+
 def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespace) -> dict[str, str]:
     """One broker: the kills, the read-back and the kill-free reference run; the table's column for it."""
     work = Path(tempfile.mkdtemp(prefix=f"streamrec-crash-{kind}-"))
@@ -73,6 +95,7 @@ def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespa
     relearned: list[float] = []  # per restarted worker: already processed events its resumed model learned
     already: list[float] = []  # per restarted worker: events read again and not learned (a contribution holds them)
     kill_at: list[int] = []
+    kill_wall: list[float] = []  # time.time() of each kill
     sent_times: list[float] = []
 
     def count_relearned(w: WorkerProcess) -> None:
@@ -115,6 +138,7 @@ def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespa
             n = k % args.workers
             if k >= args.workers:
                 count_relearned(workers[n])
+            kill_wall.append(time.time())
             workers[n].kill()
             kill_at.append(len(sent_times))
             t_restart = time.monotonic()
@@ -176,6 +200,12 @@ def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespa
         "events re-learned by each restarted worker": ", ".join(f"{n:,.0f}" for n in relearned),
         "users whose sequence differs from an uninterrupted run": f"{len(mismatched)} of {len(expected)}",
     }
+    waits, sent = answer_waits(events, first, sent_times), np.asarray(sent_times)
+    cuts = [np.searchsorted(sent, t - IN_FLIGHT_S) for t in kill_wall] + [len(sent)]
+    longest = [f"{np.nanmax(waits[a:b]):.1f}" if b > a else "-" for a, b in zip(cuts, cuts[1:], strict=False)]
+    col[f"longest wait for an answer after each kill, s (events sent from {IN_FLIGHT_S:.0f} s before it to "
+        f"{IN_FLIGHT_S:.0f} s before the next); p99 of the events before"] = \
+        f"{', '.join(longest)}; {np.nanpercentile(waits[: cuts[0]], 99):.2f}" if cuts[0] else ", ".join(longest)
     for n, at in enumerate(kill_at, 1):
         hr, _, scored = prequential_from_topic(events, first, start=at, stop=at + args.window)
         last, _, _ = prequential_from_topic(events, latest, start=at, stop=at + args.window)
@@ -213,7 +243,7 @@ def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespa
         col["_line_hr"] = col.get("_line_hr", "") + f" guarantee={args.guarantee}"
     col["_line"] = (f"CRASH broker={kind} events={len(want)} kills={args.kills} lost={len(lost)} answered_twice={twice} "
                     f"dlq={len(dlq_ids)} recovery_s={','.join(seconds(r) for r in recoveries)} "
-                    f"sequences_differ={len(mismatched)}" + col.pop("_line_hr", ""))
+                    f"longest_wait_s={','.join(longest)} sequences_differ={len(mismatched)}" + col.pop("_line_hr", ""))
     return col
 
 
