@@ -60,6 +60,12 @@ def exit_process(reason: str) -> NoReturn:
     os._exit(EXIT_AGENT_CRASHED)
 
 
+def _set_event() -> asyncio.Event:
+    e = asyncio.Event()
+    e.set()
+    return e
+
+
 @contextlib.contextmanager
 def event_context(event: Any) -> Iterator[None]:
     """Make ``event`` Faust's current event, so table writes go to its partition.
@@ -117,6 +123,7 @@ class StreamrecApp:
     on_fatal: Callable[[str], None] = exit_process  # tests replace it: an agent crash must not end pytest
     catalog_read: asyncio.Event = field(default_factory=asyncio.Event)  # the events agent waits for it
     catalog_complete: asyncio.Event = field(default_factory=asyncio.Event)  # the catalog is read (sharing waits)
+    encoder_loaded: asyncio.Event = field(default_factory=_set_event)  # cleared while the worker loads it lazily
     sharing: Sharing | None = None  # one model across workers (stream.sharing), when sharing_interval_s > 0
     model_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # held while the learner changes across awaits
     learn_queue: asyncio.Queue[Any] | None = None  # answered batches still to learn (learn_queue_batches > 0)
@@ -477,7 +484,9 @@ async def wait_for_catalog(sr: StreamrecApp, poll_s: float = 0.1) -> None:
 
 async def catch_up_items(sr: StreamrecApp, poll_s: float = 0.02) -> None:
     """Before an events batch: while the assigned ``items`` partitions hold records not read yet (by the high
-    watermarks the consumer last saw), let the items agent read them first, for at most ``catalog_lag_wait_s``.
+    watermarks the consumer last saw), let the items agent read them first, for at most ``catalog_lag_wait_s``
+    (counted from when the encoder's weights are loaded, if the worker is still loading them: see
+    :func:`stream.worker.load_encoder_when_ready`).
 
     Items published just before events (a catalog and its first events, a new product and its first clicks)
     are then in the catalog when the events are answered. Costs a dictionary look-up per batch otherwise.
@@ -489,6 +498,8 @@ async def catch_up_items(sr: StreamrecApp, poll_s: float = 0.02) -> None:
     ends = {tp: consumer.highwater(tp) or 0 for tp in items_partitions(sr)}
     if not items_unread(sr, ends):
         return
+    if not sr.encoder_loaded.is_set():  # the items may need it: the wait starts once it is loaded (a few s, once)
+        await sr.encoder_loaded.wait()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
     while items_unread(sr, ends) and loop.time() < deadline:

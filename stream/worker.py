@@ -51,8 +51,12 @@ def build_encoder(settings: Settings, eager: bool = True) -> FrozenTransformerEn
 def load_encoder_when_ready(sr: StreamrecApp, encoder: FrozenTransformerEncoder) -> None:
     """Load the encoder's weights in the background once the worker is ready (its group joined, the catalog read),
     so a restart answers before ``transformers`` is even imported; whatever needs the encoder sooner (an item
-    without an embedding, an event with a query) loads it then. Weights that do not load end the worker with the
-    loader's one line (exit status 70)."""
+    without an embedding, an event with a query) loads it then. Until it is loaded, an events batch that finds
+    items not read yet waits for the load before its ``catalog_lag_wait_s`` starts (items published just before
+    their events still come first). Weights that do not load end the worker with the loader's one line (exit
+    status 70)."""
+
+    sr.encoder_loaded.clear()  # an events batch waits for items still to read only once it is loaded
 
     @sr.app.task
     async def load_encoder() -> None:
@@ -61,6 +65,7 @@ def load_encoder_when_ready(sr: StreamrecApp, encoder: FrozenTransformerEncoder)
             await asyncio.get_running_loop().run_in_executor(None, encoder.load)
         except Exception as exc:  # noqa: BLE001 - any failure to load is fatal, said in one line
             exit_process(str(exc).splitlines()[0] if str(exc) else repr(exc))
+        sr.encoder_loaded.set()
 
 
 def prepare_topics(settings: Settings) -> dict[str, int]:
