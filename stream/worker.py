@@ -15,7 +15,7 @@ from typing import Any
 from connectors.kafka import KafkaClientConfig, ensure_topics, rewind_stale_offsets
 from learners.adapter import AdapterRecommender
 from learners.encoder import FrozenTransformerEncoder
-from stream.app import StreamrecApp, create_app, exit_process, learn_unlearned
+from stream.app import StreamrecApp, create_app, learn_unlearned
 from stream.broker_watch import epoch_topic, resolve_broker_profile
 from stream.checkpoint import CheckpointStore
 from stream.heap import glibc, keep_freed_tensor_memory, limit_malloc_arenas
@@ -64,8 +64,9 @@ def load_encoder_when_ready(sr: StreamrecApp, encoder: FrozenTransformerEncoder)
         try:
             await asyncio.get_running_loop().run_in_executor(None, encoder.load)
         except Exception as exc:  # noqa: BLE001 - any failure to load is fatal, said in one line
-            exit_process(str(exc).splitlines()[0] if str(exc) else repr(exc))
-        sr.encoder_loaded.set()
+            sr.on_fatal(str(exc).splitlines()[0] if str(exc) else repr(exc))
+        finally:
+            sr.encoder_loaded.set()  # never left waiting on (where on_fatal does not end the process: tests)
 
 
 def prepare_topics(settings: Settings) -> dict[str, int]:
