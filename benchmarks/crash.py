@@ -40,6 +40,7 @@ from connectors.datasets import load_dataset
 from connectors.kafka import KafkaClientConfig, ensure_topics, publish_items, read_topic, replay_events
 from learners.sharing import Contribution
 from stream.demo import WorkerProcess, local_broker, prequential_from_topic, run_demo, scrape
+from stream.tables import USER_TABLE, changelog_name
 
 ISOLATION = {"level": "read_uncommitted"}  # read_committed with --guarantee exactly_once, as its consumers must
 
@@ -154,7 +155,7 @@ def crash_run(kind: str, events: list[dict], items: list, args: argparse.Namespa
             dlq_ids = {json.loads(d["value"])["event_id"] for d in dlq if d.get("value")}
             if want <= {r["event_id"] for r in recs} or time.monotonic() > deadline:
                 break
-        changelog = {json.loads(k): v for k, v in asyncio.run(read_values(cfg, "streamrec-user-sequences-changelog"))
+        changelog = {json.loads(k): v for k, v in asyncio.run(read_values(cfg, changelog_name("streamrec", USER_TABLE)))
                      if k is not None}
         shared = asyncio.run(read_raw(cfg, "model-shares")) if args.sharing_interval > 0 else []
         answered = Counter(r["event_id"] for r in recs)
